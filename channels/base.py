@@ -1,0 +1,54 @@
+"""The channel contract: deliver one notification, or raise a typed error.
+
+``deliver`` returns None on success. It raises ``DeliveryError(message,
+permanent=...)`` on failure and ``DeliverySkipped(reason)`` when the channel
+does not apply to this user. It must be safe to call again for the same
+delivery: the caller retries transient failures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from dispatcher.catalog import NotificationType
+from dispatcher.events import CloudEvent
+from dispatcher.models import User
+from dispatcher.rendering import Rendered
+from dispatcher.settings import Settings
+
+
+@dataclasses.dataclass(frozen=True)
+class Notification:
+    """Everything a channel needs to deliver one event to one user."""
+
+    delivery_id: int
+    user_id: str
+    user: User | None
+    event: CloudEvent
+    kind: NotificationType
+    rendered: Rendered
+    url: str | None
+    unsubscribe_url: str | None = None
+
+    @property
+    def context(self) -> dict[str, Any]:
+        return self.event.context
+
+
+class Channel:
+    """Base class: one subclass per channel, one instance per worker process."""
+
+    #: The name preferences and the registry use.
+    name: ClassVar[str] = ""
+    #: dramatiq actor priority: lower runs first when worker threads are busy.
+    priority: ClassVar[int] = 0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def deliver(self, notification: Notification) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the channel holds (connections); called at shutdown."""

@@ -1,0 +1,165 @@
+"""Control commands (``tidings.*`` events): users, preferences, topic subscriptions.
+
+Each is an upsert guarded by the command's time, so applying one twice is
+harmless and an older command never overwrites a newer one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections.abc import Callable
+from email.headerregistry import Address
+from typing import Any
+
+import peewee
+
+from . import clock
+from .catalog import PREFERENCE_CHANNELS, Catalog
+from .errors import InvalidCommand
+from .events import MAX_ID_LENGTH, CloudEvent
+from .models import Preference, Subscription, User
+from .preferences import WILDCARD
+
+USER_FIELDS = ("email", "name", "timezone", "locale", "discord_webhook_url")
+
+
+def apply_command(event: CloudEvent, catalog: Catalog) -> str:
+    """Apply one control command; return a word for the log ("applied" or "stale")."""
+    handler = HANDLERS.get(event.type)
+    if handler is None:
+        raise InvalidCommand(f"unknown control command {event.type[:100]!r}; known: {', '.join(sorted(HANDLERS))}")
+    changed_at = clock.to_utc_naive(event.time) if event.time else clock.now()
+    return handler(event.data, changed_at, catalog)
+
+
+def _upsert(model: type[peewee.Model], key: list[peewee.Field], row: dict[str, Any], update: dict[str, Any]) -> str:
+    """Insert ``row``, or update the existing one if this command is not older than it."""
+    query = model.insert(**row).on_conflict(
+        conflict_target=key,
+        update=update,
+        where=(model.changed_at <= peewee.EXCLUDED.changed_at),
+    )
+    return "applied" if query.as_rowcount().execute() else "stale"
+
+
+def upsert_user(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
+    user_id = _user_id(data, "id")
+    unknown = set(data) - {"id", *USER_FIELDS}
+    if unknown:
+        raise InvalidCommand(f"tidings.user.upsert: unknown fields {sorted(unknown)[:10]}")
+    fields = {name: CHECKS[name](data[name]) for name in USER_FIELDS if name in data}
+    if fields.get("timezone", "") is None:
+        fields["timezone"] = "UTC"
+    update = {getattr(User, name): value for name, value in fields.items()}
+    update[User.changed_at] = changed_at
+    return _upsert(User, [User.id], {"id": user_id, **fields, "changed_at": changed_at}, update)
+
+
+def set_preferences(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
+    user_id = _user_id(data, "user")
+    items = data.get("preferences")
+    if not isinstance(items, list) or not items:
+        raise InvalidCommand("tidings.preferences.set: preferences must be a non-empty list")
+    rows = [_preference(item, catalog) for item in items]
+    outcomes = []
+    for type_name, channel, enabled in rows:
+        row = {"user_id": user_id, "type": type_name, "channel": channel, "enabled": enabled, "changed_at": changed_at}
+        update = {Preference.enabled: enabled, Preference.changed_at: changed_at}
+        key = [Preference.user_id, Preference.type, Preference.channel]
+        outcomes.append(_upsert(Preference, key, row, update))
+    return "applied" if "applied" in outcomes else "stale"
+
+
+def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool]:
+    if not isinstance(item, dict):
+        raise InvalidCommand("tidings.preferences.set: each preference must be an object")
+    type_name, channel, enabled = item.get("type"), item.get("channel"), item.get("enabled")
+    if type_name != WILDCARD and type_name not in catalog:
+        raise InvalidCommand(f"tidings.preferences.set: type {str(type_name)[:100]!r} is neither \"*\" nor in the catalog")
+    if channel not in PREFERENCE_CHANNELS:
+        raise InvalidCommand(f"tidings.preferences.set: channel must be one of {', '.join(PREFERENCE_CHANNELS)}")
+    if not isinstance(enabled, bool):
+        raise InvalidCommand("tidings.preferences.set: enabled must be true or false")
+    return type_name, channel, enabled
+
+
+def _subscription(active: bool) -> Callable[[dict[str, Any], dt.datetime, Catalog], str]:
+    def handle(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
+        topic = data.get("topic")
+        if not isinstance(topic, str) or not 0 < len(topic) <= MAX_ID_LENGTH:
+            raise InvalidCommand(f"topic must be a string of 1 to {MAX_ID_LENGTH} characters")
+        user_id = _user_id(data, "user")
+        row = {"topic": topic, "user_id": user_id, "active": active, "changed_at": changed_at}
+        update = {Subscription.active: active, Subscription.changed_at: changed_at}
+        return _upsert(Subscription, [Subscription.topic, Subscription.user_id], row, update)
+
+    return handle
+
+
+def _user_id(data: dict[str, Any], key: str) -> str:
+    value = data.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
+        raise InvalidCommand(f"data.{key} must be a user id: a string of 1 to {MAX_ID_LENGTH} characters")
+    return value
+
+
+def _optional_text(name: str, limit: int) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if value is None:
+            return None
+        if not isinstance(value, str) or len(value) > limit or "\n" in value or "\r" in value:
+            raise InvalidCommand(f"{name} must be a single-line string of at most {limit} characters, or null")
+        return value
+
+    return check
+
+
+def check_email(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 320:
+        raise InvalidCommand("email must be a string of at most 320 characters, or null")
+    try:
+        address = Address(addr_spec=value)
+    except (ValueError, IndexError, TypeError):
+        raise InvalidCommand(f"email {value[:80]!r} is not a mail address") from None
+    if not address.username or not address.domain:
+        raise InvalidCommand(f"email {value[:80]!r} is not a mail address")
+    return value
+
+
+def check_timezone(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidCommand("timezone must be an IANA name such as \"Europe/Paris\"")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise InvalidCommand(f"timezone {value[:60]!r} is not an IANA time zone name") from None
+    return value
+
+
+def check_webhook_url(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("https://") or len(value) > 2048:
+        raise InvalidCommand("discord_webhook_url must be an https:// URL, or null")
+    return value
+
+
+CHECKS: dict[str, Callable[[object], str | None]] = {
+    "email": check_email,
+    "name": _optional_text("name", 255),
+    "timezone": check_timezone,
+    "locale": _optional_text("locale", 35),
+    "discord_webhook_url": check_webhook_url,
+}
+
+HANDLERS: dict[str, Callable[[dict[str, Any], dt.datetime, Catalog], str]] = {
+    "tidings.user.upsert": upsert_user,
+    "tidings.preferences.set": set_preferences,
+    "tidings.topic.subscribe": _subscription(active=True),
+    "tidings.topic.unsubscribe": _subscription(active=False),
+}

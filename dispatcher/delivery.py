@@ -1,0 +1,147 @@
+"""Run one delivery through its channel: claim it, deliver, record the outcome.
+
+A delivery is claimed by the dramatiq message that works on it. Another
+message for the same delivery (a re-published event, a sweep) finds it
+claimed or finished and does nothing; the same message redelivered after a
+crash may take it over, and so may anyone once the claim is stale.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import jinja2
+import structlog
+
+from channels.base import Channel, Notification
+
+from . import clock
+from .catalog import Catalog
+from .errors import DeliveryError, DeliverySkipped
+from .events import CloudEvent
+from .models import Delivery, DeliveryStatus, Event, User
+from .rendering import get_renderer
+from .settings import Settings
+from .unsubscribe import unsubscribe_url
+
+log = structlog.get_logger("tidings.delivery")
+
+
+def claim(delivery_id: int, message_id: str, *, stale_after: float) -> bool:
+    """Mark the delivery as being sent by ``message_id``; False if it is not ours to send."""
+    now = clock.now()
+    stale = now - dt.timedelta(seconds=stale_after)
+    claimable = (Delivery.status == DeliveryStatus.PENDING) | (
+        (Delivery.status == DeliveryStatus.SENDING)
+        & ((Delivery.claimed_by == message_id) | (Delivery.claimed_at < stale))
+    )
+    query = Delivery.update(
+        status=DeliveryStatus.SENDING,
+        claimed_by=message_id,
+        claimed_at=now,
+        attempts=Delivery.attempts + 1,
+        updated_at=now,
+    ).where((Delivery.id == delivery_id) & claimable)
+    return query.execute() == 1
+
+
+def record(delivery_id: int, message_id: str, status: str, error: str | None = None) -> None:
+    """Record the outcome of our claim (pending again means: retry later)."""
+    now = clock.now()
+    fields: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now}
+    if status == DeliveryStatus.SENT:
+        fields["sent_at"] = now
+    if status == DeliveryStatus.PENDING:
+        fields["claimed_by"] = None
+    Delivery.update(**fields).where((Delivery.id == delivery_id) & (Delivery.claimed_by == message_id)).execute()
+
+
+def load_notification(delivery_id: int, settings: Settings, catalog: Catalog) -> Notification:
+    """Gather the event, the user and the rendered templates for one delivery."""
+    delivery = Delivery.select(Delivery, Event).join(Event).where(Delivery.id == delivery_id).get()
+    row = delivery.event
+    event = CloudEvent(
+        id=row.event_id,
+        source=row.source,
+        type=row.type,
+        data=row.data,
+        time=row.time.replace(tzinfo=dt.timezone.utc) if row.time else None,
+        subject=row.subject,
+    )
+    kind = catalog.get(event.type)
+    if kind is None:
+        raise DeliveryError(f"type {event.type!r} is no longer in the catalog", permanent=True)
+    user = User.get_or_none(User.id == delivery.user_id)
+    url = event.data.get("url")
+    unsubscribe = None
+    if settings.public_url and settings.secret_key and not kind.critical:
+        unsubscribe = unsubscribe_url(settings.public_url, settings.secret_key, delivery.user_id, kind.name)
+    context = {
+        "data": event.context,
+        "event": {"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
+                  "time": event.to_json().get("time")},
+        "user": {
+            "id": delivery.user_id,
+            "name": user.name if user else None,
+            "email": user.email if user else None,
+            "timezone": user.timezone if user else "UTC",
+            "locale": user.locale if user else None,
+        },
+        "url": url,
+        "unsubscribe_url": unsubscribe,
+    }
+    try:
+        rendered = get_renderer(settings.templates_dir).render(kind.name, context)
+    except jinja2.TemplateError as e:
+        raise DeliveryError(f"template error in {kind.name}: {e}", permanent=True) from e
+    return Notification(
+        delivery_id=delivery_id,
+        user_id=delivery.user_id,
+        user=user,
+        event=event,
+        kind=kind,
+        rendered=rendered,
+        url=url,
+        unsubscribe_url=unsubscribe,
+    )
+
+
+def run_delivery(
+    channel: Channel,
+    delivery_id: int,
+    *,
+    message_id: str,
+    final_attempt: bool,
+    settings: Settings,
+    catalog: Catalog,
+) -> str:
+    """Deliver once; return the outcome, or raise DeliveryError to be retried."""
+    if not claim(delivery_id, message_id, stale_after=settings.stale_after):
+        log.info("delivery_already_handled", delivery_id=delivery_id)
+        return "already_handled"
+    try:
+        channel.deliver(load_notification(delivery_id, settings, catalog))
+    except DeliverySkipped as e:
+        record(delivery_id, message_id, DeliveryStatus.SKIPPED, str(e))
+        log.info("delivery_skipped", delivery_id=delivery_id, reason=str(e))
+        return DeliveryStatus.SKIPPED
+    except DeliveryError as e:
+        if e.permanent or final_attempt:
+            record(delivery_id, message_id, DeliveryStatus.FAILED, str(e))
+            log.warning("delivery_failed", delivery_id=delivery_id, error=str(e), permanent=e.permanent)
+            return DeliveryStatus.FAILED
+        record(delivery_id, message_id, DeliveryStatus.PENDING, str(e))
+        log.warning("delivery_will_retry", delivery_id=delivery_id, error=str(e))
+        raise
+    except Exception as e:
+        # An unexpected error (the database, a bug): keep the claim so that the
+        # retry of this same message takes it over, and let dramatiq retry.
+        log.exception("delivery_error", delivery_id=delivery_id)
+        if final_attempt:
+            record(delivery_id, message_id, DeliveryStatus.FAILED, f"{type(e).__name__}: {e}")
+            return DeliveryStatus.FAILED
+        raise
+    record(delivery_id, message_id, DeliveryStatus.SENT)
+    log.info("delivery_sent", delivery_id=delivery_id)
+    return DeliveryStatus.SENT

@@ -1,0 +1,49 @@
+"""Create or upgrade the schema, safely when several processes start at once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import models
+from .db import database, is_sqlite, transaction
+from .errors import ConfigError
+
+
+def _create_initial_schema() -> None:
+    database.create_tables(models.ALL_MODELS, safe=True)
+
+
+#: Version -> the step that brings the schema from the version before to it.
+MIGRATIONS: dict[int, Callable[[], None]] = {
+    1: _create_initial_schema,
+}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+
+def current_version() -> int:
+    """The schema version of the connected database (0: empty)."""
+    if not models.SchemaVersion.table_exists():
+        return 0
+    row = models.SchemaVersion.select().order_by(models.SchemaVersion.version.desc()).first()
+    return row.version if row else 0
+
+
+def migrate() -> tuple[int, int]:
+    """Apply the missing steps; return (version before, version after).
+
+    One transaction under a lock (SQLite's write lock, a PostgreSQL advisory
+    lock), so two workers starting together cannot both run a step.
+    """
+    with transaction():
+        if not is_sqlite():
+            database.execute_sql("SELECT pg_advisory_xact_lock(hashtext('tidings.migrate'))")
+        before = current_version()
+        if before > SCHEMA_VERSION:
+            raise ConfigError(
+                f"the database schema is at version {before}, newer than this Tidings ({SCHEMA_VERSION}): upgrade Tidings"
+            )
+        for version in range(before + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version]()
+            models.SchemaVersion.delete().execute()
+            models.SchemaVersion.create(version=version)
+        return before, SCHEMA_VERSION

@@ -1,0 +1,143 @@
+"""Storage models. Times are naive UTC (see clock.py).
+
+Every side effect is keyed in the database so that redeliveries are harmless:
+``Event`` on (source, event_id), ``Delivery`` on (event, user_id, channel),
+``InboxItem`` on its delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import peewee
+
+from . import clock
+from .db import database
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text, the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    """The schema version `tidings migrate` last brought the database to."""
+
+    version = peewee.IntegerField()
+
+
+class User(BaseModel):
+    """Someone who can be notified; written by tidings.user.upsert."""
+
+    id = peewee.CharField(max_length=255, primary_key=True)
+    email = peewee.CharField(max_length=320, null=True)
+    name = peewee.CharField(max_length=255, null=True)
+    timezone = peewee.CharField(max_length=64, default="UTC")
+    locale = peewee.CharField(max_length=35, null=True)
+    discord_webhook_url = peewee.TextField(null=True)
+    changed_at = peewee.DateTimeField()
+    created_at = peewee.DateTimeField(default=clock.now)
+
+
+class Preference(BaseModel):
+    """A user's choice for one (type or "*", channel)."""
+
+    user_id = peewee.CharField(max_length=255)
+    type = peewee.CharField(max_length=255)
+    channel = peewee.CharField(max_length=32)
+    enabled = peewee.BooleanField()
+    changed_at = peewee.DateTimeField()
+
+    class Meta:
+        indexes = ((("user_id", "type", "channel"), True),)
+
+
+class Subscription(BaseModel):
+    """A user's membership of a topic; kept when inactive so that order holds."""
+
+    topic = peewee.CharField(max_length=255)
+    user_id = peewee.CharField(max_length=255)
+    active = peewee.BooleanField()
+    changed_at = peewee.DateTimeField()
+
+    class Meta:
+        indexes = ((("topic", "user_id"), True),)
+
+
+class Event(BaseModel):
+    """An accepted event; its (source, event_id) key makes processing happen once."""
+
+    source = peewee.CharField(max_length=1020)
+    event_id = peewee.CharField(max_length=1020)
+    type = peewee.CharField(max_length=255, index=True)
+    subject = peewee.TextField(null=True)
+    time = peewee.DateTimeField(null=True)
+    data = JSONField()
+    received_at = peewee.DateTimeField(default=clock.now, index=True)
+
+    class Meta:
+        indexes = ((("source", "event_id"), True),)
+
+
+class DeliveryStatus:
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker; the side effect may be under way
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    FINAL = (SENT, SKIPPED, FAILED)
+
+
+class Delivery(BaseModel):
+    """One event to one user on one channel, with its outcome."""
+
+    event = peewee.ForeignKeyField(Event, backref="deliveries", on_delete="CASCADE")
+    user_id = peewee.CharField(max_length=255, index=True)
+    channel = peewee.CharField(max_length=32)
+    status = peewee.CharField(max_length=16, default=DeliveryStatus.PENDING)
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(null=True)
+    claimed_by = peewee.CharField(max_length=64, null=True)
+    claimed_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=clock.now)
+    updated_at = peewee.DateTimeField(default=clock.now)
+    sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("event", "user_id", "channel"), True),
+            (("status", "updated_at"), False),
+        )
+
+
+class InboxItem(BaseModel):
+    """An in-app notification: what the user sees in the product's inbox."""
+
+    delivery = peewee.ForeignKeyField(Delivery, unique=True, on_delete="CASCADE")
+    user_id = peewee.CharField(max_length=255)
+    type = peewee.CharField(max_length=255)
+    title = peewee.TextField()
+    body = peewee.TextField()
+    url = peewee.TextField(null=True)
+    data = JSONField()
+    created_at = peewee.DateTimeField(default=clock.now)
+    read_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user_id", "created_at"), False),)
+
+
+ALL_MODELS: list[type[BaseModel]] = [SchemaVersion, User, Preference, Subscription, Event, Delivery, InboxItem]

@@ -1,0 +1,37 @@
+"""The worker entry point: ``dramatiq dispatcher.worker schedules`` (see Procfile).
+
+Imports the broker first, then every actor; at process boot it migrates the
+schema and declares the exchange and the ingest binding.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from .actors import DELIVERY_ACTORS, ingest
+from .broker import broker, catalog, settings
+from .middleware import BootMiddleware
+from .migrate import migrate
+from .settings import redact_url
+from .topology import declare_topology
+
+
+def boot() -> None:
+    """Get the database and RabbitMQ ready for this worker process."""
+    before, after = migrate()
+    declare_topology(broker, settings, catalog)
+    structlog.get_logger("tidings").info(
+        "worker_ready",
+        broker=redact_url(settings.broker_url),
+        database=redact_url(settings.database_url),
+        smtp=redact_url(settings.smtp_url),
+        schema_version=after,
+        migrated_from=before if before != after else None,
+        exchange=settings.exchange,
+        queues=sorted(broker.get_declared_queues()),
+    )
+
+
+broker.add_middleware(BootMiddleware(boot))
+
+__all__ = ["DELIVERY_ACTORS", "boot", "broker", "ingest"]

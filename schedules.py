@@ -1,0 +1,34 @@
+"""Periodic actors and their cron specs, run by the stock ``periodiq`` CLI.
+
+    periodiq schedules        # the scheduler: enqueues these on time
+    dramatiq dispatcher.worker schedules   # the worker runs them
+
+Each job only does quick, idempotent work (periodiq skips a message processed
+late, retries included), calling functions that live in dispatcher/.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+import structlog
+from periodiq import cron
+
+from dispatcher.actors import DELIVERY_ACTORS
+from dispatcher.broker import settings
+from dispatcher.maintenance import stale_deliveries
+
+log = structlog.get_logger("tidings.schedules")
+
+
+@dramatiq.actor(periodic=cron("*/5 * * * *"), queue_name=settings.queue("maintenance"), max_retries=0)
+def requeue_stale_deliveries() -> None:
+    """Every 5 minutes: re-enqueue deliveries whose message was lost.
+
+    Enqueueing a delivery twice is harmless: it is claimed once.
+    """
+    stale = stale_deliveries(stale_after=settings.stale_after, retry_max_backoff=settings.retry_max_backoff)
+    for delivery_id, channel in stale:
+        if channel in DELIVERY_ACTORS:
+            DELIVERY_ACTORS[channel].send(delivery_id)
+    if stale:
+        log.warning("stale_deliveries_requeued", count=len(stale))
