@@ -1,0 +1,320 @@
+"""The ``tidings`` command: schema, publishing, users, preferences, topics, inboxes, deliveries.
+
+Control commands given here go through the same code as those arriving on the
+exchange (a CloudEvent applied once), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import clock
+from .catalog import PREFERENCE_CHANNELS, Catalog, load_catalog
+from .db import init_database
+from .errors import ConfigError, TidingsError
+from .events import CloudEvent, decode_body, parse_event
+from .ingest import ingest_event
+from .migrate import migrate
+from .models import Delivery, Event, InboxItem, Preference, Subscription, User
+from .preferences import WILDCARD, load_preferences, resolve_channels
+from .publisher import Publisher, build_event
+from .settings import Settings, get_settings
+
+CLI_SOURCE = "/tidings/cli"
+
+
+class Context:
+    """What every command needs: settings, the catalog, and the database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.catalog: Catalog = load_catalog(settings.catalog_path, settings.templates_dir)
+        self._database_ready = False
+
+    def database(self) -> None:
+        if not self._database_ready:
+            init_database(self.settings.database_url)
+            migrate()
+            self._database_ready = True
+
+    def command(self, type_name: str, data: dict[str, Any]) -> str:
+        """Apply a control command locally, exactly as the worker would."""
+        self.database()
+        now = clock.now().replace(tzinfo=dt.timezone.utc)
+        event = CloudEvent(id=str(uuid.uuid4()), source=CLI_SOURCE, type=type_name, data=data, time=now)
+        return ingest_event(event, self.catalog, []).outcome
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+
+
+# --- commands ---------------------------------------------------------------
+
+
+def cmd_migrate(ctx: Context, args: argparse.Namespace) -> int:
+    init_database(ctx.settings.database_url)
+    before, after = migrate()
+    print(f"schema at version {after}" + (f" (was {before})" if before != after else " (up to date)"))
+    return 0
+
+
+def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
+    if args.file:
+        raw = decode_body(Path(args.file).read_bytes())
+    else:
+        if not args.type:
+            raise TidingsError("give a TYPE and --data, or --file EVENT.json")
+        data = decode_body(args.data) if args.data else {}
+        raw = build_event(args.type, data, source=args.source, id=args.id)
+    event = parse_event(raw, ctx.catalog)  # refuse locally what the worker would dead-letter
+    with Publisher(ctx.settings.broker_url, ctx.settings.exchange) as publisher:
+        publisher.publish(raw)
+    print(f"published {event.type} id={event.id} source={event.source}")
+    return 0
+
+
+def cmd_users_upsert(ctx: Context, args: argparse.Namespace) -> int:
+    data: dict[str, Any] = {"id": args.id}
+    for field in ("email", "name", "timezone", "locale", "discord_webhook_url"):
+        value = getattr(args, field)
+        if value is not None:
+            data[field] = None if value == "" else value
+    print(ctx.command("tidings.user.upsert", data))
+    return 0
+
+
+def _user_row(user: User) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "name": user.name,
+        "timezone": user.timezone,
+        "locale": user.locale,
+        "discord_webhook": "set" if user.discord_webhook_url else None,  # it embeds a token
+    }
+
+
+def cmd_users_list(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.database()
+    rows = [_user_row(u) for u in User.select().order_by(User.id)]
+    _print_json(rows) if args.json else _print_table(rows, ["id", "email", "name", "timezone", "locale"])
+    return 0
+
+
+def cmd_prefs_set(ctx: Context, args: argparse.Namespace) -> int:
+    item = {"type": args.type, "channel": args.channel, "enabled": args.state == "on"}
+    print(ctx.command("tidings.preferences.set", {"user": args.user, "preferences": [item]}))
+    return 0
+
+
+def cmd_prefs_show(ctx: Context, args: argparse.Namespace) -> int:
+    """The resolved channels per type, and the settings stored for the user."""
+    ctx.database()
+    rows = []
+    for name in ctx.catalog.names():
+        kind = ctx.catalog.types[name]
+        preferences = load_preferences([args.user], name).get(args.user, {})
+        chosen = resolve_channels(kind, preferences, PREFERENCE_CHANNELS)
+        rows.append({"type": name, "channels": ",".join(chosen), "critical": "yes" if kind.critical else ""})
+    stored = [
+        {"type": p.type, "channel": p.channel, "enabled": p.enabled}
+        for p in Preference.select().where(Preference.user_id == args.user).order_by(Preference.type, Preference.channel)
+    ]
+    if args.json:
+        _print_json({"user": args.user, "resolved": rows, "stored": stored})
+        return 0
+    _print_table(rows, ["type", "channels", "critical"])
+    print(f"\nstored settings ({WILDCARD!r} applies to every type):")
+    _print_table(stored, ["type", "channel", "enabled"])
+    return 0
+
+
+def cmd_topics_change(ctx: Context, args: argparse.Namespace) -> int:
+    print(ctx.command(f"tidings.topic.{args.action}", {"topic": args.topic, "user": args.user}))
+    return 0
+
+
+def cmd_topics_list(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.database()
+    query = Subscription.select().where(Subscription.active == True)  # noqa: E712 - peewee expression
+    if args.topic:
+        query = query.where(Subscription.topic == args.topic)
+    rows = [{"topic": s.topic, "user": s.user_id} for s in query.order_by(Subscription.topic, Subscription.user_id)]
+    _print_json(rows) if args.json else _print_table(rows, ["topic", "user"])
+    return 0
+
+
+def _inbox_row(item: InboxItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "type": item.type,
+        "title": item.title,
+        "body": item.body,
+        "url": item.url,
+        "data": item.data,
+        "created_at": item.created_at.isoformat() + "Z",
+        "read_at": item.read_at.isoformat() + "Z" if item.read_at else None,
+    }
+
+
+def cmd_inbox_list(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.database()
+    query = InboxItem.select().where(InboxItem.user_id == args.user)
+    if args.unread:
+        query = query.where(InboxItem.read_at.is_null())
+    rows = [_inbox_row(i) for i in query.order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(args.limit)]
+    if args.json:
+        _print_json(rows)
+    else:
+        _print_table([{**r, "read": "yes" if r["read_at"] else ""} for r in rows], ["id", "created_at", "type", "title", "read"])
+    return 0
+
+
+def cmd_inbox_mark_read(ctx: Context, args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise TidingsError("name the notification ids to mark, or --all")
+    ctx.database()
+    query = InboxItem.update(read_at=clock.now()).where(InboxItem.user_id == args.user, InboxItem.read_at.is_null())
+    if not args.all:
+        query = query.where(InboxItem.id.in_(args.ids))
+    print(f"marked {query.execute()} read")
+    return 0
+
+
+def cmd_deliveries(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.database()
+    query = Event.select().where(Event.event_id == args.event_id)
+    if args.source:
+        query = query.where(Event.source == args.source)
+    events = list(query)
+    if not events:
+        raise TidingsError(f"no event with id {args.event_id!r}" + (f" from {args.source!r}" if args.source else ""))
+    if len(events) > 1:
+        sources = ", ".join(e.source for e in events)
+        raise TidingsError(f"several events have id {args.event_id!r}; pick one with --source ({sources})")
+    event = events[0]
+    rows = [
+        {
+            "id": d.id,
+            "user": d.user_id,
+            "channel": d.channel,
+            "status": d.status,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            "created_at": d.created_at.isoformat() + "Z",
+            "sent_at": d.sent_at.isoformat() + "Z" if d.sent_at else None,
+        }
+        for d in Delivery.select().where(Delivery.event == event).order_by(Delivery.user_id, Delivery.channel)
+    ]
+    if args.json:
+        _print_json({"event": {"id": event.event_id, "source": event.source, "type": event.type}, "deliveries": rows})
+    else:
+        print(f"{event.type} id={event.event_id} source={event.source}")
+        _print_table(rows, ["id", "user", "channel", "status", "attempts", "sent_at", "last_error"])
+    return 0
+
+
+# --- parser -----------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tidings", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(parent: Any, name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help, description=help)
+        p.set_defaults(func=func)
+        return p
+
+    command(sub, "migrate", cmd_migrate, "create or upgrade the database schema")
+
+    p = command(sub, "publish", cmd_publish, "publish a CloudEvent to the exchange")
+    p.add_argument("type", nargs="?", help="the event type, e.g. team.invite.sent")
+    p.add_argument("--data", help="the event's data as a JSON object")
+    p.add_argument("--source", default=CLI_SOURCE, help=f"the event source (default {CLI_SOURCE})")
+    p.add_argument("--id", help="the event id (default: a new UUID)")
+    p.add_argument("--file", help="publish this CloudEvent JSON file as it is")
+
+    users = sub.add_parser("users", help="users").add_subparsers(dest="action", required=True)
+    p = command(users, "upsert", cmd_users_upsert, "create or update a user ('' clears a field)")
+    p.add_argument("id")
+    for field in ("email", "name", "timezone", "locale"):
+        p.add_argument(f"--{field}")
+    p.add_argument("--discord-webhook-url", dest="discord_webhook_url")
+    p = command(users, "list", cmd_users_list, "list users")
+    p.add_argument("--json", action="store_true")
+
+    prefs = sub.add_parser("prefs", help="notification preferences").add_subparsers(dest="action", required=True)
+    p = command(prefs, "set", cmd_prefs_set, "turn a channel on or off for a type, or '*' for all types")
+    p.add_argument("user")
+    p.add_argument("type", help="a catalog type, or '*'")
+    p.add_argument("channel", choices=PREFERENCE_CHANNELS)
+    p.add_argument("state", choices=("on", "off"))
+    p = command(prefs, "show", cmd_prefs_show, "show a user's resolved channels per type")
+    p.add_argument("user")
+    p.add_argument("--json", action="store_true")
+
+    topics = sub.add_parser("topics", help="topic subscriptions").add_subparsers(dest="action", required=True)
+    for action in ("subscribe", "unsubscribe"):
+        p = command(topics, action, cmd_topics_change, f"{action} a user to a topic")
+        p.add_argument("topic")
+        p.add_argument("user")
+        p.set_defaults(action=action)
+    p = command(topics, "list", cmd_topics_list, "list subscriptions")
+    p.add_argument("topic", nargs="?")
+    p.add_argument("--json", action="store_true")
+
+    inbox = sub.add_parser("inbox", help="in-app notifications").add_subparsers(dest="action", required=True)
+    p = command(inbox, "list", cmd_inbox_list, "list a user's in-app notifications, newest first")
+    p.add_argument("user")
+    p.add_argument("--unread", action="store_true", help="only unread ones")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true")
+    p = command(inbox, "mark-read", cmd_inbox_mark_read, "mark notifications read")
+    p.add_argument("user")
+    p.add_argument("ids", nargs="*", type=int)
+    p.add_argument("--all", action="store_true")
+
+    p = command(sub, "deliveries", cmd_deliveries, "show the deliveries of one event")
+    p.add_argument("event_id")
+    p.add_argument("--source", help="the event's source, when several events share the id")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
+    """Run one command; exit status 0 on success, 1 on an error, 2 on bad usage or configuration."""
+    args = build_parser().parse_args(argv)
+    try:
+        ctx = Context(settings or get_settings())
+    except ConfigError as e:
+        print(f"tidings: configuration error: {e}", file=sys.stderr)
+        return 2
+    try:
+        return args.func(ctx, args)
+    except TidingsError as e:
+        print(f"tidings: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
