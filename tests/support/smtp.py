@@ -20,6 +20,7 @@ class RecordingHandler:
     def __init__(self) -> None:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.peers: list[Any] = []  # the client address of each accepted message
         self.scripted: deque[str] = deque()  # replies for DATA, e.g. "451 4.3.0 try later"
         self.lock = threading.Lock()
 
@@ -30,15 +31,16 @@ class RecordingHandler:
             message = email.message_from_bytes(envelope.content, policy=email.policy.default)
             self.messages.append(message)  # type: ignore[arg-type]
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+            self.peers.append(session.peer)
         return "250 OK"
 
 
 class SmtpServer:
     """aiosmtpd on a free loopback port (port=0 does not work with Controller)."""
 
-    def __init__(self, **controller_options: Any) -> None:
+    def __init__(self, port: int | None = None, **controller_options: Any) -> None:
         self.handler = RecordingHandler()
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **controller_options)
 
     @property
@@ -53,6 +55,11 @@ class SmtpServer:
 
     def messages_to(self, address: str) -> list[EmailMessage]:
         return [m for m in self.messages if address in str(m["To"])]
+
+    @property
+    def peers(self) -> list[Any]:
+        with self.handler.lock:
+            return list(self.handler.peers)
 
     def start(self) -> SmtpServer:
         self.controller.start()

@@ -1,0 +1,196 @@
+"""The SMTP channel against a real SMTP server (aiosmtpd) on loopback."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from channels.base import Notification
+from channels.email import SmtpChannel
+from dispatcher.catalog import Catalog
+from dispatcher.errors import DeliveryError, DeliverySkipped
+from dispatcher.events import CloudEvent
+from dispatcher.models import User
+from dispatcher.rendering import Renderer
+from dispatcher.settings import PROJECT_ROOT, Settings
+
+from tests.support.services import free_port
+from tests.support.smtp import SmtpServer
+from tests.support.tls import make_certificate, server_context
+
+pytestmark = pytest.mark.integration
+
+
+def make_settings(smtp_url: str, **extra: str) -> Settings:
+    return Settings.from_env({"TIDINGS_SMTP_URL": smtp_url, "TIDINGS_SMTP_TIMEOUT": "5",
+                              "TIDINGS_MAIL_FROM": "Tidings <noreply@tidings.test>", **extra})
+
+
+def make_notification(catalog: Catalog, *, email: str | None = "ana@example.com", delivery_id: int = 7,
+                      unsubscribe_url: str | None = None) -> Notification:
+    data = {"team_name": "Wolves", "inviter_name": "<script>alert(1)</script>", "url": "https://play.example/i/1"}
+    event = CloudEvent(id="evt-1", source="/teams", type="team.invite.sent", data={"recipients": ["ana"], **data},
+                       time=dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc))
+    user = User(id="ana", email=email, name="Ana", timezone="UTC")
+    context = {"data": data, "event": {"id": event.id, "type": event.type, "source": event.source, "time": None,
+                                       "subject": None},
+               "user": {"id": "ana", "name": "Ana", "email": email, "timezone": "UTC", "locale": None},
+               "url": data["url"], "unsubscribe_url": unsubscribe_url}
+    rendered = Renderer(PROJECT_ROOT / "templates").render(event.type, context)
+    return Notification(delivery_id=delivery_id, user_id="ana", user=user, event=event,
+                        kind=catalog.types[event.type], rendered=rendered, url=data["url"],
+                        unsubscribe_url=unsubscribe_url)
+
+
+def test_an_email_is_multipart_alternative_with_escaped_html_and_automatic_headers(smtp_server: SmtpServer,
+                                                                                   catalog: Catalog) -> None:
+    # given
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
+    # when
+    channel.deliver(make_notification(catalog))
+    # then
+    [message] = smtp_server.messages
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",)).get_content()
+    html = message.get_body(("html",)).get_content()
+    assert "<script>alert(1)</script> invited you to join the team Wolves" in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>" not in html
+    assert message["To"] == "Ana <ana@example.com>"
+    assert message["From"] == "Tidings <noreply@tidings.test>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["Message-ID"].startswith("<tidings.7.") and message["Message-ID"].endswith("@tidings.test>")
+    assert message["Date"] is not None
+    assert message["List-Unsubscribe"] is None
+    assert smtp_server.handler.envelopes == [("noreply@tidings.test", ["ana@example.com"])]
+
+
+def test_the_message_id_is_the_same_on_every_attempt_of_one_delivery(smtp_server: SmtpServer,
+                                                                    catalog: Catalog) -> None:
+    # given
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
+    # when
+    channel.deliver(make_notification(catalog))
+    channel.deliver(make_notification(catalog))
+    channel.deliver(make_notification(catalog, delivery_id=8))
+    # then
+    ids = [m["Message-ID"] for m in smtp_server.messages]
+    assert ids[0] == ids[1] != ids[2]
+
+
+def test_one_click_unsubscribe_headers_are_sent_when_there_is_an_unsubscribe_url(smtp_server: SmtpServer,
+                                                                                catalog: Catalog) -> None:
+    # given
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
+    link = "https://play.example/unsubscribe/abc.def"
+    # when
+    channel.deliver(make_notification(catalog, unsubscribe_url=link))
+    # then
+    [message] = smtp_server.messages
+    assert message["List-Unsubscribe"] == f"<{link}>"
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert link in message.get_body(("plain",)).get_content()
+
+
+def test_a_user_without_an_email_address_is_skipped_with_the_reason(smtp_server: SmtpServer,
+                                                                   catalog: Catalog) -> None:
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
+    with pytest.raises(DeliverySkipped, match="no email address"):
+        channel.deliver(make_notification(catalog, email=None))
+    assert smtp_server.messages == []
+
+
+def test_a_4xx_reply_is_a_transient_error_and_a_5xx_reply_a_permanent_one(smtp_server: SmtpServer,
+                                                                         catalog: Catalog) -> None:
+    # given
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
+    smtp_server.reply_next("451 4.3.0 try again later", "550 5.1.1 no such mailbox")
+    # when / then
+    with pytest.raises(DeliveryError, match="451") as transient:
+        channel.deliver(make_notification(catalog))
+    assert transient.value.permanent is False
+    with pytest.raises(DeliveryError, match="550") as permanent:
+        channel.deliver(make_notification(catalog))
+    assert permanent.value.permanent is True
+    channel.deliver(make_notification(catalog))
+    assert len(smtp_server.messages) == 1
+
+
+def test_a_refused_connection_is_a_transient_error(catalog: Catalog) -> None:
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{free_port()}"))
+    with pytest.raises(DeliveryError, match="connection failed") as error:
+        channel.deliver(make_notification(catalog))
+    assert error.value.permanent is False
+
+
+def test_one_connection_is_reused_for_the_messages_of_a_thread(smtp_server: SmtpServer, catalog: Catalog) -> None:
+    # given
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
+    # when
+    for delivery_id in range(3):
+        channel.deliver(make_notification(catalog, delivery_id=delivery_id))
+    # then
+    assert len(smtp_server.peers) == 3
+    assert len(set(smtp_server.peers)) == 1
+
+
+def test_a_connection_the_server_dropped_is_replaced_without_failing_the_delivery(catalog: Catalog) -> None:
+    # given a channel holding a connection to a server that then restarts
+    first = SmtpServer().start()
+    channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{first.port}"))
+    channel.deliver(make_notification(catalog))
+    first.stop()
+    second = SmtpServer(port=first.port).start()
+    try:
+        # when
+        channel.deliver(make_notification(catalog, delivery_id=8))
+        # then
+        assert len(second.messages) == 1
+    finally:
+        second.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+def test_starttls_delivers_when_the_certificate_verifies(certificate: tuple[Path, Path], catalog: Catalog) -> None:
+    # given a server that requires STARTTLS, and a CA file that trusts its certificate
+    cert, key = certificate
+    server = SmtpServer(tls_context=server_context(cert, key), require_starttls=True).start()
+    try:
+        channel = SmtpChannel(make_settings(f"smtp+starttls://127.0.0.1:{server.port}",
+                                            TIDINGS_SMTP_CA_FILE=str(cert)))
+        # when
+        channel.deliver(make_notification(catalog))
+        # then
+        assert len(server.messages) == 1
+    finally:
+        server.stop()
+
+
+def test_starttls_refuses_a_certificate_it_cannot_verify(certificate: tuple[Path, Path], catalog: Catalog) -> None:
+    # given the same server but no CA file: its self-signed certificate is not trusted
+    cert, key = certificate
+    server = SmtpServer(tls_context=server_context(cert, key), require_starttls=True).start()
+    try:
+        channel = SmtpChannel(make_settings(f"smtp+starttls://127.0.0.1:{server.port}"))
+        # when / then
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            channel.deliver(make_notification(catalog))
+        assert server.messages == []
+    finally:
+        server.stop()
+
+
+def test_smtps_delivers_over_tls_from_the_first_byte(certificate: tuple[Path, Path], catalog: Catalog) -> None:
+    cert, key = certificate
+    server = SmtpServer(ssl_context=server_context(cert, key)).start()
+    try:
+        channel = SmtpChannel(make_settings(f"smtps://127.0.0.1:{server.port}", TIDINGS_SMTP_CA_FILE=str(cert)))
+        channel.deliver(make_notification(catalog))
+        assert len(server.messages) == 1
+    finally:
+        server.stop()

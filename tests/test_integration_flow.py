@@ -1,0 +1,198 @@
+"""End to end: plain pika → RabbitMQ → the stock dramatiq worker → SQLite and a real SMTP server."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pika
+import pytest
+
+from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
+
+from tests.conftest import Deployment
+from tests.support.smtp import SmtpServer
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def publish_with_pika(deployment: Deployment, type_: str, data: dict[str, Any], *, id: str | None = None,
+                      source: str = "/tests") -> str:
+    """What any producer does: plain pika, structured-mode CloudEvents JSON, routing key = type."""
+    event_id = id or str(uuid.uuid4())
+    body = json.dumps({"specversion": "1.0", "id": event_id, "source": source, "type": type_, "data": data})
+    publish_raw(deployment, type_, body.encode())
+    return event_id
+
+
+def publish_raw(deployment: Deployment, routing_key: str, body: bytes) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.basic_publish(deployment.exchange, routing_key, body,
+                          pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2),
+                          mandatory=True)
+    connection.close()
+
+
+def invite(recipients: list[str], **extra: Any) -> dict[str, Any]:
+    return {"recipients": recipients, "team_name": "Wolves", "inviter_name": "Mira",
+            "url": "https://play.example/invites/1", **extra}
+
+
+def given_users(deployment: Deployment) -> None:
+    """ana gets email, bo turned email off for invites, cara was never upserted."""
+    publish_with_pika(deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "name": "Ana"})
+    publish_with_pika(deployment, "tidings.user.upsert", {"id": "bo", "email": "bo@example.com"})
+    publish_with_pika(deployment, "tidings.preferences.set", {
+        "user": "bo", "preferences": [{"type": "team.invite.sent", "channel": "email", "enabled": False}]})
+    wait_for(lambda: User.select().count() == 2, what="the users to be upserted")
+    wait_for(lambda: Event.select().where(Event.type == "tidings.preferences.set").count() == 1,
+             what="the preference to be applied")
+
+
+def json_log_lines(log: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def running(deployment: Deployment) -> Deployment:
+    deployment.env["TIDINGS_LOG_FORMAT"] = "json"
+    deployment.worker().start()
+    deployment.use_database()
+    return deployment
+
+
+def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_within_a_second(
+        running: Deployment, smtp_server: SmtpServer) -> None:
+    # given
+    given_users(running)
+    # when
+    started = time.monotonic()
+    event_id = publish_with_pika(running, "team.invite.sent", invite(["ana", "bo", "cara"]))
+    # then: every recipient's inbox, and email as their preferences say
+    deadline = started + 1.0
+    wait_for(lambda: InboxItem.select().count() == 3, timeout=deadline - time.monotonic(), what="3 inbox rows")
+    wait_for(lambda: len(smtp_server.messages) == 1, timeout=max(0.0, deadline - time.monotonic()),
+             what="one email")
+    [message] = smtp_server.messages
+    assert message["To"] == "Ana <ana@example.com>"
+    assert message.get_content_type() == "multipart/alternative"
+    assert {p.get_content_type() for p in message.iter_parts()} == {"text/plain", "text/html"}
+    items = {item.user_id: item for item in InboxItem.select()}
+    assert set(items) == {"ana", "bo", "cara"}
+    assert items["bo"].title == "Mira invited you to join Wolves"
+    assert items["bo"].url == "https://play.example/invites/1"
+    assert items["bo"].data["team_name"] == "Wolves" and "recipients" not in items["bo"].data
+    wait_for(lambda: Delivery.select().where(Delivery.status.in_(DeliveryStatus.FINAL)).count() == 5,
+             what="every delivery to finish")
+    outcomes = {(d.user_id, d.channel): (d.status, d.last_error) for d in Delivery.select()}
+    assert outcomes == {
+        ("ana", "in_app"): ("sent", None), ("ana", "email"): ("sent", None),
+        ("bo", "in_app"): ("sent", None),
+        ("cara", "in_app"): ("sent", None),
+        ("cara", "email"): ("skipped", "unknown user: no tidings.user.upsert has named it"),
+    }
+    accepted = [line for line in json_log_lines(running.workers[0].log()) if line["event"] == "event_accepted"]
+    assert accepted and accepted[0]["event_id"] == event_id and accepted[0]["event_type"] == "team.invite.sent"
+
+
+def test_republishing_the_same_event_changes_nothing(running: Deployment, smtp_server: SmtpServer) -> None:
+    # given an event that was delivered
+    given_users(running)
+    event_id = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    wait_for(lambda: len(smtp_server.messages) == 1 and InboxItem.select().count() == 1, what="the first delivery")
+    # when the producer publishes it again, then a new event after it
+    publish_with_pika(running, "team.invite.sent", invite(["ana"]), id=event_id)
+    later = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    # then only the new event adds anything
+    wait_for(lambda: InboxItem.select().count() == 2 and len(smtp_server.messages) == 2, what="the later event")
+    wait_for(lambda: '"event_duplicate"' in running.workers[0].log(), what="the duplicate to be recognised")
+    assert Event.select().where(Event.type == "team.invite.sent").count() == 2
+    assert sorted(Delivery.select(Event.event_id).join(Event).where(Delivery.channel == "email")
+                  .tuples()) == sorted([(event_id,), (later,)])
+    assert len(smtp_server.messages) == 2
+
+
+def dead_letters(deployment: Deployment) -> list[bytes]:
+    connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
+    channel = connection.channel()
+    bodies = []
+    while True:
+        method, _, body = channel.basic_get(deployment.settings.queue("ingest") + ".XQ", auto_ack=False)
+        if method is None:
+            break
+        bodies.append(body)
+    connection.close()  # unacked: they stay in the queue
+    return bodies
+
+
+def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving(
+        running: Deployment, smtp_server: SmtpServer) -> None:
+    # given
+    bad = [
+        b"not json at all",
+        b"\xff\xfe\x00 invalid utf-8",
+        b'["a", "list"]',
+        b'{"specversion": "1.0", "source": "/tests", "type": "team.invite.sent", "data": {}}',
+        json.dumps({"specversion": "1.0", "id": "r1", "source": "/tests", "type": "team.invite.sent",
+                    "data": invite("ana")}).encode(),
+        json.dumps({"specversion": "1.0", "id": "r2", "source": "/tests", "type": "team.invite.sent",
+                    "data": {"recipients": ["ana"]}}).encode(),
+    ]
+    # when
+    for body in bad:
+        publish_raw(running, "team.invite.sent", body)
+    publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    # then
+    wait_for(lambda: len(dead_letters(running)) == len(bad), what="every bad event in the dead-letter queue")
+    assert sorted(dead_letters(running)) == sorted(bad)
+    wait_for(lambda: InboxItem.select().count() == 1, what="the good event after the bad ones")
+    reasons = [line["reason"] for line in json_log_lines(running.workers[0].log()) if line["event"] == "event_rejected"]
+    assert sorted(reasons) == sorted([
+        "the body is not JSON (Expecting value: line 1 column 1 (char 0))",
+        "the body is not UTF-8",
+        "the body is JSON but not an object (got list)",
+        "id must be a non-empty string",
+        "data.recipients must be a list of user id strings",
+        "data lacks the keys team.invite.sent requires: team_name, inviter_name",
+    ])
+    assert Event.select().where(Event.type == "team.invite.sent").count() == 1
+
+
+def test_topic_subscribers_receive_an_event_sent_to_their_topic(running: Deployment) -> None:
+    # given
+    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "ana"})
+    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "bo"})
+    publish_with_pika(running, "tidings.topic.unsubscribe", {"topic": "team:7", "user": "bo"})
+    wait_for(lambda: Event.select().where(Event.type.startswith("tidings.topic")).count() == 3, what="commands")
+    # when
+    publish_with_pika(running, "team.roster.changed",
+                      {"topic": "team:7", "recipients": ["cara"], "team_name": "Wolves", "player_name": "Dan",
+                       "change": "joined"})
+    # then
+    wait_for(lambda: InboxItem.select().count() == 2, what="two inbox rows")
+    assert {i.user_id for i in InboxItem.select()} == {"ana", "cara"}
+
+
+def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(running: Deployment,
+                                                                   smtp_server: SmtpServer) -> None:
+    # given
+    given_users(running)
+    smtp_server.reply_next("451 4.3.0 greylisted, try again", "452 4.2.2 mailbox full")
+    # when
+    first = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    wait_for(lambda: len(smtp_server.messages) == 1, what="the email after two transient failures")
+    smtp_server.reply_next("550 5.1.1 no such user")
+    second = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    # then
+    def email_of(event_id: str) -> Delivery | None:
+        return Delivery.select().join(Event).where(Event.event_id == event_id, Delivery.channel == "email").first()
+
+    wait_for(lambda: getattr(email_of(second), "status", None) == "failed", what="the permanent failure")
+    assert (email_of(first).status, email_of(first).attempts) == ("sent", 3)
+    assert email_of(second).attempts == 1 and "550 5.1.1 no such user" in email_of(second).last_error
+    assert len(smtp_server.messages) == 1

@@ -1,0 +1,51 @@
+"""Starting processes: a bad setting stops them at once with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dispatcher.settings import PROJECT_ROOT
+
+from tests.conftest import Deployment
+
+
+def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dramatiq", "dispatcher.worker", "--processes", "1",
+                           "--threads", "1"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("TIDINGS_SMTP_URL", "mail.example.com", "tidings: configuration error: TIDINGS_SMTP_URL must be a URL"),
+    ("TIDINGS_BROKER_URL", "amqp://127.0.0.1:notaport/", "tidings: configuration error: TIDINGS_BROKER_URL has an invalid port"),
+    ("TIDINGS_SMTP_TIMOUT", "5", "tidings: configuration error: TIDINGS_SMTP_TIMOUT is not a Tidings setting "
+                                 "(did you mean TIDINGS_SMTP_TIMEOUT?)"),
+])
+def test_the_worker_refuses_to_start_with_a_bad_setting_and_says_why_in_one_line(
+        deployment: Deployment, name: str, value: str, message: str) -> None:
+    # when
+    result = run_worker({**deployment.env, name: value})
+    # then
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert [line for line in output.splitlines() if line.startswith("tidings:")] == [message + line_rest(output, message)]
+    assert "Traceback" not in output
+
+
+def line_rest(output: str, prefix: str) -> str:
+    line = next(line for line in output.splitlines() if line.startswith(prefix))
+    return line[len(prefix):]
+
+
+def test_the_worker_refuses_to_start_when_the_database_cannot_be_opened(deployment: Deployment) -> None:
+    # given a database URL naming a directory that does not exist
+    env = {**deployment.env, "TIDINGS_DATABASE_URL": "sqlite:////nonexistent/dir/tidings.db"}
+    # when
+    result = run_worker(env)
+    # then
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "tidings: cannot start: OperationalError: unable to open database file" in output
+    assert "Traceback" not in output
