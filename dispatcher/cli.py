@@ -25,6 +25,7 @@ from .migrate import migrate
 from .models import Delivery, Event, InboxItem, Preference, Subscription, User
 from .preferences import WILDCARD, load_preferences, resolve_channels
 from .publisher import Publisher, build_event
+from .logs import configure_logging
 from .settings import Settings, get_settings
 
 CLI_SOURCE = "/tidings/cli"
@@ -75,6 +76,22 @@ def cmd_migrate(ctx: Context, args: argparse.Namespace) -> int:
     before, after = migrate()
     print(f"schema at version {after}" + (f" (was {before})" if before != after else " (up to date)"))
     return 0
+
+
+def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
+    from .supervisor import read_procfile, run
+
+    procfile = Path(args.procfile)
+    try:
+        names = read_procfile(procfile)
+    except (OSError, ValueError) as e:
+        raise TidingsError(f"cannot read the Procfile: {e}") from None
+    unknown = set(args.only or []) - set(names)
+    if unknown:
+        raise TidingsError(f"no such process in {procfile}: {', '.join(sorted(unknown))}")
+    init_database(ctx.settings.database_url)
+    migrate()
+    return run(procfile, only=args.only)
 
 
 def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
@@ -247,6 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(sub, "migrate", cmd_migrate, "create or upgrade the database schema")
 
+    p = command(sub, "run", cmd_run, "run the Procfile's processes (worker, scheduler), restarting any that dies")
+    p.add_argument("--procfile", default=str(Path(__file__).resolve().parent.parent / "Procfile"))
+    p.add_argument("--only", nargs="+", metavar="NAME", help="run only these Procfile processes")
+
     p = command(sub, "publish", cmd_publish, "publish a CloudEvent to the exchange")
     p.add_argument("type", nargs="?", help="the event type, e.g. team.invite.sent")
     p.add_argument("--data", help="the event's data as a JSON object")
@@ -309,6 +330,7 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
     except ConfigError as e:
         print(f"tidings: configuration error: {e}", file=sys.stderr)
         return 2
+    configure_logging(ctx.settings.log_format, ctx.settings.log_level)
     try:
         return args.func(ctx, args)
     except TidingsError as e:

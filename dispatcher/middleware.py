@@ -10,6 +10,7 @@ from dramatiq import Broker, Middleware
 from dramatiq.message import Message
 
 from .db import database
+from .errors import TidingsError
 
 
 class DatabaseMiddleware(Middleware):
@@ -53,5 +54,6 @@ class BootMiddleware(Middleware):
         try:
             self.on_boot()
         except Exception as e:  # noqa: BLE001 - anything here means the worker cannot serve
-            print(f"tidings: cannot start: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+            reason = str(e) if isinstance(e, TidingsError) else f"{type(e).__name__}: {e}"
+            print(f"tidings: cannot start: {reason}", file=sys.stderr, flush=True)
             raise SystemExit(3) from None

@@ -6,10 +6,13 @@ schema and declares the exchange and the ingest binding.
 
 from __future__ import annotations
 
+import dramatiq.errors
+import pika.exceptions
 import structlog
 
 from .actors import DELIVERY_ACTORS, ingest
 from .broker import broker, catalog, settings
+from .errors import ConfigError
 from .middleware import BootMiddleware
 from .migrate import migrate
 from .settings import redact_url
@@ -19,7 +22,13 @@ from .topology import declare_topology
 def boot() -> None:
     """Get the database and RabbitMQ ready for this worker process."""
     before, after = migrate()
-    declare_topology(broker, settings, catalog)
+    try:
+        declare_topology(broker, settings, catalog)
+    except (dramatiq.errors.ConnectionError, pika.exceptions.AMQPError) as e:
+        raise ConfigError(
+            f"RabbitMQ is not reachable at {redact_url(settings.broker_url)} ({type(e).__name__}): start it "
+            "(rabbitmq-server -detached, or your service manager) or point TIDINGS_BROKER_URL at it"
+        ) from None
     structlog.get_logger("tidings").info(
         "worker_ready",
         broker=redact_url(settings.broker_url),

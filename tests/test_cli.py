@@ -1,0 +1,129 @@
+"""The ``tidings`` command, run in-process against real SQLite, RabbitMQ and worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dispatcher.cli import main
+from dispatcher.models import InboxItem
+from dispatcher.settings import PROJECT_ROOT, Settings
+
+from tests.conftest import Deployment
+from tests.support.smtp import SmtpServer
+from tests.support.wait import wait_for
+
+
+def run(capsys: pytest.CaptureFixture[str], settings: Settings, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv), settings=settings)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env({"TIDINGS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"})
+
+
+def test_migrate_creates_the_schema_then_reports_it_up_to_date(capsys, settings: Settings) -> None:
+    assert run(capsys, settings, "migrate")[1] == "schema at version 1 (was 0)\n"
+    assert run(capsys, settings, "migrate")[1] == "schema at version 1 (up to date)\n"
+
+
+def test_users_prefs_and_topics_commands_apply_and_show_what_they_did(capsys, settings: Settings) -> None:
+    # when
+    assert run(capsys, settings, "users", "upsert", "ana", "--email", "ana@example.com", "--timezone",
+               "Europe/Paris")[1] == "applied\n"
+    assert run(capsys, settings, "prefs", "set", "ana", "*", "email", "off")[1] == "applied\n"
+    assert run(capsys, settings, "topics", "subscribe", "team:1", "ana")[1] == "applied\n"
+    # then
+    users = json.loads(run(capsys, settings, "users", "list", "--json")[1])
+    assert users == [{"id": "ana", "email": "ana@example.com", "name": None, "timezone": "Europe/Paris",
+                      "locale": None, "discord_webhook": None}]
+    prefs = json.loads(run(capsys, settings, "prefs", "show", "ana", "--json")[1])
+    resolved = {row["type"]: row["channels"] for row in prefs["resolved"]}
+    assert resolved["team.invite.sent"] == "in_app"  # email switched off for every type...
+    assert resolved["payment.verified"] == "in_app,email"  # ...but not for a critical one
+    assert prefs["stored"] == [{"type": "*", "channel": "email", "enabled": False}]
+    assert json.loads(run(capsys, settings, "topics", "list", "--json")[1]) == [{"topic": "team:1", "user": "ana"}]
+
+
+def test_bad_input_gets_a_clear_error_and_a_failing_status(capsys, settings: Settings) -> None:
+    code, _, err = run(capsys, settings, "users", "upsert", "ana", "--timezone", "Mars/Olympus")
+    assert (code, err) == (1, "tidings: error: timezone 'Mars/Olympus' is not an IANA time zone name\n")
+    code, _, err = run(capsys, settings, "deliveries", "no-such-event")
+    assert (code, err) == (1, "tidings: error: no event with id 'no-such-event'\n")
+    code, _, err = run(capsys, settings, "publish", "team.invite.sent", "--data", '{"recipients": ["ana"]}')
+    assert code == 1 and "requires: team_name, inviter_name" in err
+    with pytest.raises(SystemExit) as usage:
+        main(["prefs", "set", "ana", "*", "pigeon", "on"], settings=settings)
+    assert usage.value.code == 2
+
+
+@pytest.mark.integration
+def test_publish_reports_an_event_no_queue_would_take(capsys, rabbitmq: str, tmp_path: Path) -> None:
+    settings = Settings.from_env({"TIDINGS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
+                                  "TIDINGS_EXCHANGE": f"unbound_{os.getpid()}"})
+    code, _, err = run(capsys, settings, "publish", "system.announcement", "--data",
+                       '{"recipients": ["ana"], "title": "Hi", "message": "Hello"}')
+    assert code == 1 and "no queue is bound for routing key 'system.announcement'" in err
+
+
+@pytest.mark.integration
+def test_a_published_event_shows_in_the_inbox_and_its_deliveries(capsys, running: Deployment) -> None:
+    # given
+    settings = running.settings
+    # when
+    code, out, _ = run(capsys, settings, "publish", "system.announcement", "--id", "ann-1", "--data",
+                       '{"recipients": ["ana"], "title": "Maintenance", "message": "Back at 10:00"}')
+    assert code == 0 and out.startswith("published system.announcement id=ann-1")
+    running.use_database()
+    wait_for(lambda: InboxItem.select().count() == 1, what="the inbox row")
+    # then
+    [item] = json.loads(run(capsys, settings, "inbox", "list", "ana", "--json")[1])
+    assert (item["title"], item["read_at"]) == ("Maintenance", None)
+    assert run(capsys, settings, "inbox", "mark-read", "ana", str(item["id"]))[1] == "marked 1 read\n"
+    assert json.loads(run(capsys, settings, "inbox", "list", "ana", "--unread", "--json")[1]) == []
+    wait_for(lambda: '"skipped"' in run(capsys, settings, "deliveries", "ann-1", "--json")[1], what="email")
+    report = json.loads(run(capsys, settings, "deliveries", "ann-1", "--json")[1])
+    assert report["event"] == {"id": "ann-1", "source": "/tidings/cli", "type": "system.announcement"}
+    assert [(d["user"], d["channel"], d["status"]) for d in report["deliveries"]] == [
+        ("ana", "email", "skipped"), ("ana", "in_app", "sent")]
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_run_restarts_a_worker_that_died_and_stops_everything_on_sigterm(deployment: Deployment,
+                                                                         smtp_server: SmtpServer) -> None:
+    # given `tidings run` supervising the worker
+    log_path = deployment.tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        supervisor = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "run", "--only", "worker"],
+                                      cwd=PROJECT_ROOT, env=deployment.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def started_pids() -> list[int]:
+            text = log_path.read_text()
+            return [int(line.split("pid=")[1].split()[0]) for line in text.splitlines() if "process_started" in line]
+
+        wait_for(lambda: "Worker process is ready" in log_path.read_text(), timeout=30, what="the worker")
+        [first] = started_pids()
+        # when the worker group is killed
+        os.killpg(first, signal.SIGKILL)
+        # then it is started again
+        wait_for(lambda: len(started_pids()) == 2, timeout=30, what="the restart")
+        wait_for(lambda: log_path.read_text().count("Worker process is ready") == 2, timeout=30, what="ready")
+        # and SIGTERM stops the supervisor and its children
+        second = started_pids()[1]
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=40) == 0
+        with pytest.raises(ProcessLookupError):
+            os.killpg(second, 0)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
