@@ -94,6 +94,13 @@ def cmd_run(ctx: Context, args: argparse.Namespace) -> int:
     return run(procfile, only=args.only)
 
 
+def cmd_schema(ctx: Context, args: argparse.Namespace) -> int:
+    from .schema import event_schema
+
+    print(json.dumps(event_schema(ctx.catalog), indent=2))
+    return 0
+
+
 def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
     if args.file:
         raw = decode_body(Path(args.file).read_bytes())
@@ -267,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(sub, "run", cmd_run, "run the Procfile's processes (worker, scheduler), restarting any that dies")
     p.add_argument("--procfile", default=str(Path(__file__).resolve().parent.parent / "Procfile"))
     p.add_argument("--only", nargs="+", metavar="NAME", help="run only these Procfile processes")
+
+    command(sub, "schema", cmd_schema, "print the JSON Schema of an event (docs/cloudevent.schema.json)")
 
     p = command(sub, "publish", cmd_publish, "publish a CloudEvent to the exchange")
     p.add_argument("type", nargs="?", help="the event type, e.g. team.invite.sent")

@@ -127,3 +127,9 @@ def test_run_restarts_a_worker_that_died_and_stops_everything_on_sigterm(deploym
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
+
+
+def test_the_documented_json_schema_is_the_one_the_catalog_generates(capsys, settings: Settings) -> None:
+    code, out, _ = run(capsys, settings, "schema")
+    documented = json.loads((PROJECT_ROOT / "docs" / "cloudevent.schema.json").read_text())
+    assert code == 0 and json.loads(out) == documented, "run `tidings schema > docs/cloudevent.schema.json`"

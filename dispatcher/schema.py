@@ -1,0 +1,101 @@
+"""The JSON Schema of the publisher contract, generated from the catalog.
+
+``tidings schema`` prints it; docs/cloudevent.schema.json is its output, and a
+test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .catalog import PREFERENCE_CHANNELS, Catalog
+from .commands import HANDLERS
+from .events import MAX_ID_LENGTH, MAX_RECIPIENTS
+
+USER_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _when(type_condition: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    return {"if": {"properties": {"type": type_condition}, "required": ["type"]},
+            "then": {"properties": {"data": data}}}
+
+
+def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
+    preference = {
+        "type": "object",
+        "required": ["type", "channel", "enabled"],
+        "properties": {
+            "type": {"enum": [*catalog.names(), "*"]},
+            "channel": {"enum": list(PREFERENCE_CHANNELS)},
+            "enabled": {"type": "boolean"},
+        },
+    }
+    user = {
+        "id": USER_ID,
+        "email": {"type": ["string", "null"], "format": "email"},
+        "name": NULLABLE_STRING,
+        "timezone": {"type": ["string", "null"], "description": "IANA time zone name, e.g. \"Europe/Paris\"."},
+        "locale": NULLABLE_STRING,
+        "discord_webhook_url": {"type": ["string", "null"], "format": "uri", "pattern": "^https://"},
+    }
+    subscription = {"topic": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}, "user": USER_ID}
+    return [
+        _when({"const": "tidings.user.upsert"}, {"required": ["id"], "properties": user,
+                                                  "additionalProperties": False}),
+        _when({"const": "tidings.preferences.set"}, {
+            "required": ["user", "preferences"],
+            "properties": {"user": USER_ID, "preferences": {"type": "array", "minItems": 1, "items": preference}},
+        }),
+        _when({"enum": ["tidings.topic.subscribe", "tidings.topic.unsubscribe"]},
+              {"required": ["topic", "user"], "properties": subscription}),
+    ]
+
+
+def event_schema(catalog: Catalog) -> dict[str, Any]:
+    """JSON Schema (draft 2020-12) for one event body, with each type's required data keys."""
+    per_type = [
+        _when({"const": kind.name}, {"required": list(kind.required),
+                                     "anyOf": [{"required": ["recipients"]}, {"required": ["topic"]}]})
+        for kind in catalog.types.values()
+    ]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://tidings.invalid/docs/cloudevent.schema.json",
+        "title": "Tidings event (CloudEvents 1.0, structured JSON mode)",
+        "description": (
+            "The JSON body of a message published to the Tidings exchange. Generated from templates/catalog.toml "
+            "by `tidings schema`. Not expressible here, see docs/contract.md: the body size limit "
+            "(TIDINGS_MAX_EVENT_BYTES, default 262144 bytes) and the routing key (must equal `type`)."
+        ),
+        "type": "object",
+        "required": ["specversion", "id", "source", "type", "data"],
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "minLength": 1,
+                   "description": "Unique per source; (source, id) identifies the event. Reuse it on retries, "
+                                  "never for a new event."},
+            "source": {"type": "string", "minLength": 1, "format": "uri-reference",
+                       "examples": ["/tournaments", "https://svc.example/matches"]},
+            "type": {"description": "A catalog notification type or a tidings.* control command; "
+                                    "also the AMQP routing key.",
+                     "enum": [*catalog.names(), *sorted(HANDLERS)]},
+            "time": {"type": "string", "format": "date-time", "description": "RFC 3339."},
+            "subject": {"type": "string"},
+            "datacontenttype": {"type": "string", "pattern": "^application/json"},
+            "data": {
+                "type": "object",
+                "properties": {
+                    "recipients": {"type": "array", "maxItems": MAX_RECIPIENTS, "items": USER_ID,
+                                   "description": "User ids that receive the notification."},
+                    "topic": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                              "description": "Every user subscribed to this topic receives the notification."},
+                    "url": {"type": "string", "format": "uri", "pattern": "^https?://",
+                            "description": "The link to act on (button in emails, link in-app)."},
+                },
+                "additionalProperties": True,
+            },
+        },
+        "additionalProperties": True,
+        "allOf": [*per_type, *_command_rules(catalog)],
+    }
