@@ -13,7 +13,7 @@ import dramatiq
 import structlog
 from periodiq import cron
 
-from dispatcher.actors import DELIVERY_ACTORS
+from dispatcher.actors import enqueue_deliveries
 from dispatcher.broker import settings
 from dispatcher.maintenance import stale_deliveries
 
@@ -27,8 +27,6 @@ def requeue_stale_deliveries() -> None:
     Enqueueing a delivery twice is harmless: it is claimed once.
     """
     stale = stale_deliveries(stale_after=settings.stale_after, retry_max_backoff=settings.retry_max_backoff)
-    for delivery_id, channel in stale:
-        if channel in DELIVERY_ACTORS:
-            DELIVERY_ACTORS[channel].send(delivery_id)
+    enqueue_deliveries(stale)
     if stale:
         log.warning("stale_deliveries_requeued", count=len(stale))

@@ -43,6 +43,10 @@ class Channel:
     name: ClassVar[str] = ""
     #: dramatiq actor priority: lower runs first when worker threads are busy.
     priority: ClassVar[int] = 0
+    #: How many deliveries one message carries (a large fan-out becomes several messages).
+    batch_size: ClassVar[int] = 20
+    #: True: deliver() only writes to the database, so a whole batch runs in one transaction.
+    transactional: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

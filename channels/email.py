@@ -72,6 +72,7 @@ class SmtpChannel(Channel):
 
     name = "email"
     priority = 10  # behind in-app when threads are scarce
+    batch_size = 10  # small, so a large fan-out spreads over the worker threads
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

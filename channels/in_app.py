@@ -13,6 +13,8 @@ class InAppChannel(Channel):
 
     name = "in_app"
     priority = 0
+    batch_size = 100
+    transactional = True
 
     def deliver(self, notification: Notification) -> None:
         InboxItem.insert(

@@ -1,23 +1,26 @@
 """The dramatiq actors: ``ingest`` and one ``deliver_<channel>`` per registered channel.
 
 Each channel has its own queue (<namespace>.<channel>), so a slow SMTP server
-fills only the email queue.
+fills only the email queue. A delivery message carries a batch of delivery ids
+(one event's recipients on one channel); a delivery that fails transiently is
+retried on its own, by a delayed message of one id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections import defaultdict
 from typing import Any
 
 import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage
 
-from channels import REGISTRY, load_channel
+from channels import REGISTRY, channel_class, load_channel
 
 from .broker import broker, catalog, settings
-from .delivery import run_delivery
-from .errors import DeliveryError, InvalidEvent, PermanentError
+from .db import transaction
+from .delivery import Outcome, run_delivery
+from .errors import InvalidEvent, PermanentError
 from .events import decode_body, parse_event
 from .ingest import ingest_event
 
@@ -48,8 +51,7 @@ def ingest(event: dict[str, Any] | None = None, error: str | None = None) -> Non
     except InvalidEvent as e:  # a control command with bad data
         _log_rejection(event, e)
         raise
-    for delivery_id, channel in result.to_enqueue:
-        DELIVERY_ACTORS[channel].send(delivery_id)
+    enqueue_deliveries(result.to_enqueue)
     log.info(f"event_{result.outcome}", recipients=result.recipients, enqueued=len(result.to_enqueue))
 
 
@@ -63,34 +65,48 @@ def _log_rejection(event: object, error: InvalidEvent) -> None:
 def _delivery_actor(name: str) -> dramatiq.Actor:
     channel = load_channel(name, settings)
 
-    def deliver(delivery_id: int) -> None:
+    def deliver(delivery_ids: list[int]) -> None:
         message = CurrentMessage.get_current_message()
         assert message is not None, "the CurrentMessage middleware is on the broker"
-        retries = message.options.get("retries", 0)
-        structlog.contextvars.bind_contextvars(channel=name, delivery_id=delivery_id)
-        try:
-            run_delivery(
-                channel,
-                delivery_id,
-                message_id=message.message_id,
-                final_attempt=retries >= settings.retry_max,
-                settings=settings,
-                catalog=catalog,
-            )
-        except DeliveryError as e:
-            if e.retry_after is not None:
-                raise dramatiq.Retry(str(e), delay=int(e.retry_after * 1000)) from e
-            raise
+        structlog.contextvars.bind_contextvars(channel=name)
+
+        def run(delivery_id: int) -> Outcome:
+            return run_delivery(channel, delivery_id, message_id=message.message_id, settings=settings,
+                                catalog=catalog)
+
+        if channel.transactional:
+            with transaction():
+                outcomes = [run(delivery_id) for delivery_id in delivery_ids]
+        else:
+            outcomes = [run(delivery_id) for delivery_id in delivery_ids]
+        for delivery_id, outcome in zip(delivery_ids, outcomes):
+            if outcome.retry_in is not None:
+                actor.send_with_options(args=([delivery_id],), delay=int(outcome.retry_in * 1000))
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{name}"
-    deliver.__doc__ = f"Deliver one {name} delivery by id."
-    actor: Callable[..., Any] = dramatiq.actor(
-        actor_name=f"deliver_{name}", queue_name=settings.queue(name), priority=channel.priority, **RETRY_OPTIONS
+    deliver.__doc__ = f"Deliver a batch of {name} deliveries, by id."
+    actor: dramatiq.Actor = dramatiq.actor(
+        deliver, actor_name=f"deliver_{name}", queue_name=settings.queue(name), priority=channel.priority,
+        **RETRY_OPTIONS,
     )
-    return actor(deliver)
+    return actor
+
+
+def enqueue_deliveries(deliveries: list[tuple[int, str]]) -> None:
+    """Send (delivery id, channel) pairs to their channels' actors, a batch per message."""
+    by_channel: dict[str, list[int]] = defaultdict(list)
+    for delivery_id, channel in deliveries:
+        by_channel[channel].append(delivery_id)
+    for channel, ids in by_channel.items():
+        if channel not in DELIVERY_ACTORS:
+            log.warning("channel_not_registered", channel=channel, deliveries=len(ids))
+            continue
+        size = channel_class(channel).batch_size
+        for start in range(0, len(ids), size):
+            DELIVERY_ACTORS[channel].send(ids[start : start + size])
 
 
 #: Channel name -> its delivery actor, for every channel in the registry.
 DELIVERY_ACTORS: dict[str, dramatiq.Actor] = {name: _delivery_actor(name) for name in REGISTRY}
 
-__all__ = ["DELIVERY_ACTORS", "broker", "ingest"]
+__all__ = ["DELIVERY_ACTORS", "broker", "enqueue_deliveries", "ingest"]

@@ -8,7 +8,9 @@ crash may take it over, and so may anyone once the claim is stale.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import random
 from typing import Any
 
 import jinja2
@@ -107,41 +109,57 @@ def load_notification(delivery_id: int, settings: Settings, catalog: Catalog) ->
     )
 
 
-def run_delivery(
-    channel: Channel,
-    delivery_id: int,
-    *,
-    message_id: str,
-    final_attempt: bool,
-    settings: Settings,
-    catalog: Catalog,
-) -> str:
-    """Deliver once; return the outcome, or raise DeliveryError to be retried."""
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What one run did: a final status, "retry" (in ``retry_in`` seconds) or "already_handled"."""
+
+    status: str
+    retry_in: float | None = None
+
+
+def retry_delay(attempts: int, settings: Settings, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter, never sooner than the target's Retry-After."""
+    backoff = min(settings.retry_max_backoff, settings.retry_min_backoff * 2 ** max(0, attempts - 1))
+    backoff *= random.uniform(1.0, 1.25)
+    return max(backoff, retry_after or 0.0)
+
+
+def run_delivery(channel: Channel, delivery_id: int, *, message_id: str, settings: Settings,
+                 catalog: Catalog) -> Outcome:
+    """Deliver once and record the outcome; a transient failure is recorded and returned as "retry".
+
+    Database errors propagate: nothing was recorded, so the message is retried as a whole.
+    """
     if not claim(delivery_id, message_id, stale_after=settings.stale_after):
         log.info("delivery_already_handled", delivery_id=delivery_id)
-        return "already_handled"
+        return Outcome("already_handled")
+    attempts = Delivery.select(Delivery.attempts).where(Delivery.id == delivery_id).scalar()
     try:
         channel.deliver(load_notification(delivery_id, settings, catalog))
     except DeliverySkipped as e:
         record(delivery_id, message_id, DeliveryStatus.SKIPPED, str(e))
         log.info("delivery_skipped", delivery_id=delivery_id, reason=str(e))
-        return DeliveryStatus.SKIPPED
+        return Outcome(DeliveryStatus.SKIPPED)
     except DeliveryError as e:
-        if e.permanent or final_attempt:
-            record(delivery_id, message_id, DeliveryStatus.FAILED, str(e))
-            log.warning("delivery_failed", delivery_id=delivery_id, error=str(e), permanent=e.permanent)
-            return DeliveryStatus.FAILED
-        record(delivery_id, message_id, DeliveryStatus.PENDING, str(e))
-        log.warning("delivery_will_retry", delivery_id=delivery_id, error=str(e))
-        raise
+        return _failed(delivery_id, message_id, e, attempts, settings)
     except Exception as e:
-        # An unexpected error (the database, a bug): keep the claim so that the
-        # retry of this same message takes it over, and let dramatiq retry.
+        if channel.transactional:
+            raise  # the transaction is lost; the whole message is retried
         log.exception("delivery_error", delivery_id=delivery_id)
-        if final_attempt:
-            record(delivery_id, message_id, DeliveryStatus.FAILED, f"{type(e).__name__}: {e}")
-            return DeliveryStatus.FAILED
-        raise
+        return _failed(delivery_id, message_id, DeliveryError(f"{type(e).__name__}: {e}"), attempts, settings)
     record(delivery_id, message_id, DeliveryStatus.SENT)
     log.info("delivery_sent", delivery_id=delivery_id)
-    return DeliveryStatus.SENT
+    return Outcome(DeliveryStatus.SENT)
+
+
+def _failed(delivery_id: int, message_id: str, error: DeliveryError, attempts: int, settings: Settings) -> Outcome:
+    if error.permanent or attempts > settings.retry_max:
+        record(delivery_id, message_id, DeliveryStatus.FAILED, str(error))
+        log.warning("delivery_failed", delivery_id=delivery_id, error=str(error), attempts=attempts,
+                    permanent=error.permanent)
+        return Outcome(DeliveryStatus.FAILED)
+    delay = retry_delay(attempts, settings, error.retry_after)
+    record(delivery_id, message_id, DeliveryStatus.PENDING, str(error))
+    log.warning("delivery_will_retry", delivery_id=delivery_id, error=str(error), attempts=attempts,
+                retry_in=round(delay, 3))
+    return Outcome("retry", delay)
