@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections.abc import Callable
+from email.errors import HeaderParseError
 from email.headerregistry import Address
 from typing import Any
 
@@ -122,7 +123,7 @@ def check_email(value: object) -> str | None:
         raise InvalidCommand("email must be a string of at most 320 characters, or null")
     try:
         address = Address(addr_spec=value)
-    except (ValueError, IndexError, TypeError):
+    except (ValueError, IndexError, TypeError, HeaderParseError):
         raise InvalidCommand(f"email {value[:80]!r} is not a mail address") from None
     if not address.username or not address.domain:
         raise InvalidCommand(f"email {value[:80]!r} is not a mail address")

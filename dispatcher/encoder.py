@@ -34,7 +34,8 @@ class CloudEventEncoder(JSONEncoder):
         if len(data) > 2 * self.max_event_bytes + WRAPPING_ALLOWANCE:
             return self._wrap(data, error=self._too_large(data))
         try:
-            value = json.loads(data)
+            # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
+            value = json.loads(data.decode("utf-8"))
         except UnicodeDecodeError:
             return self._wrap(data, error="the body is not UTF-8")
         except (ValueError, RecursionError) as e:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -66,6 +67,8 @@ def parse_seconds(value: str) -> float:
         number = float(value)
     except ValueError:
         raise ValueError("must be a number of seconds") from None
+    if not math.isfinite(number) and number > 0:
+        raise ValueError("must be a finite number of seconds")
     if not number > 0:
         raise ValueError("must be greater than 0")
     return number
@@ -104,6 +107,7 @@ def parse_path(value: str) -> Path:
 
 def parse_mailbox(value: str) -> str:
     """An RFC 5322 mailbox such as 'Tidings <noreply@example.com>'."""
+    from email.errors import HeaderParseError
     from email.headerregistry import Address
     from email.utils import parseaddr
 
@@ -113,7 +117,7 @@ def parse_mailbox(value: str) -> str:
     name, address = parseaddr(value)
     try:
         Address(display_name=name, addr_spec=address)
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, HeaderParseError) as e:
         raise ValueError(f"is not a mail address ({e})") from None
     if "@" not in address:
         raise ValueError("is not a mail address")

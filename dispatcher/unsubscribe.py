@@ -28,6 +28,8 @@ def make_token(secret: str, user_id: str, type_name: str) -> str:
 
 def read_token(secret: str, token: str) -> tuple[str, str] | None:
     """(user_id, type) if the token is genuine, else None."""
+    if not token.isascii():
+        return None  # genuine tokens are base64url; hmac.compare_digest raises TypeError on non-ASCII str
     payload, _, signature = token.partition(".")
     if not hmac.compare_digest(signature, _signature(secret, payload)):
         return None

@@ -1,0 +1,52 @@
+"""migrate(): creates the schema once, is a no-op when current, refuses a newer database."""
+
+from __future__ import annotations
+
+import pytest
+
+from dispatcher.db import database
+from dispatcher.errors import ConfigError
+from dispatcher.migrate import SCHEMA_VERSION, current_version, migrate
+from dispatcher.models import ALL_MODELS, SchemaVersion, User
+
+
+def test_migrating_an_empty_database_creates_the_schema(db: str) -> None:
+    # given
+    database.drop_tables(ALL_MODELS)
+    assert current_version() == 0
+
+    # when
+    result = migrate()
+
+    # then
+    assert result == (0, SCHEMA_VERSION)
+    assert current_version() == SCHEMA_VERSION
+    assert all(model.table_exists() for model in ALL_MODELS)
+    assert [row.version for row in SchemaVersion.select()] == [SCHEMA_VERSION]
+
+
+def test_migrating_a_current_database_changes_nothing(db: str) -> None:
+    # given
+    database.drop_tables(ALL_MODELS)
+    migrate()
+    User.create(id="u1", changed_at="2026-05-09 12:00:00")
+
+    # when
+    result = migrate()
+
+    # then
+    assert result == (SCHEMA_VERSION, SCHEMA_VERSION)
+    assert SchemaVersion.select().count() == 1
+    assert User.select().count() == 1
+
+
+def test_a_database_newer_than_this_tidings_is_refused(db: str) -> None:
+    # given
+    SchemaVersion.delete().execute()
+    SchemaVersion.create(version=SCHEMA_VERSION + 1)
+
+    # when / then
+    with pytest.raises(ConfigError, match=f"schema is at version {SCHEMA_VERSION + 1}, newer than this Tidings "
+                                          f"\\({SCHEMA_VERSION}\\): upgrade Tidings"):
+        migrate()
+    assert current_version() == SCHEMA_VERSION + 1
