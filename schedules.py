@@ -26,7 +26,7 @@ def requeue_stale_deliveries() -> None:
 
     Enqueueing a delivery twice is harmless: it is claimed once.
     """
-    stale = stale_deliveries(stale_after=settings.stale_after, retry_max_backoff=settings.retry_max_backoff)
+    stale = stale_deliveries(stale_after=settings.stale_after)
     enqueue_deliveries(stale)
     if stale:
         log.warning("stale_deliveries_requeued", count=len(stale))

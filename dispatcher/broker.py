@@ -18,7 +18,7 @@ from .catalog import Catalog, load_catalog
 from .db import init_database
 from .encoder import CloudEventEncoder
 from .errors import ConfigError
-from .logs import configure_logging
+from .logs import configure_logging, hide_message_payloads
 from .middleware import DatabaseMiddleware, LogContextMiddleware
 from .settings import Settings, get_settings
 
@@ -36,6 +36,7 @@ def _load() -> tuple[Settings, Catalog]:
 
 settings, catalog = _load()
 configure_logging(settings.log_format, settings.log_level)
+hide_message_payloads()
 init_database(settings.database_url)
 
 broker = RabbitmqBroker(url=settings.broker_url, confirm_delivery=True)

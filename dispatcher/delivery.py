@@ -48,14 +48,16 @@ def claim(delivery_id: int, message_id: str, *, stale_after: float) -> bool:
     return query.execute() == 1
 
 
-def record(delivery_id: int, message_id: str, status: str, error: str | None = None) -> None:
-    """Record the outcome of our claim (pending again means: retry later)."""
+def record(delivery_id: int, message_id: str, status: str, error: str | None = None, *,
+           retry_in: float = 0.0) -> None:
+    """Record the outcome of our claim (pending again means: retry in ``retry_in`` seconds)."""
     now = clock.now()
     fields: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now}
     if status == DeliveryStatus.SENT:
         fields["sent_at"] = now
     if status == DeliveryStatus.PENDING:
         fields["claimed_by"] = None
+        fields["next_attempt_at"] = now + dt.timedelta(seconds=retry_in)
     Delivery.update(**fields).where((Delivery.id == delivery_id) & (Delivery.claimed_by == message_id)).execute()
 
 
@@ -119,9 +121,8 @@ class Outcome:
 
 def retry_delay(attempts: int, settings: Settings, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter, never sooner than the target's Retry-After."""
-    backoff = min(settings.retry_max_backoff, settings.retry_min_backoff * 2 ** max(0, attempts - 1))
-    backoff *= random.uniform(1.0, 1.25)
-    return max(backoff, retry_after or 0.0)
+    backoff = settings.retry_min_backoff * 2 ** min(max(0, attempts - 1), 32) * random.uniform(1.0, 1.25)
+    return max(min(backoff, settings.retry_max_backoff), retry_after or 0.0)
 
 
 def run_delivery(channel: Channel, delivery_id: int, *, message_id: str, settings: Settings,
@@ -159,7 +160,7 @@ def _failed(delivery_id: int, message_id: str, error: DeliveryError, attempts: i
                     permanent=error.permanent)
         return Outcome(DeliveryStatus.FAILED)
     delay = retry_delay(attempts, settings, error.retry_after)
-    record(delivery_id, message_id, DeliveryStatus.PENDING, str(error))
+    record(delivery_id, message_id, DeliveryStatus.PENDING, str(error), retry_in=delay)
     log.warning("delivery_will_retry", delivery_id=delivery_id, error=str(error), attempts=attempts,
                 retry_in=round(delay, 3))
     return Outcome("retry", delay)

@@ -72,7 +72,8 @@ def _create_deliveries(
     preferences = load_preferences(recipients, kind.name)
     now = clock.now()
     rows = [
-        {"event": event_row_id, "user_id": user_id, "channel": channel, "created_at": now, "updated_at": now}
+        {"event": event_row_id, "user_id": user_id, "channel": channel, "created_at": now, "updated_at": now,
+         "next_attempt_at": now}
         for user_id in recipients
         for channel in resolve_channels(kind, preferences.get(user_id, {}), channels)
     ]

@@ -32,5 +32,30 @@ def configure_logging(log_format: str = "console", level: str = "info") -> None:
     )
 
 
+class HideMessagePayloads(logging.Filter):
+    """dramatiq logs a failed message with its arguments; an event's data may hold personal data.
+
+    Replaces each message in a record's arguments by its actor and id.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_describe(arg) for arg in record.args)
+        return True
+
+
+def _describe(arg: object) -> object:
+    message = getattr(arg, "_message", arg)  # dramatiq's MessageProxy wraps a Message
+    if hasattr(message, "actor_name") and hasattr(message, "message_id"):
+        return f"{message.actor_name}(message_id={message.message_id})"
+    return arg
+
+
+def hide_message_payloads() -> None:
+    """Install :class:`HideMessagePayloads` on the dramatiq loggers that print messages."""
+    for name in ("dramatiq.worker.WorkerThread", "dramatiq.worker.ConsumerThread", "dramatiq.worker.Worker"):
+        logging.getLogger(name).addFilter(HideMessagePayloads())
+
+
 def _stderr_logger(*args: object) -> structlog.PrintLogger:
     return structlog.PrintLogger(sys.stderr)

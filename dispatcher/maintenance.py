@@ -8,23 +8,20 @@ from . import clock
 from .models import Delivery, DeliveryStatus
 
 
-def stale_deliveries(*, stale_after: float, retry_max_backoff: float, limit: int = 1000) -> list[tuple[int, str]]:
+def stale_deliveries(*, stale_after: float, limit: int = 1000) -> list[tuple[int, str]]:
     """Deliveries whose message seems lost: (id, channel), oldest first.
 
-    Pending ones untouched for longer than the longest retry wait plus
-    ``stale_after``, and ones claimed for longer than ``stale_after`` (their
-    worker died and RabbitMQ did not hand the message to anyone else).
+    Pending ones whose attempt was due more than ``stale_after`` ago, and ones
+    claimed more than ``stale_after`` ago (their worker died and RabbitMQ did
+    not hand the message to anyone else).
     """
-    now = clock.now()
-    pending_before = now - dt.timedelta(seconds=retry_max_backoff + stale_after)
-    claimed_before = now - dt.timedelta(seconds=stale_after)
+    before = clock.now() - dt.timedelta(seconds=stale_after)
+    pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.next_attempt_at < before)
+    claimed = (Delivery.status == DeliveryStatus.SENDING) & (Delivery.claimed_at < before)
     query = (
         Delivery.select(Delivery.id, Delivery.channel)
-        .where(
-            ((Delivery.status == DeliveryStatus.PENDING) & (Delivery.updated_at < pending_before))
-            | ((Delivery.status == DeliveryStatus.SENDING) & (Delivery.claimed_at < claimed_before))
-        )
-        .order_by(Delivery.updated_at)
+        .where(pending | claimed)
+        .order_by(Delivery.id)
         .limit(limit)
     )
     return list(query.tuples())

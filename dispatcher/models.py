@@ -110,6 +110,8 @@ class Delivery(BaseModel):
     status = peewee.CharField(max_length=16, default=DeliveryStatus.PENDING)
     attempts = peewee.IntegerField(default=0)
     last_error = peewee.TextField(null=True)
+    #: When the next attempt is due: creation, or the end of a retry's backoff.
+    next_attempt_at = peewee.DateTimeField(default=clock.now)
     claimed_by = peewee.CharField(max_length=64, null=True)
     claimed_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=clock.now)
@@ -119,7 +121,7 @@ class Delivery(BaseModel):
     class Meta:
         indexes = (
             (("event", "user_id", "channel"), True),
-            (("status", "updated_at"), False),
+            (("status", "next_attempt_at"), False),
         )
 
 

@@ -193,47 +193,43 @@ def test_record_after_losing_a_stale_claim_changes_nothing(db: str, catalog: Cat
     assert (row(delivery_id).status, row(delivery_id).last_error) == (DeliveryStatus.SENT, None)
 
 
-def test_stale_deliveries_are_the_long_pending_and_the_long_claimed(db: str, catalog: Catalog) -> None:
+def test_stale_deliveries_are_the_long_overdue_pending_and_the_long_claimed(db: str, catalog: Catalog) -> None:
     # given
-    max_backoff = 300.0
-    pending_limit = max_backoff + STALE_AFTER
     with clock.use_clock(at(0)):
-        old_pending, pending_within_backoff, old_sending, fresh_sending, old_sent, old_failed = new_deliveries(
+        old_pending, waiting_for_retry, old_sending, fresh_sending, old_sent, old_failed = new_deliveries(
             catalog, "u1", "u2", "u3", "u4", "u5", "u6")
         claim(old_sending, "msg-a", stale_after=STALE_AFTER)
         for finished, status in ((old_sent, DeliveryStatus.SENT), (old_failed, DeliveryStatus.FAILED)):
             claim(finished, "msg-b", stale_after=STALE_AFTER)
             record(finished, "msg-b", status)
-    with clock.use_clock(at(pending_limit - STALE_AFTER - 100)):
-        # its retry was recorded recently: the delayed message may still be on its way
-        claim(pending_within_backoff, "msg-c", stale_after=STALE_AFTER)
-        record(pending_within_backoff, "msg-c", DeliveryStatus.PENDING, "try later")
-    with clock.use_clock(at(pending_limit - STALE_AFTER + 10)):
+        # a retry due in an hour: its delayed message is on its way
+        claim(waiting_for_retry, "msg-c", stale_after=STALE_AFTER)
+        record(waiting_for_retry, "msg-c", DeliveryStatus.PENDING, "try later", retry_in=3600)
+    with clock.use_clock(at(STALE_AFTER)):
         claim(fresh_sending, "msg-d", stale_after=STALE_AFTER)
-    with clock.use_clock(at(pending_limit - 5)):
         fresh_pending = new_deliveries(catalog, "u7")[0]
 
     # when
-    with clock.use_clock(at(pending_limit + 1)):
-        stale = stale_deliveries(stale_after=STALE_AFTER, retry_max_backoff=max_backoff)
+    with clock.use_clock(at(STALE_AFTER + 1)):
+        stale = stale_deliveries(stale_after=STALE_AFTER)
 
     # then
-    assert sorted(stale) == sorted([(old_pending, "in_app"), (old_sending, "in_app")])
+    assert stale == [(old_pending, "in_app"), (old_sending, "in_app")]
     assert fresh_pending not in {delivery_id for delivery_id, _ in stale}
 
 
-def test_a_claim_counts_as_stale_sooner_than_a_pending_delivery(db: str, catalog: Catalog) -> None:
-    # given: both untouched for longer than stale_after but less than stale_after + max backoff
+def test_a_pending_retry_becomes_stale_only_once_its_attempt_is_long_overdue(db: str, catalog: Catalog) -> None:
+    # given a retry due an hour after T0
     with clock.use_clock(at(0)):
-        pending, sending = new_deliveries(catalog, "u1", "u2")
-        claim(sending, "msg-a", stale_after=STALE_AFTER)
+        delivery_id = new_delivery(catalog)
+        claim(delivery_id, "msg-a", stale_after=STALE_AFTER)
+        record(delivery_id, "msg-a", DeliveryStatus.PENDING, "try later", retry_in=3600)
 
-    # when
-    with clock.use_clock(at(STALE_AFTER + 1)):
-        stale = stale_deliveries(stale_after=STALE_AFTER, retry_max_backoff=300.0)
-
-    # then
-    assert stale == [(sending, "in_app")]
+    # when / then
+    with clock.use_clock(at(3600 + STALE_AFTER - 1)):
+        assert stale_deliveries(stale_after=STALE_AFTER) == []
+    with clock.use_clock(at(3600 + STALE_AFTER + 1)):
+        assert stale_deliveries(stale_after=STALE_AFTER) == [(delivery_id, "in_app")]
 
 
 def test_stale_deliveries_are_listed_oldest_first_up_to_the_limit(db: str, catalog: Catalog) -> None:
@@ -245,7 +241,7 @@ def test_stale_deliveries_are_listed_oldest_first_up_to_the_limit(db: str, catal
 
     # when
     with clock.use_clock(at(10_000)):
-        stale = stale_deliveries(stale_after=STALE_AFTER, retry_max_backoff=300.0, limit=3)
+        stale = stale_deliveries(stale_after=STALE_AFTER, limit=3)
 
     # then
     assert stale == [(ids[0], "in_app"), (ids[1], "in_app"), (ids[2], "in_app")]
@@ -338,7 +334,8 @@ def test_a_transient_error_leaves_the_delivery_pending_and_asks_for_a_retry(
     channel = FakeChannel(settings, DeliveryError("451 try again later"))
 
     # when
-    outcome = run(channel, delivery_id, settings, catalog)
+    with clock.use_clock(at(0)):
+        outcome = run(channel, delivery_id, settings, catalog)
 
     # then
     assert outcome.status == "retry"
@@ -347,6 +344,7 @@ def test_a_transient_error_leaves_the_delivery_pending_and_asks_for_a_retry(
     pending = row(delivery_id)
     assert (pending.status, pending.last_error, pending.claimed_by, pending.attempts) == (
         DeliveryStatus.PENDING, "451 try again later", None, 1)
+    assert pending.next_attempt_at == T0 + dt.timedelta(seconds=outcome.retry_in)
 
 
 def test_a_retry_waits_at_least_as_long_as_the_target_asked(db: str, catalog: Catalog, settings: Settings) -> None:
@@ -489,8 +487,8 @@ def test_the_retry_delay_doubles_with_each_attempt_up_to_the_maximum(attempts: i
     # when
     delays = [retry_delay(attempts, settings) for _ in range(50)]
 
-    # then: jitter of up to a quarter on top
-    assert all(backoff <= delay <= backoff * 1.25 for delay in delays)
+    # then: jitter of up to a quarter on top, but never past the maximum
+    assert all(backoff <= delay <= min(backoff * 1.25, 300.0) for delay in delays)
 
 
 def test_the_retry_delay_is_never_shorter_than_retry_after() -> None:

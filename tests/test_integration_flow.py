@@ -163,6 +163,18 @@ def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_s
     assert Event.select().where(Event.type == "team.invite.sent").count() == 1
 
 
+def test_a_rejected_command_is_logged_without_its_personal_data(running: Deployment) -> None:
+    # when
+    publish_with_pika(running, "tidings.user.upsert",
+                      {"id": "ana", "email": "hidden.person@example.com", "timezone": "Mars/Olympus"})
+    # then
+    wait_for(lambda: len(dead_letters(running)) == 1, what="the command in the dead-letter queue")
+    log = running.workers[0].log()
+    [rejected] = [line for line in json_log_lines(log) if line["event"] == "event_rejected"]
+    assert rejected["reason"] == "timezone 'Mars/Olympus' is not an IANA time zone name"
+    assert "hidden.person@example.com" not in log
+
+
 def test_topic_subscribers_receive_an_event_sent_to_their_topic(running: Deployment) -> None:
     # given
     publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "ana"})
