@@ -21,7 +21,7 @@ from .broker import broker, catalog, settings
 from .db import transaction
 from .delivery import Outcome, run_delivery
 from .errors import InvalidEvent, PermanentError
-from .events import decode_body, parse_event
+from .events import parse_event
 from .ingest import ingest_event
 
 log = structlog.get_logger("tidings.ingest")

@@ -15,7 +15,7 @@ from dispatcher.cli import main
 from dispatcher.models import InboxItem
 from dispatcher.settings import PROJECT_ROOT, Settings
 
-from tests.conftest import Deployment
+from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 

@@ -11,7 +11,7 @@ from peewee import fn
 from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
 from dispatcher.publisher import Publisher, build_event
 
-from tests.conftest import Deployment
+from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 

@@ -12,7 +12,7 @@ import pytest
 
 from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
 
-from tests.conftest import Deployment
+from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 

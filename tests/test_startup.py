@@ -9,7 +9,7 @@ import pytest
 
 from dispatcher.settings import PROJECT_ROOT
 
-from tests.conftest import Deployment
+from tests.support.deployment import Deployment
 
 
 def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,64 @@
+"""An isolated Tidings for one test or benchmark run: its own queues, exchange and database."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pika
+
+from dispatcher.db import database, init_database
+from dispatcher.settings import PROJECT_ROOT, Settings
+
+from .worker import WorkerProcess
+
+
+class Deployment:
+    """One isolated Tidings: its own namespace, exchange, SQLite file and worker processes."""
+
+    def __init__(self, tmp_path: Path, broker_url: str, smtp_port: int, **extra: str) -> None:
+        self.namespace = f"t{uuid.uuid4().hex[:10]}"
+        self.exchange = f"{self.namespace}_events"
+        self.tmp_path = tmp_path
+        self.env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")},
+            "PYTHONPATH": str(PROJECT_ROOT),
+            "TIDINGS_BROKER_URL": broker_url,
+            "TIDINGS_NAMESPACE": self.namespace,
+            "TIDINGS_EXCHANGE": self.exchange,
+            "TIDINGS_DATABASE_URL": f"sqlite:///{tmp_path / 'tidings.db'}",
+            "TIDINGS_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
+            "TIDINGS_MAIL_FROM": "Tidings <noreply@tidings.test>",
+            "TIDINGS_RETRY_MIN_BACKOFF": "0.2",
+            "TIDINGS_RETRY_MAX_BACKOFF": "2",
+            "TIDINGS_RETRY_MAX": "5",
+            **extra,
+        }
+        self.settings = Settings.from_env({k: v for k, v in self.env.items() if k.startswith("TIDINGS_")})
+        self.workers: list[WorkerProcess] = []
+
+    def worker(self, **options: int) -> WorkerProcess:
+        worker = WorkerProcess(self.env, self.tmp_path / f"worker{len(self.workers)}.log", **options)
+        self.workers.append(worker)
+        return worker
+
+    def use_database(self) -> None:
+        """Point this test process's models at the deployment's database."""
+        init_database(self.settings.database_url)
+
+    def queue_names(self) -> list[str]:
+        names = [self.settings.queue(q) for q in ("ingest", "in_app", "email", "maintenance")]
+        return [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
+
+    def teardown(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        connection = pika.BlockingConnection(pika.URLParameters(self.env["TIDINGS_BROKER_URL"]))
+        channel = connection.channel()
+        for name in self.queue_names():
+            channel.queue_delete(name)
+        channel.exchange_delete(self.exchange)
+        connection.close()
+        if not database.is_closed():
+            database.close()
