@@ -136,7 +136,19 @@ def run_delivery(channel: Channel, delivery_id: int, *, message_id: str, setting
         return Outcome("already_handled")
     attempts = Delivery.select(Delivery.attempts).where(Delivery.id == delivery_id).scalar()
     try:
-        channel.deliver(load_notification(delivery_id, settings, catalog))
+        notification = load_notification(delivery_id, settings, catalog)
+    except DeliveryError as e:  # a template error, or a type gone from the catalog
+        return _failed(delivery_id, message_id, e, attempts, settings)
+    with structlog.contextvars.bound_contextvars(event_id=notification.event.id, event_type=notification.kind.name,
+                                                 source=notification.event.source, user_id=notification.user_id):
+        return _deliver(channel, notification, message_id, attempts, settings)
+
+
+def _deliver(channel: Channel, notification: Notification, message_id: str, attempts: int,
+             settings: Settings) -> Outcome:
+    delivery_id = notification.delivery_id
+    try:
+        channel.deliver(notification)
     except DeliverySkipped as e:
         record(delivery_id, message_id, DeliveryStatus.SKIPPED, str(e))
         log.info("delivery_skipped", delivery_id=delivery_id, reason=str(e))

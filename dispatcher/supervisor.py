@@ -49,10 +49,14 @@ class Process:
         self.popen = subprocess.Popen(["/bin/sh", "-c", f"exec {self.command}"], env=env, start_new_session=True)
         log.info("process_started", process=self.name, pid=self.popen.pid)
 
-    def signal(self, sig: signal.Signals) -> None:
+    def signal(self, sig: signal.Signals, *, group: bool = False) -> None:
+        """Signal the process (which forwards it to its children), or its whole group."""
         if self.popen is not None and self.popen.poll() is None:
             try:
-                os.killpg(self.popen.pid, sig)
+                if group:
+                    os.killpg(self.popen.pid, sig)
+                else:
+                    self.popen.send_signal(sig)
             except ProcessLookupError:
                 pass
 
@@ -90,6 +94,8 @@ def run(procfile: Path, *, only: list[str] | None = None) -> int:
             process.next_start = time.monotonic() + delay
     log.info("stopping", processes=[p.name for p in processes])
     for process in processes:
+        # Only the leader: dramatiq forwards SIGTERM to its workers, and a second
+        # SIGTERM sent to them directly would make them quit without finishing.
         process.signal(signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
     for process in processes:
@@ -98,6 +104,6 @@ def run(procfile: Path, *, only: list[str] | None = None) -> int:
         try:
             process.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.signal(signal.SIGKILL)
+            process.signal(signal.SIGKILL, group=True)
             process.popen.wait()
     return 0

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import subprocess
+import sys
 import time
 import uuid
 from typing import Any
@@ -11,6 +14,7 @@ import pika
 import pytest
 
 from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
+from dispatcher.settings import PROJECT_ROOT
 
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
@@ -96,8 +100,14 @@ def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_
         ("cara", "in_app"): ("sent", None),
         ("cara", "email"): ("skipped", "unknown user: no tidings.user.upsert has named it"),
     }
-    accepted = [line for line in json_log_lines(running.workers[0].log()) if line["event"] == "event_accepted"]
-    assert accepted and accepted[0]["event_id"] == event_id and accepted[0]["event_type"] == "team.invite.sent"
+    lines = json_log_lines(running.workers[0].log())
+    accepted = [line for line in lines if line["event"] == "event_accepted"]
+    assert [(line["event_id"], line["event_type"]) for line in accepted] == [(event_id, "team.invite.sent")]
+    sent = [line for line in lines if line["event"] == "delivery_sent"]
+    assert len(sent) == 4
+    assert {(line["event_id"], line["event_type"]) for line in sent} == {(event_id, "team.invite.sent")}
+    assert {(line["user_id"], line["channel"]) for line in sent} == {
+        ("ana", "in_app"), ("ana", "email"), ("bo", "in_app"), ("cara", "in_app")}
 
 
 def test_republishing_the_same_event_changes_nothing(running: Deployment, smtp_server: SmtpServer) -> None:
@@ -208,3 +218,22 @@ def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(running: Dep
     assert (email_of(first).status, email_of(first).attempts) == ("sent", 3)
     assert email_of(second).attempts == 1 and "550 5.1.1 no such user" in email_of(second).last_error
     assert len(smtp_server.messages) == 1
+
+
+def test_the_periodic_sweep_delivers_what_a_lost_message_left_pending(running: Deployment, catalog) -> None:
+    # given deliveries recorded an hour ago whose messages never reached RabbitMQ
+    from dispatcher import clock
+    from dispatcher.events import CloudEvent
+    from dispatcher.ingest import ingest_event
+
+    an_hour_ago = clock.now() - dt.timedelta(hours=1)
+    event = CloudEvent(id="lost-1", source="/tests", type="team.invite.sent", data=invite(["ana"]))
+    with clock.use_clock(lambda: an_hour_ago):
+        ingest_event(event, catalog, ["in_app"])
+    # when the scheduler's job is enqueued, as periodiq does every five minutes
+    subprocess.run([sys.executable, "-c", "import schedules; schedules.requeue_stale_deliveries.send()"],
+                   cwd=PROJECT_ROOT, env=running.env, check=True, timeout=60)
+    # then the worker runs it and the delivery is made
+    wait_for(lambda: InboxItem.select().count() == 1, what="the swept delivery")
+    assert [line["count"] for line in json_log_lines(running.workers[0].log())
+            if line["event"] == "stale_deliveries_requeued"] == [1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -48,4 +49,17 @@ def test_the_worker_refuses_to_start_when_the_database_cannot_be_opened(deployme
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "tidings: cannot start: OperationalError: unable to open database file" in output
+    assert "Traceback" not in output
+
+
+def test_the_scheduler_refuses_to_start_with_a_bad_setting_and_says_why_in_one_line(deployment: Deployment) -> None:
+    # when
+    result = subprocess.run([str(Path(sys.executable).parent / "periodiq"), "schedules"], cwd=PROJECT_ROOT,
+                            env={**deployment.env, "TIDINGS_LOG_FORMAT": "xml"}, capture_output=True, text=True,
+                            timeout=60)
+    # then
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert [line for line in output.splitlines() if line.startswith("tidings:")] == [
+        "tidings: configuration error: TIDINGS_LOG_FORMAT must be one of console, json"]
     assert "Traceback" not in output

@@ -60,5 +60,5 @@ class Deployment:
             channel.queue_delete(name)
         channel.exchange_delete(self.exchange)
         connection.close()
-        if not database.is_closed():
+        if database.obj is not None and not database.is_closed():
             database.close()

@@ -52,14 +52,17 @@ class WorkerProcess:
         self._signal(signal.SIGKILL)
 
     def stop(self) -> None:
-        """SIGTERM, as an operator would; SIGKILL if it does not stop in 30 s."""
-        self._signal(signal.SIGTERM, timeout=30)
+        """SIGTERM to the main process, as an operator would; SIGKILL if it does not stop in 30 s."""
+        self._signal(signal.SIGTERM, timeout=30, group=False)
 
-    def _signal(self, sig: signal.Signals, timeout: float = 10) -> None:
+    def _signal(self, sig: signal.Signals, timeout: float = 10, group: bool = True) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
         try:
-            os.killpg(self.proc.pid, sig)
+            if group:
+                os.killpg(self.proc.pid, sig)
+            else:
+                self.proc.send_signal(sig)
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(self.proc.pid, signal.SIGKILL)
