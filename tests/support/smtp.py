@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import threading
@@ -22,9 +23,12 @@ class RecordingHandler:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.peers: list[Any] = []  # the client address of each accepted message
         self.scripted: deque[str] = deque()  # replies for DATA, e.g. "451 4.3.0 try later"
+        self.delay = 0.0  # seconds to wait before answering DATA: a slow server
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         with self.lock:
             if self.scripted:
                 return self.scripted.popleft()

@@ -1,0 +1,50 @@
+"""The Procfile as operators run it: separate worker groups keep a slow SMTP server away from in-app."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from dispatcher.models import InboxItem, User
+from dispatcher.publisher import Publisher, build_event
+from dispatcher.settings import PROJECT_ROOT
+
+from tests.support.deployment import Deployment
+from tests.support.smtp import SmtpServer
+from tests.support.wait import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EVENTS = 20
+USERS = ["ana", "bo", "cara"]
+
+
+def test_a_slow_smtp_server_does_not_delay_in_app_delivery(deployment: Deployment, smtp_server: SmtpServer) -> None:
+    # given every Procfile process running, and an SMTP server taking 1.5 s per message
+    smtp_server.handler.delay = 1.5
+    log_path = deployment.tmp_path / "run.log"
+    with open(log_path, "wb") as log:
+        run = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "run"], cwd=PROJECT_ROOT,
+                               env=deployment.env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: log_path.read_text().count("Worker process is ready") == 3, timeout=30,
+                 what="the worker (2 processes) and sender (1 process) groups")
+        deployment.use_database()
+        with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
+            for user in USERS:
+                publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
+            wait_for(lambda: User.select().count() == 3, what="the users")
+            # when far more email is queued than the sender has threads
+            for n in range(EVENTS):
+                publisher.publish(build_event("team.invite.sent", {"recipients": USERS, "team_name": "Wolves",
+                                                                   "inviter_name": "Mira"}))
+        # then in-app delivery finishes while the emails are still going out
+        wait_for(lambda: InboxItem.select().count() == EVENTS * 3, timeout=5, what="every in-app row")
+        assert len(smtp_server.messages) < EVENTS * 3 / 2
+        wait_for(lambda: len(smtp_server.messages) == EVENTS * 3, timeout=60, what="every email, eventually")
+    finally:
+        run.send_signal(signal.SIGTERM)
+        run.wait(timeout=40)
