@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from .catalog import CONTROL_PREFIX, Catalog
@@ -16,6 +17,7 @@ from .errors import InvalidEvent
 MAX_RECIPIENTS = 10_000
 MAX_ID_LENGTH = 255
 ROUTING_KEYS = ("recipients", "topic")
+RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +73,8 @@ def parse_time(value: object, what: str = "time") -> dt.datetime:
     """An RFC 3339 timestamp with an offset, as an aware datetime."""
     if not isinstance(value, str):
         raise InvalidEvent(f"{what} must be an RFC 3339 string")
+    if not RFC3339.fullmatch(value):
+        raise InvalidEvent(f"{what} {value[:40]!r} is not an RFC 3339 timestamp")
     try:
         parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:

@@ -245,6 +245,8 @@ def test_an_event_missing_required_keys_is_rejected_naming_them(catalog: Catalog
     [
         ("yesterday", "time 'yesterday' is not an RFC 3339 timestamp"),
         ("2026-13-01T00:00:00Z", "is not an RFC 3339 timestamp"),
+        ("2026-05-09T18:30:00+0200", "is not an RFC 3339 timestamp"),
+        ("2026-05-09", "time '2026-05-09' is not an RFC 3339 timestamp"),
         ("2026-05-09T18:30:00", "time '2026-05-09T18:30:00' has no UTC offset"),
         (1715279400, "time must be an RFC 3339 string"),
     ],

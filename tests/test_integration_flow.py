@@ -237,3 +237,15 @@ def test_the_periodic_sweep_delivers_what_a_lost_message_left_pending(running: D
     wait_for(lambda: InboxItem.select().count() == 1, what="the swept delivery")
     assert [line["count"] for line in json_log_lines(running.workers[0].log())
             if line["event"] == "stale_deliveries_requeued"] == [1]
+
+
+def test_the_documented_pika_example_delivers_a_notification(running: Deployment) -> None:
+    # given the example from docs/contract.md, pointed at this test's exchange and broker
+    example = (PROJECT_ROOT / "docs" / "examples" / "publish_with_pika.py").read_text()
+    example = example.replace('"events"', repr(running.exchange)).replace(
+        "amqp://guest:guest@127.0.0.1:5672/%2F", running.env["TIDINGS_BROKER_URL"])
+    # when
+    subprocess.run([sys.executable, "-c", example], check=True, timeout=60)
+    # then
+    wait_for(lambda: InboxItem.select().count() == 1, what="the example's notification")
+    assert InboxItem.get().user_id == "user-42"
