@@ -50,6 +50,25 @@ def postgres_url() -> Iterator[str]:
     admin.close()
 
 
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """An empty PostgreSQL database for one test (a worker process migrates it)."""
+    require("PostgreSQL", "127.0.0.1", 5432)
+    name = f"tidings_e2e_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(POSTGRES_ADMIN_DSN)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    if database.obj is not None:
+        database.close()
+        if hasattr(database.obj, "close_all"):
+            database.obj.close_all()
+    with admin.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.close()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty, migrated database of each kind; yields its URL."""

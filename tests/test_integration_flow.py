@@ -249,3 +249,21 @@ def test_the_documented_pika_example_delivers_a_notification(running: Deployment
     # then
     wait_for(lambda: InboxItem.select().count() == 1, what="the example's notification")
     assert InboxItem.get().user_id == "user-42"
+
+
+def test_the_flow_is_the_same_with_postgresql_as_the_database(deployment: Deployment, fresh_postgres_url: str,
+                                                               smtp_server: SmtpServer) -> None:
+    # given two worker processes sharing PostgreSQL (pooled connections, migrated at start)
+    deployment.configure(TIDINGS_DATABASE_URL=fresh_postgres_url, TIDINGS_LOG_FORMAT="json")
+    deployment.worker(processes=2).start()
+    deployment.use_database()
+    given_users(deployment)
+    # when
+    event_id = publish_with_pika(deployment, "team.invite.sent", invite(["ana", "bo", "cara"]))
+    publish_with_pika(deployment, "team.invite.sent", invite(["ana", "bo", "cara"]), id=event_id)
+    # then
+    wait_for(lambda: InboxItem.select().count() == 3 and len(smtp_server.messages) == 1, what="the deliveries")
+    wait_for(lambda: '"event_duplicate"' in deployment.workers[0].log(), what="the duplicate")
+    wait_for(lambda: Delivery.select().where(Delivery.status.in_(DeliveryStatus.FINAL)).count() == 5,
+             what="every delivery to finish")
+    assert len(smtp_server.messages) == 1 and InboxItem.select().count() == 3

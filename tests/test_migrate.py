@@ -50,3 +50,35 @@ def test_a_database_newer_than_this_tidings_is_refused(db: str) -> None:
                                           f"\\({SCHEMA_VERSION}\\): upgrade Tidings"):
         migrate()
     assert current_version() == SCHEMA_VERSION + 1
+
+
+def test_processes_migrating_at_the_same_moment_apply_each_step_once(db: str) -> None:
+    # given an empty database and four workers starting together
+    import threading
+
+    database.drop_tables(ALL_MODELS)
+    database.close()
+    results: list[tuple[int, int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def boot() -> None:
+        try:
+            start.wait()
+            results.append(migrate())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+        finally:
+            database.close()
+
+    # when
+    threads = [threading.Thread(target=boot) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # then exactly one of them created the schema
+    assert errors == []
+    assert sorted(results) == [(0, SCHEMA_VERSION)] + [(SCHEMA_VERSION, SCHEMA_VERSION)] * 3
+    assert [row.version for row in SchemaVersion.select()] == [SCHEMA_VERSION]

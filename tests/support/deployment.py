@@ -35,8 +35,16 @@ class Deployment:
             "TIDINGS_RETRY_MAX": "5",
             **extra,
         }
-        self.settings = Settings.from_env({k: v for k, v in self.env.items() if k.startswith("TIDINGS_")})
+        self.settings = self._parse()
         self.workers: list[WorkerProcess] = []
+
+    def _parse(self) -> Settings:
+        return Settings.from_env({k: v for k, v in self.env.items() if k.startswith("TIDINGS_")})
+
+    def configure(self, **env: str) -> None:
+        """Change settings before any worker starts, e.g. configure(TIDINGS_DATABASE_URL=...)."""
+        self.env.update(env)
+        self.settings = self._parse()
 
     def worker(self, **options: int) -> WorkerProcess:
         worker = WorkerProcess(self.env, self.tmp_path / f"worker{len(self.workers)}.log", **options)
