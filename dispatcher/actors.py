@@ -19,7 +19,7 @@ from channels import REGISTRY, channel_class, load_channel
 
 from .broker import broker, catalog, settings
 from .db import transaction
-from .delivery import Outcome, run_delivery
+from .delivery import Outcome, run_deliveries
 from .errors import InvalidEvent, PermanentError
 from .events import parse_event
 from .ingest import ingest_event
@@ -70,16 +70,16 @@ def _delivery_actor(name: str) -> dramatiq.Actor:
         assert message is not None, "the CurrentMessage middleware is on the broker"
         structlog.contextvars.bind_contextvars(channel=name)
 
-        def run(delivery_id: int) -> Outcome:
-            return run_delivery(channel, delivery_id, message_id=message.message_id, settings=settings,
-                                catalog=catalog)
+        def run() -> dict[int, Outcome]:
+            return run_deliveries(channel, delivery_ids, message_id=message.message_id, settings=settings,
+                                  catalog=catalog)
 
         if channel.transactional:
             with transaction():
-                outcomes = [run(delivery_id) for delivery_id in delivery_ids]
+                outcomes = run()
         else:
-            outcomes = [run(delivery_id) for delivery_id in delivery_ids]
-        for delivery_id, outcome in zip(delivery_ids, outcomes):
+            outcomes = run()
+        for delivery_id, outcome in outcomes.items():
             if outcome.retry_in is not None:
                 actor.send_with_options(args=([delivery_id],), delay=int(outcome.retry_in * 1000))
 

@@ -14,6 +14,7 @@ import random
 from typing import Any
 
 import jinja2
+import peewee
 import structlog
 
 from channels.base import Channel, Notification
@@ -30,22 +31,39 @@ from .unsubscribe import unsubscribe_url
 log = structlog.get_logger("tidings.delivery")
 
 
-def claim(delivery_id: int, message_id: str, *, stale_after: float) -> bool:
-    """Mark the delivery as being sent by ``message_id``; False if it is not ours to send."""
+def _claim_query(ids: list[int], message_id: str, stale_after: float) -> peewee.ModelUpdate:
     now = clock.now()
     stale = now - dt.timedelta(seconds=stale_after)
     claimable = (Delivery.status == DeliveryStatus.PENDING) | (
         (Delivery.status == DeliveryStatus.SENDING)
         & ((Delivery.claimed_by == message_id) | (Delivery.claimed_at < stale))
     )
-    query = Delivery.update(
+    return Delivery.update(
         status=DeliveryStatus.SENDING,
         claimed_by=message_id,
         claimed_at=now,
         attempts=Delivery.attempts + 1,
         updated_at=now,
-    ).where((Delivery.id == delivery_id) & claimable)
-    return query.execute() == 1
+    ).where(Delivery.id.in_(ids) & claimable)
+
+
+def claim(delivery_id: int, message_id: str, *, stale_after: float) -> bool:
+    """Mark the delivery as being sent by ``message_id``; False if it is not ours to send."""
+    return _claim_query([delivery_id], message_id, stale_after).execute() == 1
+
+
+def claim_many(ids: list[int], message_id: str, *, stale_after: float) -> list[Delivery]:
+    """Claim what we may of ``ids``; return the rows we hold, with their event and user loaded."""
+    _claim_query(ids, message_id, stale_after).execute()
+    query = (
+        Delivery.select(Delivery, Event, User)
+        .join(Event)
+        .switch(Delivery)
+        .join(User, peewee.JOIN.LEFT_OUTER, on=(User.id == Delivery.user_id), attr="user")
+        .where(Delivery.id.in_(ids), Delivery.status == DeliveryStatus.SENDING, Delivery.claimed_by == message_id)
+        .order_by(Delivery.id)
+    )
+    return list(query)
 
 
 def record(delivery_id: int, message_id: str, status: str, error: str | None = None, *,
@@ -61,9 +79,16 @@ def record(delivery_id: int, message_id: str, status: str, error: str | None = N
     Delivery.update(**fields).where((Delivery.id == delivery_id) & (Delivery.claimed_by == message_id)).execute()
 
 
-def load_notification(delivery_id: int, settings: Settings, catalog: Catalog) -> Notification:
-    """Gather the event, the user and the rendered templates for one delivery."""
-    delivery = Delivery.select(Delivery, Event).join(Event).where(Delivery.id == delivery_id).get()
+def record_sent(ids: list[int], message_id: str) -> None:
+    """Record several deliveries as sent in one statement."""
+    now = clock.now()
+    Delivery.update(status=DeliveryStatus.SENT, last_error=None, updated_at=now, sent_at=now).where(
+        Delivery.id.in_(ids) & (Delivery.claimed_by == message_id)
+    ).execute()
+
+
+def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog) -> Notification:
+    """Render one delivery's notification from its row (with event and user joined, see claim_many)."""
     row = delivery.event
     event = CloudEvent(
         id=row.event_id,
@@ -76,7 +101,9 @@ def load_notification(delivery_id: int, settings: Settings, catalog: Catalog) ->
     kind = catalog.get(event.type)
     if kind is None:
         raise DeliveryError(f"type {event.type!r} is no longer in the catalog", permanent=True)
-    user = User.get_or_none(User.id == delivery.user_id)
+    user = getattr(delivery, "user", None)
+    if user is not None and user.id is None:  # the left join found no user
+        user = None
     url = event.data.get("url")
     unsubscribe = None
     if settings.public_url and settings.secret_key and not kind.critical:
@@ -100,7 +127,7 @@ def load_notification(delivery_id: int, settings: Settings, catalog: Catalog) ->
     except jinja2.TemplateError as e:
         raise DeliveryError(f"template error in {kind.name}: {e}", permanent=True) from e
     return Notification(
-        delivery_id=delivery_id,
+        delivery_id=delivery.id,
         user_id=delivery.user_id,
         user=user,
         event=event,
@@ -127,41 +154,59 @@ def retry_delay(attempts: int, settings: Settings, retry_after: float | None = N
 
 def run_delivery(channel: Channel, delivery_id: int, *, message_id: str, settings: Settings,
                  catalog: Catalog) -> Outcome:
-    """Deliver once and record the outcome; a transient failure is recorded and returned as "retry".
+    """Deliver one delivery; see :func:`run_deliveries`."""
+    return run_deliveries(channel, [delivery_id], message_id=message_id, settings=settings, catalog=catalog)[
+        delivery_id]
 
-    Database errors propagate: nothing was recorded, so the message is retried as a whole.
+
+def run_deliveries(channel: Channel, ids: list[int], *, message_id: str, settings: Settings,
+                   catalog: Catalog) -> dict[int, Outcome]:
+    """Deliver what ``message_id`` may claim of ``ids`` and record each outcome.
+
+    A transient failure is recorded and returned as "retry". A transactional
+    channel's successes are recorded together at the end (the caller holds the
+    transaction); any other channel's right after each send, so that a crash
+    repeats as little as possible. Database errors propagate: the message is
+    retried as a whole, and its own claims let it take up where it stopped.
     """
-    if not claim(delivery_id, message_id, stale_after=settings.stale_after):
-        log.info("delivery_already_handled", delivery_id=delivery_id)
-        return Outcome("already_handled")
-    attempts = Delivery.select(Delivery.attempts).where(Delivery.id == delivery_id).scalar()
-    try:
-        notification = load_notification(delivery_id, settings, catalog)
-    except DeliveryError as e:  # a template error, or a type gone from the catalog
-        return _failed(delivery_id, message_id, e, attempts, settings)
-    with structlog.contextvars.bound_contextvars(event_id=notification.event.id, event_type=notification.kind.name,
-                                                 source=notification.event.source, user_id=notification.user_id):
-        return _deliver(channel, notification, message_id, attempts, settings)
+    outcomes = {delivery_id: Outcome("already_handled") for delivery_id in ids}
+    sent: list[int] = []
+    for delivery in claim_many(ids, message_id, stale_after=settings.stale_after):
+        with structlog.contextvars.bound_contextvars(event_id=delivery.event.event_id, event_type=delivery.event.type,
+                                                     source=delivery.event.source, user_id=delivery.user_id):
+            outcome = _run(channel, delivery, message_id, settings, catalog)
+            if outcome.status == DeliveryStatus.SENT:
+                if channel.transactional:
+                    sent.append(delivery.id)
+                else:
+                    record_sent([delivery.id], message_id)
+                log.info("delivery_sent", delivery_id=delivery.id)
+        outcomes[delivery.id] = outcome
+    if sent:
+        record_sent(sent, message_id)
+    for delivery_id, outcome in outcomes.items():
+        if outcome.status == "already_handled":
+            log.info("delivery_already_handled", delivery_id=delivery_id)
+    return outcomes
 
 
-def _deliver(channel: Channel, notification: Notification, message_id: str, attempts: int,
-             settings: Settings) -> Outcome:
-    delivery_id = notification.delivery_id
+def _run(channel: Channel, delivery: Delivery, message_id: str, settings: Settings, catalog: Catalog) -> Outcome:
+    """One delivery through the channel; records every outcome but success."""
     try:
+        notification = build_notification(delivery, settings, catalog)
         channel.deliver(notification)
     except DeliverySkipped as e:
-        record(delivery_id, message_id, DeliveryStatus.SKIPPED, str(e))
-        log.info("delivery_skipped", delivery_id=delivery_id, reason=str(e))
+        record(delivery.id, message_id, DeliveryStatus.SKIPPED, str(e))
+        log.info("delivery_skipped", delivery_id=delivery.id, reason=str(e))
         return Outcome(DeliveryStatus.SKIPPED)
     except DeliveryError as e:
-        return _failed(delivery_id, message_id, e, attempts, settings)
+        return _failed(delivery.id, message_id, e, delivery.attempts, settings)
     except Exception as e:
         if channel.transactional:
             raise  # the transaction is lost; the whole message is retried
-        log.exception("delivery_error", delivery_id=delivery_id)
-        return _failed(delivery_id, message_id, DeliveryError(f"{type(e).__name__}: {e}"), attempts, settings)
-    record(delivery_id, message_id, DeliveryStatus.SENT)
-    log.info("delivery_sent", delivery_id=delivery_id)
+        log.exception("delivery_error", delivery_id=delivery.id)
+        error = DeliveryError(f"{type(e).__name__}: {e}")
+        return _failed(delivery.id, message_id, error, delivery.attempts, settings)
     return Outcome(DeliveryStatus.SENT)
 
 

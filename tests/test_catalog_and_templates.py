@@ -27,7 +27,7 @@ CRITICAL = {"payout.received", "payment.verified", "payment.refunded", "system.a
 
 
 def context(data: dict[str, Any], *, user_name: str | None = None, url: str | None = None) -> dict[str, Any]:
-    """What delivery.load_notification hands the templates."""
+    """What delivery.build_notification hands the templates."""
     return {
         "data": data,
         "event": {"id": "evt-1", "type": "t", "source": "/s", "subject": None, "time": None},
