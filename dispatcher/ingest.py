@@ -32,7 +32,7 @@ class IngestResult:
 def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str]) -> IngestResult:
     """Record ``event`` and its deliveries on ``channels``, or recognise it as seen."""
     with transaction():
-        inserted = (
+        inserted = list(
             Event.insert(
                 source=event.source,
                 event_id=event.id,
@@ -43,17 +43,18 @@ def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str]) -> In
                 received_at=clock.now(),
             )
             .on_conflict_ignore()
-            .as_rowcount()
+            .returning(Event.id)
+            .tuples()
             .execute()
         )
-        row_id = Event.select(Event.id).where(Event.source == event.source, Event.event_id == event.id).scalar()
         if not inserted:
+            row_id = Event.select(Event.id).where(Event.source == event.source, Event.event_id == event.id).scalar()
             return IngestResult("duplicate", _never_attempted(row_id))
         if event.is_command:
             return IngestResult(apply_command(event, catalog))
         recipients = _recipients(event)
-        _create_deliveries(row_id, event, catalog, channels, recipients)
-        return IngestResult("accepted", _never_attempted(row_id), recipients=len(recipients))
+        created = _create_deliveries(inserted[0][0], event, catalog, channels, recipients)
+        return IngestResult("accepted", created, recipients=len(recipients))
 
 
 def _recipients(event: CloudEvent) -> list[str]:
@@ -66,7 +67,8 @@ def _recipients(event: CloudEvent) -> list[str]:
 
 def _create_deliveries(
     event_row_id: int, event: CloudEvent, catalog: Catalog, channels: list[str], recipients: list[str]
-) -> None:
+) -> list[tuple[int, str]]:
+    """Insert the delivery rows; return (id, channel) of each."""
     kind = catalog.get(event.type)
     assert kind is not None, "parse_event admits only catalog types"
     preferences = load_preferences(recipients, kind.name)
@@ -77,8 +79,11 @@ def _create_deliveries(
         for user_id in recipients
         for channel in resolve_channels(kind, preferences.get(user_id, {}), channels)
     ]
+    created: list[tuple[int, str]] = []
     for start in range(0, len(rows), INSERT_BATCH):
-        Delivery.insert_many(rows[start : start + INSERT_BATCH]).on_conflict_ignore().execute()
+        query = Delivery.insert_many(rows[start : start + INSERT_BATCH]).returning(Delivery.id, Delivery.channel)
+        created.extend(query.tuples().execute())
+    return sorted(created)
 
 
 def _never_attempted(event_row_id: int) -> list[tuple[int, str]]:

@@ -8,24 +8,26 @@ from collections.abc import Callable
 import structlog
 from dramatiq import Broker, Middleware
 from dramatiq.message import Message
+from playhouse.pool import PooledDatabase
 
 from .db import database
 from .errors import TidingsError
 
 
 class DatabaseMiddleware(Middleware):
-    """One database connection per message, returned when the message is done.
+    """A database connection for every message, handed back to the pool after it.
 
-    peewee keeps a connection per thread until closed; closing after each
-    message hands pooled PostgreSQL connections back and never leaves a
-    SQLite handle open across a fork.
+    peewee keeps one connection per thread. A pooled (PostgreSQL) connection
+    goes back to the pool after each message, so idle threads hold none; a
+    SQLite connection stays open with its thread (opening one costs more than
+    the work of a small message).
     """
 
     def before_process_message(self, broker: Broker, message: Message) -> None:
         database.connect(reuse_if_open=True)
 
     def after_process_message(self, broker: Broker, message: Message, *, result=None, exception=None) -> None:
-        if not database.is_closed():
+        if isinstance(database.obj, PooledDatabase) and not database.is_closed():
             database.close()
 
     after_skip_message = after_process_message
