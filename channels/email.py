@@ -14,6 +14,7 @@ import hashlib
 import smtplib
 import ssl
 import threading
+import time
 import urllib.parse
 from email.message import EmailMessage
 
@@ -24,6 +25,8 @@ from dispatcher.settings import Settings
 from .base import Channel, Notification
 
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
+#: A connection idle for longer is checked with NOOP before reuse (servers drop idle ones).
+CHECK_IDLE_AFTER = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,26 +123,41 @@ class SmtpChannel(Channel):
         return message
 
     def _send(self, message: EmailMessage, address: str) -> None:
-        connection = self._connection()
-        refused = connection.send_message(message, from_addr=self.sender, to_addrs=[address])
+        connection, fresh = self._connection()
+        try:
+            refused = connection.send_message(message, from_addr=self.sender, to_addrs=[address])
+        except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError):
+            if fresh:
+                raise
+            # The server dropped a connection we reused: that shows at MAIL FROM, before
+            # any message data, so one try on a new connection cannot send it twice.
+            self._drop_connection()
+            connection, _ = self._connection()
+            refused = connection.send_message(message, from_addr=self.sender, to_addrs=[address])
         if refused:  # only when some of several recipients fail; kept for safety
             raise smtplib.SMTPRecipientsRefused(refused)
 
-    def _connection(self) -> smtplib.SMTP:
-        """This thread's open connection, checked with NOOP, or a new one."""
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """This thread's open connection (checked with NOOP if it sat idle), or a new one (True)."""
         connection: smtplib.SMTP | None = getattr(self._local, "connection", None)
+        now = time.monotonic()
         if connection is not None:
+            if now - self._local.used_at < CHECK_IDLE_AFTER:
+                self._local.used_at = now
+                return connection, False
             try:
                 if connection.noop()[0] == 250:
-                    return connection
+                    self._local.used_at = now
+                    return connection, False
             except (smtplib.SMTPException, OSError):
                 pass
             self._drop_connection()
         connection = self._connect()
         self._local.connection = connection
+        self._local.used_at = now
         with self._lock:
             self._all.append(connection)
-        return connection
+        return connection, True
 
     def _connect(self) -> smtplib.SMTP:
         target, timeout = self.target, self.settings.smtp_timeout

@@ -135,8 +135,11 @@ def test_one_connection_is_reused_for_the_messages_of_a_thread(smtp_server: Smtp
     assert len(set(smtp_server.peers)) == 1
 
 
-def test_a_connection_the_server_dropped_is_replaced_without_failing_the_delivery(catalog: Catalog) -> None:
+@pytest.mark.parametrize("check_idle_after", [0.0, 60.0], ids=["checked-with-noop", "found-at-mail-from"])
+def test_a_connection_the_server_dropped_is_replaced_without_failing_the_delivery(
+        catalog: Catalog, monkeypatch: pytest.MonkeyPatch, check_idle_after: float) -> None:
     # given a channel holding a connection to a server that then restarts
+    monkeypatch.setattr("channels.email.CHECK_IDLE_AFTER", check_idle_after)
     first = SmtpServer().start()
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{first.port}"))
     channel.deliver(make_notification(catalog))
