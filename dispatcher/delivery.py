@@ -1,4 +1,4 @@
-"""Run one delivery through its channel: claim it, deliver, record the outcome.
+"""Run deliveries through their channel: claim them, deliver, record each outcome.
 
 A delivery is claimed by the dramatiq message that works on it. Another
 message for the same delivery (a re-published event, a sweep) finds it
