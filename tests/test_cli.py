@@ -97,6 +97,9 @@ def test_a_published_event_shows_in_the_inbox_and_its_deliveries(capsys, running
         ("ana", "email", "skipped"), ("ana", "in_app", "sent")]
 
 
+PROCESSES = 2  # the Procfile's worker line: --processes 2
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 def test_run_restarts_a_worker_that_died_and_stops_everything_on_sigterm(deployment: Deployment,
@@ -111,13 +114,16 @@ def test_run_restarts_a_worker_that_died_and_stops_everything_on_sigterm(deploym
             text = log_path.read_text()
             return [int(line.split("pid=")[1].split()[0]) for line in text.splitlines() if "process_started" in line]
 
-        wait_for(lambda: "Worker process is ready" in log_path.read_text(), timeout=30, what="the worker")
+        def ready() -> int:
+            return log_path.read_text().count("Worker process is ready")
+
+        wait_for(lambda: ready() == PROCESSES, timeout=30, what="the worker group")
         [first] = started_pids()
         # when the worker group is killed
         os.killpg(first, signal.SIGKILL)
         # then it is started again
         wait_for(lambda: len(started_pids()) == 2, timeout=30, what="the restart")
-        wait_for(lambda: log_path.read_text().count("Worker process is ready") == 2, timeout=30, what="ready")
+        wait_for(lambda: ready() == 2 * PROCESSES, timeout=30, what="the restarted group")
         # and SIGTERM stops the supervisor and its children
         second = started_pids()[1]
         supervisor.send_signal(signal.SIGTERM)

@@ -18,13 +18,13 @@ from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-EVENTS = 20
+EVENTS = 12
 USERS = ["ana", "bo", "cara"]
 
 
 def test_a_slow_smtp_server_does_not_delay_in_app_delivery(deployment: Deployment, smtp_server: SmtpServer) -> None:
-    # given every Procfile process running, and an SMTP server taking 1.5 s per message
-    smtp_server.handler.delay = 1.5
+    # given every Procfile process running, and an SMTP server taking 3 s per message
+    smtp_server.handler.delay = 3.0
     log_path = deployment.tmp_path / "run.log"
     with open(log_path, "wb") as log:
         run = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "run"], cwd=PROJECT_ROOT,
