@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import uuid
@@ -31,42 +32,39 @@ def catalog() -> Catalog:
     return load_catalog(PROJECT_ROOT / "templates" / "catalog.toml", PROJECT_ROOT / "templates")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL database of this test session's own, dropped at the end."""
+@contextlib.contextmanager
+def _new_postgres_database(prefix: str) -> Iterator[str]:
+    """Create an empty PostgreSQL database; drop it (closing our connections) afterwards."""
     require("PostgreSQL", "127.0.0.1", 5432)
-    name = f"tidings_test_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(POSTGRES_ADMIN_DSN)
     admin.autocommit = True
     with admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    if not database.is_closed():
-        database.close()
-    if hasattr(database.obj, "close_all"):
-        database.obj.close_all()
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        if database.obj is not None:
+            database.close()
+            if hasattr(database.obj, "close_all"):
+                database.obj.close_all()
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database of this test session's own, for the storage tests."""
+    with _new_postgres_database("tidings_test") as url:
+        yield url
 
 
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """An empty PostgreSQL database for one test (a worker process migrates it)."""
-    require("PostgreSQL", "127.0.0.1", 5432)
-    name = f"tidings_e2e_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(POSTGRES_ADMIN_DSN)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name}")
-    yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    if database.obj is not None:
-        database.close()
-        if hasattr(database.obj, "close_all"):
-            database.obj.close_all()
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.close()
+    with _new_postgres_database("tidings_e2e") as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
