@@ -4,18 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import peewee
+import playhouse.migrate
+from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
+
 from . import models
 from .db import database, is_sqlite, transaction
 from .errors import ConfigError
 
 
 def _create_initial_schema() -> None:
-    database.create_tables(models.ALL_MODELS, safe=True)
+    version_1 = [models.SchemaVersion, models.User, models.Preference, models.Subscription, models.Event,
+                 models.Delivery, models.InboxItem]
+    database.create_tables(version_1, safe=True)  # today's models: later columns included
+
+
+def _http_channels() -> None:
+    """Version 2: Discord and signed webhooks (disabled targets, endpoints, held retries)."""
+    if "held" not in _columns("delivery"):
+        migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+        playhouse.migrate.migrate(migrator.add_column("delivery", "held", peewee.BooleanField(default=False)))
+    # New tables, and the new index on delivery (CREATE INDEX IF NOT EXISTS).
+    database.create_tables([models.DisabledTarget, models.WebhookEndpoint, models.Delivery], safe=True)
+
+
+def _columns(table: str) -> set[str]:
+    return {column.name for column in database.get_columns(table)}
 
 
 #: Version -> the step that brings the schema from the version before to it.
 MIGRATIONS: dict[int, Callable[[], None]] = {
     1: _create_initial_schema,
+    2: _http_channels,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -112,6 +112,8 @@ class Delivery(BaseModel):
     last_error = peewee.TextField(null=True)
     #: When the next attempt is due: creation, or the end of a retry's backoff.
     next_attempt_at = peewee.DateTimeField(default=clock.now)
+    #: True while a retry waits in the database (too far ahead for a delayed message).
+    held = peewee.BooleanField(default=False)
     claimed_by = peewee.CharField(max_length=64, null=True)
     claimed_at = peewee.DateTimeField(null=True)
     created_at = peewee.DateTimeField(default=clock.now)
@@ -122,6 +124,7 @@ class Delivery(BaseModel):
         indexes = (
             (("event", "user_id", "channel"), True),
             (("status", "next_attempt_at"), False),
+            (("held", "next_attempt_at"), False),
         )
 
 
@@ -142,4 +145,36 @@ class InboxItem(BaseModel):
         indexes = ((("user_id", "created_at"), False),)
 
 
-ALL_MODELS: list[type[BaseModel]] = [SchemaVersion, User, Preference, Subscription, Event, Delivery, InboxItem]
+class DisabledTarget(BaseModel):
+    """An HTTP target that told us it is gone (Discord 404/401): never called again.
+
+    Keyed by a hash of the URL, so a user who sets a new webhook URL is served again.
+    """
+
+    key = peewee.CharField(max_length=64, primary_key=True)  # sha256 hex of the URL
+    channel = peewee.CharField(max_length=32)
+    description = peewee.CharField(max_length=255)  # the URL without its secret part
+    reason = peewee.TextField()
+    disabled_at = peewee.DateTimeField(default=clock.now)
+
+
+class WebhookEndpoint(BaseModel):
+    """A receiver of signed webhooks (Standard Webhooks), written by tidings.webhook.upsert."""
+
+    id = peewee.CharField(max_length=255, primary_key=True)
+    url = peewee.TextField()
+    secret = peewee.CharField(max_length=255)
+    previous_secret = peewee.CharField(max_length=255, null=True)
+    previous_secret_until = peewee.DateTimeField(null=True)
+    types = JSONField()  # glob patterns such as "match.*"
+    enabled = peewee.BooleanField(default=True)
+    disabled_reason = peewee.TextField(null=True)
+    owner = peewee.CharField(max_length=255, null=True)  # a user id told when it is disabled
+    failing_since = peewee.DateTimeField(null=True)
+    changed_at = peewee.DateTimeField()
+    created_at = peewee.DateTimeField(default=clock.now)
+
+
+ALL_MODELS: list[type[BaseModel]] = [
+    SchemaVersion, User, Preference, Subscription, Event, Delivery, InboxItem, DisabledTarget, WebhookEndpoint,
+]

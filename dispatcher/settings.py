@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import urllib.parse
@@ -26,6 +27,8 @@ DEFAULT_DATABASE_URL = "sqlite:///tidings.db"
 DEFAULT_SMTP_URL = "smtp://127.0.0.1:25"
 DEFAULT_MAIL_FROM = "Tidings <tidings@localhost>"
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+#: Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 def parse_str(value: str) -> str:
@@ -101,6 +104,35 @@ def parse_url(*schemes: str, host: bool = True) -> Callable[[str], str]:
     return parse
 
 
+def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """A comma-separated list of CIDR ranges, e.g. '10.0.0.0/8,fd00::/8'."""
+    networks = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"has {item.strip()!r}, which is not a CIDR range such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def parse_schedule(value: str) -> tuple[float, ...]:
+    """Comma-separated delays in seconds, the first attempt's (usually 0) first."""
+    try:
+        delays = tuple(float(item) for item in value.split(","))
+    except ValueError:
+        raise ValueError("must be comma-separated numbers of seconds, e.g. 0,5,300") from None
+    if not delays or any(not math.isfinite(d) or d < 0 for d in delays):
+        raise ValueError("must hold at least one delay, none negative")
+    return delays
+
+
+def parse_ids(value: str) -> tuple[str, ...]:
+    """Comma-separated ids."""
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def parse_path(value: str) -> Path:
     return Path(parse_str(value)).expanduser().resolve()
 
@@ -147,6 +179,15 @@ class Settings:
     retry_min_backoff: float = 5.0
     retry_max_backoff: float = 300.0
     stale_after: float = 600.0
+    discord_webhook_url: str | None = None
+    allow_private_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    http_ca_file: Path | None = None
+    http_connect_timeout: float = 5.0
+    http_read_timeout: float = 10.0
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
+    webhook_disable_after: float = 5 * 24 * 3600.0
+    secret_rotation_overlap: float = 24 * 3600.0
+    operators: tuple[str, ...] = ()
 
     @property
     def catalog_path(self) -> Path:
@@ -178,8 +219,10 @@ class Settings:
             raise ConfigError("TIDINGS_SECRET_KEY must be set when TIDINGS_PUBLIC_URL is (it signs unsubscribe links)")
         if not settings.catalog_path.is_file():
             raise ConfigError(f"the catalog {settings.catalog_path} does not exist (TIDINGS_CATALOG)")
-        if settings.smtp_ca_file and not settings.smtp_ca_file.is_file():
-            raise ConfigError(f"TIDINGS_SMTP_CA_FILE {settings.smtp_ca_file} does not exist")
+        for name in ("smtp_ca_file", "http_ca_file"):
+            path = getattr(settings, name)
+            if path and not path.is_file():
+                raise ConfigError(f"TIDINGS_{name.upper()} {path} does not exist")
         if settings.retry_min_backoff > settings.retry_max_backoff:
             raise ConfigError("TIDINGS_RETRY_MIN_BACKOFF must not exceed TIDINGS_RETRY_MAX_BACKOFF")
         return settings
@@ -205,6 +248,15 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "retry_min_backoff": parse_seconds,
     "retry_max_backoff": parse_seconds,
     "stale_after": parse_seconds,
+    "discord_webhook_url": parse_url("https"),
+    "allow_private_networks": parse_networks,
+    "http_ca_file": parse_path,
+    "http_connect_timeout": parse_seconds,
+    "http_read_timeout": parse_seconds,
+    "webhook_retry_schedule": parse_schedule,
+    "webhook_disable_after": parse_seconds,
+    "secret_rotation_overlap": parse_seconds,
+    "operators": parse_ids,
 }
 
 _settings: Settings | None = None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.cli import main
+from dispatcher.migrate import SCHEMA_VERSION
 from dispatcher.models import InboxItem
 from dispatcher.settings import PROJECT_ROOT, Settings
 
@@ -32,8 +33,8 @@ def settings(tmp_path: Path) -> Settings:
 
 
 def test_migrate_creates_the_schema_then_reports_it_up_to_date(capsys, settings: Settings) -> None:
-    assert run(capsys, settings, "migrate")[1] == "schema at version 1 (was 0)\n"
-    assert run(capsys, settings, "migrate")[1] == "schema at version 1 (up to date)\n"
+    assert run(capsys, settings, "migrate")[1] == f"schema at version {SCHEMA_VERSION} (was 0)\n"
+    assert run(capsys, settings, "migrate")[1] == f"schema at version {SCHEMA_VERSION} (up to date)\n"
 
 
 def test_users_prefs_and_topics_commands_apply_and_show_what_they_did(capsys, settings: Settings) -> None:

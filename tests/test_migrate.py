@@ -82,3 +82,23 @@ def test_processes_migrating_at_the_same_moment_apply_each_step_once(db: str) ->
     assert errors == []
     assert sorted(results) == [(0, SCHEMA_VERSION)] + [(SCHEMA_VERSION, SCHEMA_VERSION)] * 3
     assert [row.version for row in SchemaVersion.select()] == [SCHEMA_VERSION]
+
+
+def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(db: str) -> None:
+    # given a database as version 1 left it: no HTTP-channel tables, no delivery.held column
+    from dispatcher.models import DisabledTarget, WebhookEndpoint
+
+    database.drop_tables([DisabledTarget, WebhookEndpoint])
+    database.execute_sql('DROP INDEX "delivery_held_next_attempt_at"')
+    database.execute_sql('ALTER TABLE "delivery" DROP COLUMN "held"')
+    SchemaVersion.update(version=1).execute()
+    User.create(id="u1", changed_at="2026-05-09 12:00:00")
+
+    # when
+    result = migrate()
+
+    # then
+    assert result == (1, SCHEMA_VERSION)
+    assert "held" in {column.name for column in database.get_columns("delivery")}
+    assert DisabledTarget.table_exists() and WebhookEndpoint.table_exists()
+    assert User.select().count() == 1
