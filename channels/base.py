@@ -30,6 +30,8 @@ class Notification:
     rendered: Rendered
     url: str | None
     unsubscribe_url: str | None = None
+    #: What the templates saw (data, event, user, url, unsubscribe_url): for channels with templates of their own.
+    template_context: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def context(self) -> dict[str, Any]:

@@ -135,6 +135,7 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
         rendered=rendered,
         url=url,
         unsubscribe_url=unsubscribe,
+        template_context=context,
     )
 
 

@@ -45,6 +45,15 @@ class Renderer:
         )
 
 
+    def render_optional(self, type_name: str, file_name: str, context: dict[str, Any]) -> str | None:
+        """Render templates/<type>/<file_name> if it exists (a channel's own template), else None."""
+        try:
+            template = self.env.get_template(f"{type_name}/{file_name}")
+        except jinja2.TemplateNotFound:
+            return None
+        return template.render(context)
+
+
 @functools.lru_cache(maxsize=4)
 def get_renderer(templates_dir: Path) -> Renderer:
     return Renderer(templates_dir)
