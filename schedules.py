@@ -15,7 +15,7 @@ from periodiq import cron
 
 from dispatcher.actors import enqueue_deliveries
 from dispatcher.broker import settings
-from dispatcher.maintenance import stale_deliveries
+from dispatcher.maintenance import release_due_deliveries, stale_deliveries
 
 log = structlog.get_logger("tidings.schedules")
 
@@ -30,3 +30,12 @@ def requeue_stale_deliveries() -> None:
     enqueue_deliveries(stale)
     if stale:
         log.warning("stale_deliveries_requeued", count=len(stale))
+
+
+@dramatiq.actor(periodic=cron("* * * * *"), queue_name=settings.queue("maintenance"), max_retries=0)
+def release_held_deliveries() -> None:
+    """Every minute: enqueue the retries that waited in the database and are now due."""
+    released = release_due_deliveries()
+    enqueue_deliveries(released)
+    if released:
+        log.info("held_deliveries_released", count=len(released))

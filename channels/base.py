@@ -49,6 +49,9 @@ class Channel:
     batch_size: ClassVar[int] = 20
     #: True: deliver() only writes to the database, so a whole batch runs in one transaction.
     transactional: ClassVar[bool] = False
+    #: Delays in seconds before each attempt (the first is the first attempt's), or None for
+    #: exponential backoff bounded by TIDINGS_RETRY_MAX / TIDINGS_RETRY_*_BACKOFF.
+    retry_schedule: tuple[float, ...] | None = None
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

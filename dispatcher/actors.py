@@ -80,7 +80,7 @@ def _delivery_actor(name: str) -> dramatiq.Actor:
         else:
             outcomes = run()
         for delivery_id, outcome in outcomes.items():
-            if outcome.retry_in is not None:
+            if outcome.retry_in is not None and not outcome.held:
                 actor.send_with_options(args=([delivery_id],), delay=int(outcome.retry_in * 1000))
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{name}"

@@ -30,6 +30,11 @@ from .unsubscribe import unsubscribe_url
 
 log = structlog.get_logger("tidings.delivery")
 
+#: A retry due later than this waits in the database (``held``), released by a periodic job:
+#: a delayed message would sit unacknowledged in a worker, and RabbitMQ requeues those after
+#: its consumer timeout.
+MAX_MESSAGE_DELAY = 60.0
+
 
 def _claim_query(ids: list[int], message_id: str, stale_after: float) -> peewee.ModelUpdate:
     now = clock.now()
@@ -67,8 +72,11 @@ def claim_many(ids: list[int], message_id: str, *, stale_after: float) -> list[D
 
 
 def record(delivery_id: int, message_id: str, status: str, error: str | None = None, *,
-           retry_in: float = 0.0) -> None:
-    """Record the outcome of our claim (pending again means: retry in ``retry_in`` seconds)."""
+           retry_in: float = 0.0, held: bool = False) -> None:
+    """Record the outcome of our claim (pending again means: retry in ``retry_in`` seconds).
+
+    ``held``: the retry waits in the database for the release job, not in a delayed message.
+    """
     now = clock.now()
     fields: dict[str, Any] = {"status": status, "last_error": error, "updated_at": now}
     if status == DeliveryStatus.SENT:
@@ -76,6 +84,7 @@ def record(delivery_id: int, message_id: str, status: str, error: str | None = N
     if status == DeliveryStatus.PENDING:
         fields["claimed_by"] = None
         fields["next_attempt_at"] = now + dt.timedelta(seconds=retry_in)
+        fields["held"] = held
     Delivery.update(**fields).where((Delivery.id == delivery_id) & (Delivery.claimed_by == message_id)).execute()
 
 
@@ -141,16 +150,28 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-    """What one run did: a final status, "retry" (in ``retry_in`` seconds) or "already_handled"."""
+    """What one run did: a final status, "retry" (in ``retry_in`` seconds) or "already_handled".
+
+    A retry that is ``held`` waits in the database; any other needs a delayed message.
+    """
 
     status: str
     retry_in: float | None = None
+    held: bool = False
 
 
 def retry_delay(attempts: int, settings: Settings, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter, never sooner than the target's Retry-After."""
     backoff = settings.retry_min_backoff * 2 ** min(max(0, attempts - 1), 32) * random.uniform(1.0, 1.25)
     return max(min(backoff, settings.retry_max_backoff), retry_after or 0.0)
+
+
+def next_retry(channel: Channel, attempts: int, settings: Settings, retry_after: float | None) -> float | None:
+    """Seconds until the next attempt after ``attempts`` attempts, or None: give up."""
+    schedule = channel.retry_schedule
+    if schedule is not None:
+        return max(schedule[attempts], retry_after or 0.0) if attempts < len(schedule) else None
+    return retry_delay(attempts, settings, retry_after) if attempts <= settings.retry_max else None
 
 
 def run_delivery(channel: Channel, delivery_id: int, *, message_id: str, settings: Settings,
@@ -201,24 +222,26 @@ def _run(channel: Channel, delivery: Delivery, message_id: str, settings: Settin
         log.info("delivery_skipped", delivery_id=delivery.id, reason=str(e))
         return Outcome(DeliveryStatus.SKIPPED)
     except DeliveryError as e:
-        return _failed(delivery.id, message_id, e, delivery.attempts, settings)
+        return _failed(channel, delivery.id, message_id, e, delivery.attempts, settings)
     except Exception as e:
         if channel.transactional:
             raise  # the transaction is lost; the whole message is retried
         log.exception("delivery_error", delivery_id=delivery.id)
         error = DeliveryError(f"{type(e).__name__}: {e}")
-        return _failed(delivery.id, message_id, error, delivery.attempts, settings)
+        return _failed(channel, delivery.id, message_id, error, delivery.attempts, settings)
     return Outcome(DeliveryStatus.SENT)
 
 
-def _failed(delivery_id: int, message_id: str, error: DeliveryError, attempts: int, settings: Settings) -> Outcome:
-    if error.permanent or attempts > settings.retry_max:
+def _failed(channel: Channel, delivery_id: int, message_id: str, error: DeliveryError, attempts: int,
+            settings: Settings) -> Outcome:
+    delay = None if error.permanent else next_retry(channel, attempts, settings, error.retry_after)
+    if delay is None:
         record(delivery_id, message_id, DeliveryStatus.FAILED, str(error))
         log.warning("delivery_failed", delivery_id=delivery_id, error=str(error), attempts=attempts,
                     permanent=error.permanent)
         return Outcome(DeliveryStatus.FAILED)
-    delay = retry_delay(attempts, settings, error.retry_after)
-    record(delivery_id, message_id, DeliveryStatus.PENDING, str(error), retry_in=delay)
+    held = delay > MAX_MESSAGE_DELAY
+    record(delivery_id, message_id, DeliveryStatus.PENDING, str(error), retry_in=delay, held=held)
     log.warning("delivery_will_retry", delivery_id=delivery_id, error=str(error), attempts=attempts,
-                retry_in=round(delay, 3))
-    return Outcome("retry", delay)
+                retry_in=round(delay, 3), held=held)
+    return Outcome("retry", delay, held)

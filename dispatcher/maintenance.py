@@ -25,3 +25,23 @@ def stale_deliveries(*, stale_after: float, limit: int = 1000) -> list[tuple[int
         .limit(limit)
     )
     return list(query.tuples())
+
+
+def release_due_deliveries(*, limit: int = 1000) -> list[tuple[int, str]]:
+    """Take the held retries whose time has come out of the database: (id, channel).
+
+    One UPDATE … RETURNING flips ``held``, so two schedulers never release a delivery twice.
+    """
+    due = (
+        Delivery.select(Delivery.id)
+        .where(Delivery.held == True, Delivery.status == DeliveryStatus.PENDING,  # noqa: E712 - peewee
+               Delivery.next_attempt_at <= clock.now())
+        .order_by(Delivery.next_attempt_at)
+        .limit(limit)
+    )
+    query = (
+        Delivery.update(held=False)
+        .where(Delivery.id.in_(due), Delivery.held == True)  # noqa: E712 - peewee expression
+        .returning(Delivery.id, Delivery.channel)
+    )
+    return sorted(query.tuples().execute())

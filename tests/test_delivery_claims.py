@@ -500,3 +500,42 @@ def test_the_retry_delay_is_never_shorter_than_retry_after() -> None:
 
     # then
     assert delay == 3600.0
+
+
+def test_a_retry_far_ahead_is_held_in_the_database_not_in_a_message(db: str, catalog: Catalog,
+                                                                   settings: Settings) -> None:
+    # given a channel whose schedule retries an hour after the first failure
+    delivery_id = new_delivery(catalog)
+    channel = FakeChannel(settings, DeliveryError("503 try later"))
+    channel.retry_schedule = (0.0, 3600.0)
+    # when
+    with clock.use_clock(at(0)):
+        outcome = run(channel, delivery_id, settings, catalog)
+    # then
+    assert (outcome.status, outcome.retry_in, outcome.held) == ("retry", 3600.0, True)
+    assert (row(delivery_id).held, row(delivery_id).next_attempt_at) == (True, T0 + dt.timedelta(hours=1))
+
+
+def test_a_schedule_gives_up_after_its_last_attempt(db: str, catalog: Catalog, settings: Settings) -> None:
+    delivery_id = new_delivery(catalog)
+    channel = FakeChannel(settings, DeliveryError("500"), DeliveryError("500"))
+    channel.retry_schedule = (0.0, 5.0)
+    assert run(channel, delivery_id, settings, catalog).status == "retry"
+    assert run(channel, delivery_id, settings, catalog, message_id="msg-2").status == DeliveryStatus.FAILED
+
+
+def test_held_retries_are_released_once_when_due(db: str, catalog: Catalog) -> None:
+    # given one retry due in an hour and one delivery that is not held
+    from dispatcher.maintenance import release_due_deliveries
+
+    with clock.use_clock(at(0)):
+        held, not_held = new_deliveries(catalog, "u1", "u2")
+        claim(held, "msg-a", stale_after=STALE_AFTER)
+        record(held, "msg-a", DeliveryStatus.PENDING, "503", retry_in=3600, held=True)
+    # when / then: nothing before it is due, it once when due, nothing on a second call
+    with clock.use_clock(at(3599)):
+        assert release_due_deliveries() == []
+    with clock.use_clock(at(3600)):
+        assert release_due_deliveries() == [(held, "in_app")]
+        assert release_due_deliveries() == []
+    assert row(held).held is False and not_held not in {d for d, _ in release_due_deliveries()}
