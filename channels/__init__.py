@@ -11,10 +11,12 @@ from dispatcher.settings import Settings
 
 from .base import Channel, Notification
 
-#: Channel name -> "module:Class". Later channels (discord, webhook) join here.
+#: Channel name -> "module:Class".
 REGISTRY: dict[str, str] = {
     "in_app": "channels.in_app:InAppChannel",
     "email": "channels.email:SmtpChannel",
+    "discord": "channels.discord:DiscordChannel",
+    "webhook": "channels.webhook:WebhookChannel",
 }
 
 

@@ -17,6 +17,7 @@ import peewee
 
 from . import clock
 from .catalog import PREFERENCE_CHANNELS, Catalog
+from .endpoints import upsert_endpoint
 from .errors import InvalidCommand
 from .events import MAX_ID_LENGTH, CloudEvent
 from .models import Preference, Subscription, User
@@ -160,6 +161,7 @@ CHECKS: dict[str, Callable[[object], str | None]] = {
 
 HANDLERS: dict[str, Callable[[dict[str, Any], dt.datetime, Catalog], str]] = {
     "tidings.user.upsert": upsert_user,
+    "tidings.webhook.upsert": upsert_endpoint,
     "tidings.preferences.set": set_preferences,
     "tidings.topic.subscribe": _subscription(active=True),
     "tidings.topic.unsubscribe": _subscription(active=False),

@@ -13,11 +13,14 @@ from . import clock
 from .catalog import Catalog
 from .commands import apply_command
 from .db import transaction
+from .endpoints import endpoints_for
 from .events import CloudEvent
 from .models import Delivery, DeliveryStatus, Event
 from .preferences import load_preferences, resolve_channels, topic_subscribers
 
 INSERT_BATCH = 500
+#: The channel of signed webhooks: a delivery's user_id holds the endpoint id.
+WEBHOOK = "webhook"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +75,19 @@ def _create_deliveries(
     kind = catalog.get(event.type)
     assert kind is not None, "parse_event admits only catalog types"
     preferences = load_preferences(recipients, kind.name)
+    user_channels = [channel for channel in channels if channel != WEBHOOK]
+    targets = [
+        (user_id, channel)
+        for user_id in recipients
+        for channel in resolve_channels(kind, preferences.get(user_id, {}), user_channels)
+    ]
+    if WEBHOOK in channels:  # endpoints take their types whatever the users' preferences
+        targets.extend((endpoint_id, WEBHOOK) for endpoint_id in endpoints_for(kind.name))
     now = clock.now()
     rows = [
-        {"event": event_row_id, "user_id": user_id, "channel": channel, "created_at": now, "updated_at": now,
+        {"event": event_row_id, "user_id": target, "channel": channel, "created_at": now, "updated_at": now,
          "next_attempt_at": now}
-        for user_id in recipients
-        for channel in resolve_channels(kind, preferences.get(user_id, {}), channels)
+        for target, channel in targets
     ]
     created: list[tuple[int, str]] = []
     for start in range(0, len(rows), INSERT_BATCH):

@@ -164,8 +164,8 @@ class WebhookEndpoint(BaseModel):
     id = peewee.CharField(max_length=255, primary_key=True)
     url = peewee.TextField()
     secret = peewee.CharField(max_length=255)
-    previous_secret = peewee.CharField(max_length=255, null=True)
-    previous_secret_until = peewee.DateTimeField(null=True)
+    previous_secret = peewee.CharField(max_length=255, null=True)  # still signs until rotated_at + overlap
+    rotated_at = peewee.DateTimeField(null=True)
     types = JSONField()  # glob patterns such as "match.*"
     enabled = peewee.BooleanField(default=True)
     disabled_reason = peewee.TextField(null=True)

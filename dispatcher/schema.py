@@ -49,6 +49,20 @@ def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
         }),
         _when({"enum": ["tidings.topic.subscribe", "tidings.topic.unsubscribe"]},
               {"required": ["topic", "user"], "properties": subscription}),
+        _when({"const": "tidings.webhook.upsert"}, {
+            "required": ["id"],
+            "description": "A new endpoint needs url, secret and types; fields absent are kept.",
+            "properties": {
+                "id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                "url": {"type": "string", "pattern": "^https://", "maxLength": 2048},
+                "secret": {"type": "string", "pattern": "^whsec_[A-Za-z0-9+/=]+$"},
+                "types": {"type": "array", "minItems": 1, "maxItems": 100,
+                          "items": {"type": "string", "minLength": 1, "maxLength": 255}},
+                "enabled": {"type": "boolean"},
+                "owner": {"type": ["string", "null"]},
+            },
+            "additionalProperties": False,
+        }),
     ]
 
 

@@ -56,7 +56,7 @@ class Deployment:
         init_database(self.settings.database_url)
 
     def queue_names(self) -> list[str]:
-        names = [self.settings.queue(q) for q in ("ingest", "in_app", "email", "maintenance")]
+        names = [self.settings.queue(q) for q in ("ingest", "in_app", "email", "discord", "webhook", "maintenance")]
         return [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
 
     def teardown(self) -> None:

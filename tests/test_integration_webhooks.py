@@ -1,0 +1,202 @@
+"""Signed webhooks end to end: pika → worker → a real HTTPS receiver on loopback, verified by standardwebhooks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from standardwebhooks import Webhook
+
+from channels.http import redact_url
+from dispatcher.cli import main
+from dispatcher.endpoints import new_secret
+from dispatcher.models import Delivery, Event, WebhookEndpoint
+from dispatcher.publisher import Publisher, build_event
+from dispatcher.settings import PROJECT_ROOT
+
+from tests.support.deployment import Deployment
+from tests.support.http import HttpServer, Reply
+from tests.support.smtp import SmtpServer
+from tests.support.tls import make_certificate
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.integration
+
+SECRET = new_secret()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def receiver(certificate: tuple[Path, Path]) -> Iterator[HttpServer]:
+    server = HttpServer(*certificate).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def hooks(deployment: Deployment, certificate: tuple[Path, Path]) -> Deployment:
+    """A deployment allowed to reach loopback over HTTPS, trusting the test certificate."""
+    deployment.configure(TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8", TIDINGS_HTTP_CA_FILE=str(certificate[0]),
+                         TIDINGS_LOG_FORMAT="json")
+    return deployment
+
+
+def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> str:
+    event = build_event(type_, data, source="/tests", id=id)
+    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
+        publisher.publish(event)
+    return event["id"]
+
+
+def register(deployment: Deployment, receiver: HttpServer, **fields: object) -> None:
+    data = {"id": "scores", "url": receiver.url("/hooks/tidings"), "secret": SECRET, "types": ["match.*"], **fields}
+    publish(deployment, "tidings.webhook.upsert", data)
+    wait_for(lambda: WebhookEndpoint.select().count() == 1, what="the endpoint")
+
+
+def match_completed(**extra: object) -> dict:
+    return {"recipients": ["ana"], "tournament_name": "Spring Cup", "winner_name": "Night Owls", **extra}
+
+
+def webhook_delivery() -> Delivery | None:
+    return Delivery.select().where(Delivery.channel == "webhook").first()
+
+
+def test_every_webhook_request_verifies_with_standardwebhooks(hooks: Deployment, receiver: HttpServer) -> None:
+    # given
+    hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    # when
+    event_id = publish(hooks, "match.completed", match_completed(score="2-1"))
+    publish(hooks, "team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", "inviter_name": "Mira"})
+    # then only the matching type arrives, signed
+    wait_for(lambda: len(receiver.requests()) == 1, what="the webhook")
+    wait_for(lambda: Event.select().count() == 3, what="the other event")
+    [request] = receiver.requests()
+    payload = Webhook(SECRET).verify(request.body, request.headers)
+    assert payload == {"id": event_id, "type": "match.completed", "source": "/tests", "time": payload["time"],
+                       "data": match_completed(score="2-1")}
+    assert request.path == "/hooks/tidings" and request.headers["Content-Type"] == "application/json"
+    wait_for(lambda: getattr(webhook_delivery(), "status", None) == "sent", what="the delivery recorded")
+    assert len(receiver.requests()) == 1
+
+
+def test_a_410_disables_the_endpoint_and_nothing_more_is_sent(hooks: Deployment, receiver: HttpServer) -> None:
+    # given
+    hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    receiver.reply_next(Reply(410))
+    # when
+    publish(hooks, "match.completed", match_completed())
+    wait_for(lambda: not WebhookEndpoint.get().enabled, what="the endpoint to be disabled")
+    publish(hooks, "match.started", {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": "Owls"})
+    wait_for(lambda: Event.select().count() == 3, what="the second event")
+    # then
+    assert len(receiver.requests()) == 1
+    assert WebhookEndpoint.get().disabled_reason == "the endpoint answered 410 Gone"
+    assert (webhook_delivery().status, webhook_delivery().last_error) == (
+        "failed", "the endpoint answered 410 Gone: disabled")
+    assert Delivery.select().where(Delivery.channel == "webhook").count() == 1
+
+
+def release_held(deployment: Deployment, hours_ahead: float) -> None:
+    """Run the scheduler's release job with its clock moved ahead, as if that much time had passed."""
+    code = (
+        "import datetime as dt; from dispatcher import clock; import schedules\n"
+        f"later = clock.now() + dt.timedelta(hours={hours_ahead})\n"
+        "with clock.use_clock(lambda: later):\n"
+        "    schedules.release_held_deliveries()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=deployment.env, check=True, timeout=60)
+
+
+def test_a_retry_due_an_hour_ahead_survives_a_restart_of_every_process_and_is_delivered_once(
+        hooks: Deployment, receiver: HttpServer) -> None:
+    # given a receiver failing once, and a schedule that retries an hour later
+    hooks.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,3600")
+    worker = hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    receiver.reply_next(Reply(500))
+    publish(hooks, "match.completed", match_completed())
+    wait_for(lambda: getattr(webhook_delivery(), "held", False), what="the retry to be held in the database")
+    # when every process restarts
+    worker.kill()
+    worker.start()
+    # then nothing is sent before the hour is up...
+    release_held(hooks, hours_ahead=0.9)
+    assert webhook_delivery().held and len(receiver.requests()) == 1
+    # ...and once it is, exactly one more request, with the same webhook-id
+    release_held(hooks, hours_ahead=1.01)
+    release_held(hooks, hours_ahead=1.02)  # a second scheduler releases nothing more
+    wait_for(lambda: webhook_delivery().status == "sent", what="the retry")
+    first, second = receiver.requests()
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    assert first.headers["webhook-timestamp"] <= second.headers["webhook-timestamp"]
+    Webhook(SECRET).verify(second.body, second.headers)
+    assert webhook_delivery().attempts == 2
+
+
+def test_a_replay_sends_again_with_the_original_webhook_id(hooks: Deployment, receiver: HttpServer, capsys) -> None:
+    # given a delivered webhook
+    hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    event_id = publish(hooks, "match.completed", match_completed())
+    wait_for(lambda: getattr(webhook_delivery(), "status", None) == "sent", what="the first delivery")
+    # when
+    assert main(["webhooks", "replay", event_id], settings=hooks.settings) == 0
+    assert "replaying 1 webhook deliveries" in capsys.readouterr().out
+    release_held(hooks, hours_ahead=0)
+    # then
+    wait_for(lambda: len(receiver.requests()) == 2, what="the replay")
+    first, second = receiver.requests()
+    assert first.headers["webhook-id"] == second.headers["webhook-id"]
+    Webhook(SECRET).verify(second.body, second.headers)
+
+
+def test_a_private_address_is_refused_unless_allowed(deployment: Deployment, receiver: HttpServer,
+                                                     certificate: tuple[Path, Path]) -> None:
+    # given a worker with the default egress rules (no private networks), trusting the certificate
+    deployment.configure(TIDINGS_HTTP_CA_FILE=str(certificate[0]))
+    deployment.worker().start()
+    deployment.use_database()
+    register(deployment, receiver)
+    # when
+    publish(deployment, "match.completed", match_completed())
+    # then
+    wait_for(lambda: getattr(webhook_delivery(), "status", None) == "failed", what="the refusal")
+    assert "127.0.0.1" in webhook_delivery().last_error
+    assert "TIDINGS_ALLOW_PRIVATE_NETWORKS" in webhook_delivery().last_error
+    assert receiver.requests() == []
+
+
+def test_an_endpoint_failing_for_too_long_is_disabled_and_its_owner_told(
+        hooks: Deployment, receiver: HttpServer, smtp_server: SmtpServer) -> None:
+    # given an endpoint owned by ana, that fails, with a disable-after shorter than its retries
+    hooks.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,0.5,0.5,0.5", TIDINGS_WEBHOOK_DISABLE_AFTER="0.8")
+    hooks.worker().start()
+    hooks.use_database()
+    publish(hooks, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com"})
+    register(hooks, receiver, owner="ana")
+    receiver.default = Reply(503)
+    # when
+    publish(hooks, "match.completed", match_completed())
+    # then
+    wait_for(lambda: not WebhookEndpoint.get().enabled, what="the endpoint to be disabled")
+    assert WebhookEndpoint.get().disabled_reason.startswith("failing since ")
+    wait_for(lambda: any("Webhook endpoint scores was disabled" in str(m["Subject"]) for m in smtp_server.messages),
+             what="the notice to the owner")
+    notices = [json.loads(line) for line in hooks.workers[0].log().splitlines()
+               if line.startswith("{") and '"webhook_endpoint_disabled"' in line]
+    assert [notice["url"] for notice in notices] == [redact_url(receiver.url("/hooks/tidings"))]
