@@ -94,9 +94,11 @@ def describe(address: Address) -> str:
 
 
 def redact_url(url: str) -> str:
-    """scheme://host[:port]/first-path-segments with any token hidden: for Discord-like
-    https://discord.com/api/webhooks/123/TOKEN -> https://discord.com/api/webhooks/123/***; in general keep at most
-    the first 3 path segments and replace the rest by ***, drop query string, userinfo and fragment."""
+    """scheme://host[:port]/first-path-segments, safe to log: tokens often end a webhook URL.
+
+    https://discord.com/api/webhooks/123/TOKEN -> https://discord.com/api/webhooks/123/***: the last
+    segment is always hidden and at most the first 3 are kept; userinfo, query and fragment are dropped.
+    """
     try:
         parts = urllib.parse.urlsplit(url)
         port = parts.port
@@ -111,10 +113,11 @@ def redact_url(url: str) -> str:
 
 
 def _redact_path(path: str) -> str:
-    segments = path.split("/")  # "/a/b" -> ["", "a", "b"]
-    if not any(segments[KEPT_PATH_SEGMENTS + 1:]):
-        return path
-    return "/".join(segments[:KEPT_PATH_SEGMENTS + 1]) + "/***"
+    segments = [segment for segment in path.split("/") if segment]
+    if not segments:
+        return ""
+    kept = segments[: min(KEPT_PATH_SEGMENTS, len(segments) - 1)]
+    return "/" + "/".join([*kept, "***"])
 
 
 class HideUrlPaths(logging.Filter):

@@ -140,3 +140,28 @@ def test_the_documented_json_schema_is_the_one_the_catalog_generates(capsys, set
     code, out, _ = run(capsys, settings, "schema")
     documented = json.loads((PROJECT_ROOT / "docs" / "cloudevent.schema.json").read_text())
     assert code == 0 and json.loads(out) == documented, "run `tidings schema > docs/cloudevent.schema.json`"
+
+
+def test_webhook_endpoints_are_added_listed_rotated_and_disabled_without_showing_secrets(
+        capsys, settings: Settings) -> None:
+    # when
+    code, out, _ = run(capsys, settings, "webhooks", "add", "scores", "https://scores.example/api/hooks/TOKEN",
+                       "--types", "match.*", "ranking.changed", "--owner", "ana")
+    secret = out.split("secret: ")[1].split()[0]
+    # then
+    assert code == 0 and out.startswith("applied\n") and secret.startswith("whsec_")
+    [listed] = json.loads(run(capsys, settings, "webhooks", "list", "--json")[1])
+    assert listed == {"id": "scores", "url": "https://scores.example/api/hooks/***",
+                      "types": ["match.*", "ranking.changed"], "enabled": True, "disabled_reason": None,
+                      "owner": "ana", "failing_since": None, "rotating_secret": False}
+    # when
+    out = run(capsys, settings, "webhooks", "rotate-secret", "scores")[1]
+    rotated = out.split("secret: ")[1].split()[0]
+    assert rotated != secret and "the old secret also signs for 24 h" in out
+    assert json.loads(run(capsys, settings, "webhooks", "list", "--json")[1])[0]["rotating_secret"] is True
+    run(capsys, settings, "webhooks", "disable", "scores")
+    [listed] = json.loads(run(capsys, settings, "webhooks", "list", "--json")[1])
+    assert (listed["enabled"], listed["disabled_reason"]) == (False, "disabled by tidings.webhook.upsert")
+    assert secret not in run(capsys, settings, "webhooks", "list")[1]
+    code, _, err = run(capsys, settings, "webhooks", "disable", "nope")
+    assert (code, err) == (1, "tidings: error: no webhook endpoint 'nope'\n")

@@ -202,12 +202,14 @@ def test_an_allowed_network_lets_its_addresses_back_in(address: str, allowed: st
     ("https://discord.com/api/webhooks/123/TOKEN", "https://discord.com/api/webhooks/123/***"),
     ("https://discord.com/api/webhooks/123/TOKEN?wait=true", "https://discord.com/api/webhooks/123/***"),
     ("https://user:pa55@hooks.example.com:8443/a/b/c/d/e?sig=abc#part", "https://hooks.example.com:8443/a/b/c/***"),
-    ("http://example.com/hooks/abc?key=secret", "http://example.com/hooks/abc"),
+    ("http://example.com/hooks/abc?key=secret", "http://example.com/hooks/***"),
+    ("https://scores.example/api/hooks/TOKEN", "https://scores.example/api/hooks/***"),
+    ("https://example.com/", "https://example.com"),
     ("https://example.com", "https://example.com"),
     ("http://[::1]:8080/a/b/c/d", "http://[::1]:8080/a/b/c/***"),
     ("no host at all", "<invalid URL>"),
 ])
-def test_a_redacted_url_keeps_the_host_and_first_path_segments_only(url: str, redacted: str) -> None:
+def test_a_redacted_url_keeps_the_host_and_first_path_segments_but_never_the_last(url: str, redacted: str) -> None:
     # given / when / then
     assert redact_url(url) == redacted
 

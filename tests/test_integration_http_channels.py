@@ -1,4 +1,4 @@
-"""Signed webhooks end to end: pika → worker → a real HTTPS receiver on loopback, verified by standardwebhooks."""
+"""Discord and signed webhooks end to end: pika → worker → a real HTTPS receiver on loopback."""
 
 from __future__ import annotations
 
@@ -200,3 +200,95 @@ def test_an_endpoint_failing_for_too_long_is_disabled_and_its_owner_told(
     notices = [json.loads(line) for line in hooks.workers[0].log().splitlines()
                if line.startswith("{") and '"webhook_endpoint_disabled"' in line]
     assert [notice["url"] for notice in notices] == [redact_url(receiver.url("/hooks/tidings"))]
+
+
+def test_a_redirect_is_a_failure_and_is_not_followed(hooks: Deployment, receiver: HttpServer) -> None:
+    # given a receiver that redirects once, to a path of its own
+    hooks.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,0.2")
+    hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    receiver.reply_next(Reply(302, {"Location": receiver.url("/elsewhere")}))
+    # when
+    publish(hooks, "match.completed", match_completed())
+    # then the retry goes to the registered URL again, never to the Location
+    wait_for(lambda: getattr(webhook_delivery(), "status", None) == "sent", what="the retry")
+    assert [r.path for r in receiver.requests()] == ["/hooks/tidings", "/hooks/tidings"]
+    assert webhook_delivery().attempts == 2
+
+
+def test_a_503_with_retry_after_delays_the_retry_that_long(hooks: Deployment, receiver: HttpServer) -> None:
+    # given a schedule that would retry after 0.1 s, and a receiver asking for 2 s
+    hooks.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,0.1")
+    hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    receiver.reply_next(Reply(503, {"Retry-After": "2"}))
+    # when
+    publish(hooks, "match.completed", match_completed())
+    # then
+    wait_for(lambda: len(receiver.requests()) == 2, what="the retry")
+    first, second = receiver.requests()
+    assert second.at - first.at >= 2.0
+
+
+def test_during_a_rotation_the_requests_verify_with_either_secret(hooks: Deployment, receiver: HttpServer) -> None:
+    # given an endpoint whose secret was just rotated
+    hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    rotated = new_secret()
+    publish(hooks, "tidings.webhook.upsert", {"id": "scores", "secret": rotated})
+    wait_for(lambda: WebhookEndpoint.get().secret == rotated, what="the rotation")
+    # when
+    publish(hooks, "match.completed", match_completed())
+    # then
+    wait_for(lambda: len(receiver.requests()) == 1, what="the webhook")
+    [request] = receiver.requests()
+    Webhook(SECRET).verify(request.body, request.headers)
+    Webhook(rotated).verify(request.body, request.headers)
+
+
+def test_the_documented_hmac_verifier_accepts_a_real_request_and_rejects_a_forged_one(
+        hooks: Deployment, receiver: HttpServer) -> None:
+    # given the ten-line verifier from docs/webhooks.md
+    text = (PROJECT_ROOT / "docs" / "webhooks.md").read_text()
+    code = text.split("## Verifying with nothing but the standard library")[1].split("```python")[1].split("```")[0]
+    namespace: dict = {}
+    exec(code, namespace)  # noqa: S102 - our own documentation
+    verify = namespace["verify"]
+    hooks.worker().start()
+    hooks.use_database()
+    register(hooks, receiver)
+    # when
+    publish(hooks, "match.completed", match_completed())
+    wait_for(lambda: len(receiver.requests()) == 1, what="the webhook")
+    [request] = receiver.requests()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    # then
+    assert verify(SECRET, headers, request.body) is True
+    assert verify(SECRET, headers, request.body.replace(b"Night Owls", b"Day Owls")) is False
+    assert verify(new_secret(), headers, request.body) is False
+
+
+def test_a_user_who_turned_discord_on_gets_an_embed_from_the_worker(hooks: Deployment, receiver: HttpServer) -> None:
+    # given a user with a Discord webhook of their own who wants invites there
+    hooks.worker().start()
+    hooks.use_database()
+    url = receiver.url("/api/webhooks/42/SECRETTOKEN")
+    publish(hooks, "tidings.user.upsert", {"id": "ana", "discord_webhook_url": url})
+    publish(hooks, "tidings.preferences.set",
+            {"user": "ana", "preferences": [{"type": "team.invite.sent", "channel": "discord", "enabled": True}]})
+    wait_for(lambda: Event.select().count() == 2, what="the commands")
+    # when
+    publish(hooks, "team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", "inviter_name": "@everyone"})
+    # then
+    wait_for(lambda: len(receiver.requests()) == 1, what="the Discord request")
+    [request] = receiver.requests()
+    body = json.loads(request.body)
+    assert request.path == "/api/v10/webhooks/42/SECRETTOKEN?wait=true"
+    assert body["allowed_mentions"] == {"parse": []}
+    assert body["embeds"][0]["title"] == "@everyone invited you to join Owls"
+    wait_for(lambda: Delivery.select().where(Delivery.channel == "discord", Delivery.status == "sent").count() == 1,
+             what="the delivery recorded")
+    assert "SECRETTOKEN" not in hooks.workers[0].log()
