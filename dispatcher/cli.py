@@ -7,66 +7,25 @@ exchange (a CloudEvent applied once), so the two can never disagree.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import clock
-from .catalog import PREFERENCE_CHANNELS, Catalog, load_catalog
+from . import cli_webhooks, clock
+from .catalog import PREFERENCE_CHANNELS
+from .console import CLI_SOURCE, Context, print_json, print_table
 from .db import init_database
 from .errors import ConfigError, TidingsError
-from .endpoints import new_secret
-from .events import CloudEvent, decode_body, parse_event, parse_time
-from .ingest import ingest_event
+from .events import decode_body, parse_event
+from .logs import configure_logging
 from .migrate import migrate
-from .models import Delivery, DeliveryStatus, Event, InboxItem, Preference, Subscription, User, WebhookEndpoint
+from .models import Delivery, Event, InboxItem, Preference, Subscription, User
 from .preferences import WILDCARD, load_preferences, resolve_channels
 from .publisher import Publisher, build_event
-from .logs import configure_logging
 from .settings import Settings, get_settings
 
-CLI_SOURCE = "/tidings/cli"
-
-
-class Context:
-    """What every command needs: settings, the catalog, and the database."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.catalog: Catalog = load_catalog(settings.catalog_path, settings.templates_dir)
-        self._database_ready = False
-
-    def database(self) -> None:
-        if not self._database_ready:
-            init_database(self.settings.database_url)
-            migrate()
-            self._database_ready = True
-
-    def command(self, type_name: str, data: dict[str, Any]) -> str:
-        """Apply a control command locally, exactly as the worker would."""
-        self.database()
-        now = clock.now().replace(tzinfo=dt.timezone.utc)
-        event = CloudEvent(id=str(uuid.uuid4()), source=CLI_SOURCE, type=type_name, data=data, time=now)
-        return ingest_event(event, self.catalog, []).outcome
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str, ensure_ascii=False))
-
-
-def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
-    for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
 
 
 # --- commands ---------------------------------------------------------------
@@ -141,7 +100,7 @@ def _user_row(user: User) -> dict[str, Any]:
 def cmd_users_list(ctx: Context, args: argparse.Namespace) -> int:
     ctx.database()
     rows = [_user_row(u) for u in User.select().order_by(User.id)]
-    _print_json(rows) if args.json else _print_table(rows, ["id", "email", "name", "timezone", "locale"])
+    print_json(rows) if args.json else print_table(rows, ["id", "email", "name", "timezone", "locale"])
     return 0
 
 
@@ -165,11 +124,11 @@ def cmd_prefs_show(ctx: Context, args: argparse.Namespace) -> int:
         for p in Preference.select().where(Preference.user_id == args.user).order_by(Preference.type, Preference.channel)
     ]
     if args.json:
-        _print_json({"user": args.user, "resolved": rows, "stored": stored})
+        print_json({"user": args.user, "resolved": rows, "stored": stored})
         return 0
-    _print_table(rows, ["type", "channels", "critical"])
+    print_table(rows, ["type", "channels", "critical"])
     print(f"\nstored settings ({WILDCARD!r} applies to every type):")
-    _print_table(stored, ["type", "channel", "enabled"])
+    print_table(stored, ["type", "channel", "enabled"])
     return 0
 
 
@@ -184,7 +143,7 @@ def cmd_topics_list(ctx: Context, args: argparse.Namespace) -> int:
     if args.topic:
         query = query.where(Subscription.topic == args.topic)
     rows = [{"topic": s.topic, "user": s.user_id} for s in query.order_by(Subscription.topic, Subscription.user_id)]
-    _print_json(rows) if args.json else _print_table(rows, ["topic", "user"])
+    print_json(rows) if args.json else print_table(rows, ["topic", "user"])
     return 0
 
 
@@ -208,9 +167,9 @@ def cmd_inbox_list(ctx: Context, args: argparse.Namespace) -> int:
         query = query.where(InboxItem.read_at.is_null())
     rows = [_inbox_row(i) for i in query.order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(args.limit)]
     if args.json:
-        _print_json(rows)
+        print_json(rows)
     else:
-        _print_table([{**r, "read": "yes" if r["read_at"] else ""} for r in rows], ["id", "created_at", "type", "title", "read"])
+        print_table([{**r, "read": "yes" if r["read_at"] else ""} for r in rows], ["id", "created_at", "type", "title", "read"])
     return 0
 
 
@@ -251,89 +210,13 @@ def cmd_deliveries(ctx: Context, args: argparse.Namespace) -> int:
         for d in Delivery.select().where(Delivery.event == event).order_by(Delivery.user_id, Delivery.channel)
     ]
     if args.json:
-        _print_json({"event": {"id": event.event_id, "source": event.source, "type": event.type}, "deliveries": rows})
+        print_json({"event": {"id": event.event_id, "source": event.source, "type": event.type}, "deliveries": rows})
     else:
         print(f"{event.type} id={event.event_id} source={event.source}")
-        _print_table(rows, ["id", "user", "channel", "status", "attempts", "sent_at", "last_error"])
+        print_table(rows, ["id", "user", "channel", "status", "attempts", "sent_at", "last_error"])
     return 0
 
 
-def cmd_webhooks_add(ctx: Context, args: argparse.Namespace) -> int:
-    secret = args.secret or new_secret()
-    data = {"id": args.id, "url": args.url, "secret": secret, "types": args.types, "enabled": True,
-            "owner": args.owner}
-    print(ctx.command("tidings.webhook.upsert", data))
-    if not args.secret:
-        print(f"secret: {secret}  (give it to the receiver now; it is not shown again)")
-    return 0
-
-
-def _endpoint(ctx: Context, endpoint_id: str) -> WebhookEndpoint:
-    ctx.database()
-    endpoint = WebhookEndpoint.get_or_none(WebhookEndpoint.id == endpoint_id)
-    if endpoint is None:
-        raise TidingsError(f"no webhook endpoint {endpoint_id!r}")
-    return endpoint
-
-
-def cmd_webhooks_list(ctx: Context, args: argparse.Namespace) -> int:
-    from channels.http import redact_url
-
-    ctx.database()
-    now = clock.now()
-    rows = []
-    for e in WebhookEndpoint.select().order_by(WebhookEndpoint.id):
-        rotating = bool(e.previous_secret and e.rotated_at
-                        and now < e.rotated_at + dt.timedelta(seconds=ctx.settings.secret_rotation_overlap))
-        rows.append({"id": e.id, "url": redact_url(e.url), "types": e.types, "enabled": e.enabled,
-                     "disabled_reason": e.disabled_reason, "owner": e.owner,
-                     "failing_since": e.failing_since.isoformat() + "Z" if e.failing_since else None,
-                     "rotating_secret": rotating})
-    if args.json:
-        _print_json(rows)
-    else:
-        _print_table([{**r, "types": ",".join(r["types"])} for r in rows],
-                     ["id", "url", "types", "enabled", "owner", "disabled_reason"])
-    return 0
-
-
-def cmd_webhooks_enable(ctx: Context, args: argparse.Namespace) -> int:
-    _endpoint(ctx, args.id)
-    print(ctx.command("tidings.webhook.upsert", {"id": args.id, "enabled": args.action == "enable"}))
-    return 0
-
-
-def cmd_webhooks_rotate(ctx: Context, args: argparse.Namespace) -> int:
-    _endpoint(ctx, args.id)
-    secret = new_secret()
-    print(ctx.command("tidings.webhook.upsert", {"id": args.id, "secret": secret}))
-    hours = ctx.settings.secret_rotation_overlap / 3600
-    print(f"secret: {secret}  (the old secret also signs for {hours:g} h: give the new one to the receiver)")
-    return 0
-
-
-def cmd_webhooks_replay(ctx: Context, args: argparse.Namespace) -> int:
-    """Send again, with their original webhook-id: one event's webhooks, or every failed one since a time."""
-    ctx.database()
-    query = Delivery.select(Delivery.id).join(Event).where(Delivery.channel == "webhook")
-    if args.event_id:
-        query = query.where(Event.event_id == args.event_id)
-        if args.source:
-            query = query.where(Event.source == args.source)
-    elif args.since:
-        since = clock.to_utc_naive(parse_time(args.since, "--since"))
-        query = query.where(Delivery.status == DeliveryStatus.FAILED, Delivery.updated_at >= since)
-    else:
-        raise TidingsError("name an EVENT_ID, or --since TIME for every failed webhook since then")
-    if args.endpoint:
-        query = query.where(Delivery.user_id == args.endpoint)
-    ids = [delivery_id for (delivery_id,) in query.tuples()]
-    now = clock.now()
-    replayed = Delivery.update(status=DeliveryStatus.PENDING, attempts=0, held=True, next_attempt_at=now,
-                               last_error=None, claimed_by=None, updated_at=now).where(
-        Delivery.id.in_(ids), Delivery.status != DeliveryStatus.SENDING).execute() if ids else 0
-    print(f"replaying {replayed} webhook deliveries (the scheduler sends them within a minute)")
-    return 0
 
 
 # --- parser -----------------------------------------------------------------
@@ -403,27 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="*", type=int)
     p.add_argument("--all", action="store_true")
 
-    hooks = sub.add_parser("webhooks", help="signed webhook endpoints").add_subparsers(dest="action", required=True)
-    p = command(hooks, "add", cmd_webhooks_add, "register (or change) an endpoint")
-    p.add_argument("id")
-    p.add_argument("url", help="https:// URL of the receiver")
-    p.add_argument("--types", nargs="+", required=True, metavar="PATTERN", help="glob patterns, e.g. 'match.*'")
-    p.add_argument("--secret", help="whsec_… (default: a new random one, printed once)")
-    p.add_argument("--owner", help="the user told when the endpoint gets disabled")
-    p = command(hooks, "list", cmd_webhooks_list, "list endpoints (URLs shortened, secrets never shown)")
-    p.add_argument("--json", action="store_true")
-    for action in ("enable", "disable"):
-        p = command(hooks, action, cmd_webhooks_enable, f"{action} an endpoint")
-        p.add_argument("id")
-        p.set_defaults(action=action)
-    p = command(hooks, "rotate-secret", cmd_webhooks_rotate, "give an endpoint a new secret; the old one "
-                "keeps signing for TIDINGS_SECRET_ROTATION_OVERLAP")
-    p.add_argument("id")
-    p = command(hooks, "replay", cmd_webhooks_replay, "send webhooks again with their original webhook-id")
-    p.add_argument("event_id", nargs="?", help="replay this event's webhooks")
-    p.add_argument("--source", help="the event's source, when several events share the id")
-    p.add_argument("--since", help="replay every failed webhook delivery since this RFC 3339 time")
-    p.add_argument("--endpoint", help="only to this endpoint")
+    cli_webhooks.add_parser(sub, command)
 
     p = command(sub, "deliveries", cmd_deliveries, "show the deliveries of one event")
     p.add_argument("event_id")

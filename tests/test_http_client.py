@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from channels.http import HttpClient, address_allowed, redact_url
+from channels.egress import address_allowed
+from channels.http import HttpClient, redact_url
 from dispatcher.errors import DeliveryError
 from dispatcher.settings import Settings
 
