@@ -28,6 +28,23 @@ def _http_channels() -> None:
     database.create_tables([models.DisabledTarget, models.WebhookEndpoint, models.Delivery], safe=True)
 
 
+def _time_features() -> None:
+    """Version 3: scheduling and cancel keys, digests, quiet hours, rankings, periodic job slots."""
+    new_columns = [
+        ("event", "cancel_key", peewee.CharField(max_length=255, null=True)),
+        ("preference", "mode", peewee.CharField(max_length=16, default="immediate")),
+        ("user", "digest_time", peewee.CharField(max_length=5, default="08:00")),
+        ("user", "quiet_start", peewee.CharField(max_length=5, null=True)),
+        ("user", "quiet_end", peewee.CharField(max_length=5, null=True)),
+    ]
+    migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+    steps = [migrator.add_column(table, name, field) for table, name, field in new_columns
+             if name not in _columns(table)]
+    if steps:
+        playhouse.migrate.migrate(*steps)
+    database.create_tables([models.Event, models.MatchResult, models.RankingSnapshot, models.JobRun], safe=True)
+
+
 def _columns(table: str) -> set[str]:
     return {column.name for column in database.get_columns(table)}
 
@@ -36,6 +53,7 @@ def _columns(table: str) -> set[str]:
 MIGRATIONS: dict[int, Callable[[], None]] = {
     1: _create_initial_schema,
     2: _http_channels,
+    3: _time_features,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -47,6 +47,9 @@ class User(BaseModel):
     timezone = peewee.CharField(max_length=64, default="UTC")
     locale = peewee.CharField(max_length=35, null=True)
     discord_webhook_url = peewee.TextField(null=True)
+    digest_time = peewee.CharField(max_length=5, default="08:00")  # local "HH:MM"
+    quiet_start = peewee.CharField(max_length=5, null=True)  # local "HH:MM"; with quiet_end
+    quiet_end = peewee.CharField(max_length=5, null=True)
     changed_at = peewee.DateTimeField()
     created_at = peewee.DateTimeField(default=clock.now)
 
@@ -58,6 +61,7 @@ class Preference(BaseModel):
     type = peewee.CharField(max_length=255)
     channel = peewee.CharField(max_length=32)
     enabled = peewee.BooleanField()
+    mode = peewee.CharField(max_length=16, default="immediate")  # email: "immediate" or "digest"
     changed_at = peewee.DateTimeField()
 
     class Meta:
@@ -83,6 +87,7 @@ class Event(BaseModel):
     event_id = peewee.CharField(max_length=1020)
     type = peewee.CharField(max_length=255, index=True)
     subject = peewee.TextField(null=True)
+    cancel_key = peewee.CharField(max_length=255, null=True, index=True)  # data.cancel_key
     time = peewee.DateTimeField(null=True)
     data = JSONField()
     received_at = peewee.DateTimeField(default=clock.now, index=True)
@@ -98,7 +103,11 @@ class DeliveryStatus:
     SKIPPED = "skipped"
     FAILED = "failed"
 
-    FINAL = (SENT, SKIPPED, FAILED)
+    CANCELLED = "cancelled"
+    DIGEST = "digest"  # waiting for the user's daily digest
+    DIGESTED = "digested"  # sent as part of a digest
+
+    FINAL = (SENT, SKIPPED, FAILED, CANCELLED, DIGESTED)
 
 
 class Delivery(BaseModel):
@@ -175,6 +184,41 @@ class WebhookEndpoint(BaseModel):
     created_at = peewee.DateTimeField(default=clock.now)
 
 
+class MatchResult(BaseModel):
+    """One match.completed event, as the rankings ledger keeps it."""
+
+    event = peewee.ForeignKeyField(Event, unique=True, on_delete="CASCADE")
+    tournament_id = peewee.CharField(max_length=255, index=True)
+    match_id = peewee.CharField(max_length=255, null=True)
+    winner = peewee.CharField(max_length=255, null=True)  # a team id
+    participants = JSONField()  # [{team_id, score, placement, kills}]
+    completed_at = peewee.DateTimeField()
+
+
+class RankingSnapshot(BaseModel):
+    """Standings as one recompute left them; the previous versions are kept."""
+
+    scope = peewee.CharField(max_length=255)  # "overall" or "tournament:<id>"
+    version = peewee.IntegerField()
+    standings = JSONField()  # [{team_id, rank, points, ...}], best first
+    computed_at = peewee.DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = ((("scope", "version"), True),)
+
+
+class JobRun(BaseModel):
+    """A periodic job's run for one slot (its scheduled time): two schedulers cannot both run it."""
+
+    job = peewee.CharField(max_length=64)
+    slot = peewee.CharField(max_length=32)  # e.g. "2026-11-23T08:15"
+    started_at = peewee.DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = ((("job", "slot"), True),)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, User, Preference, Subscription, Event, Delivery, InboxItem, DisabledTarget, WebhookEndpoint,
+    MatchResult, RankingSnapshot, JobRun,
 ]

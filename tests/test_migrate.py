@@ -102,3 +102,22 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(db: str) -> 
     assert "held" in {column.name for column in database.get_columns("delivery")}
     assert DisabledTarget.table_exists() and WebhookEndpoint.table_exists()
     assert User.select().count() == 1
+
+
+def test_a_version_2_database_gains_the_time_features_in_place(db: str) -> None:
+    # given a database as version 2 left it
+    from dispatcher.models import JobRun, MatchResult, RankingSnapshot
+
+    database.drop_tables([MatchResult, RankingSnapshot, JobRun])
+    database.execute_sql('DROP INDEX "event_cancel_key"')
+    for table, column in (("event", "cancel_key"), ("preference", "mode"), ("user", "digest_time"),
+                          ("user", "quiet_start"), ("user", "quiet_end")):
+        database.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
+    SchemaVersion.update(version=2).execute()
+    # when
+    result = migrate()
+    # then
+    assert result == (2, SCHEMA_VERSION)
+    assert {"cancel_key"} <= {c.name for c in database.get_columns("event")}
+    assert {"digest_time", "quiet_start", "quiet_end"} <= {c.name for c in database.get_columns("user")}
+    assert MatchResult.table_exists() and RankingSnapshot.table_exists() and JobRun.table_exists()
