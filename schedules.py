@@ -34,8 +34,9 @@ def requeue_stale_deliveries() -> None:
 
 @dramatiq.actor(periodic=cron("* * * * *"), queue_name=settings.queue("maintenance"), max_retries=0)
 def release_held_deliveries() -> None:
-    """Every minute: enqueue the retries that waited in the database and are now due."""
-    released = release_due_deliveries()
-    enqueue_deliveries(released)
+    """Every minute: send what waited in the database (schedules, retries, quiet hours) and falls due
+    within the next 90 s, each in a message delayed to its exact time."""
+    released, due = release_due_deliveries()
+    enqueue_deliveries(released, due)
     if released:
         log.info("held_deliveries_released", count=len(released))

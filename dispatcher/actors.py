@@ -8,7 +8,9 @@ retried on its own, by a delayed message of one id.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import dramatiq
@@ -18,11 +20,13 @@ from dramatiq.middleware import CurrentMessage
 from channels import REGISTRY, channel_class, load_channel
 
 from .broker import broker, catalog, settings
+from . import clock
 from .db import transaction
 from .delivery import Outcome, run_deliveries
 from .errors import InvalidEvent, PermanentError
 from .events import parse_event
 from .ingest import ingest_event
+from .scheduling import check_schedule
 
 log = structlog.get_logger("tidings.ingest")
 
@@ -42,6 +46,7 @@ def ingest(event: dict[str, Any] | None = None, error: str | None = None) -> Non
         if not isinstance(event, dict):
             raise InvalidEvent("the body is not a JSON object")
         checked = parse_event(event, catalog)
+        check_schedule(checked, settings.schedule_horizon)
     except InvalidEvent as e:
         _log_rejection(event, e)
         raise
@@ -51,7 +56,7 @@ def ingest(event: dict[str, Any] | None = None, error: str | None = None) -> Non
     except InvalidEvent as e:  # a control command with bad data
         _log_rejection(event, e)
         raise
-    enqueue_deliveries(result.to_enqueue)
+    enqueue_deliveries(result.to_enqueue, result.due)
     log.info(f"event_{result.outcome}", recipients=result.recipients, enqueued=len(result.to_enqueue))
 
 
@@ -92,18 +97,24 @@ def _delivery_actor(name: str) -> dramatiq.Actor:
     return actor
 
 
-def enqueue_deliveries(deliveries: list[tuple[int, str]]) -> None:
-    """Send (delivery id, channel) pairs to their channels' actors, a batch per message."""
-    by_channel: dict[str, list[int]] = defaultdict(list)
+def enqueue_deliveries(deliveries: list[tuple[int, str]], due: Mapping[int, dt.datetime] | None = None) -> None:
+    """Send (delivery id, channel) pairs to their channels' actors, a batch per message.
+
+    A delivery in ``due`` (naive UTC) goes in a message delayed until then.
+    """
+    now = clock.now()
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for delivery_id, channel in deliveries:
-        by_channel[channel].append(delivery_id)
-    for channel, ids in by_channel.items():
+        when = (due or {}).get(delivery_id)
+        delay = max(0, int((when - now).total_seconds() * 1000)) if when else 0
+        groups[(channel, delay)].append(delivery_id)
+    for (channel, delay), ids in groups.items():
         if channel not in DELIVERY_ACTORS:
             log.warning("channel_not_registered", channel=channel, deliveries=len(ids))
             continue
         size = channel_class(channel).batch_size
         for start in range(0, len(ids), size):
-            DELIVERY_ACTORS[channel].send(ids[start : start + size])
+            DELIVERY_ACTORS[channel].send_with_options(args=(ids[start : start + size],), delay=delay or None)
 
 
 #: Channel name -> its delivery actor, for every channel in the registry.

@@ -27,6 +27,7 @@ class NotificationType:
     critical: bool = False
     required: tuple[str, ...] = ()
     personal: tuple[str, ...] = ()
+    internal: bool = False  # made by Tidings itself (the daily digest): producers may not publish it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +44,10 @@ class Catalog:
 
     def names(self) -> list[str]:
         return sorted(self.types)
+
+    def public_names(self) -> list[str]:
+        """The types producers may publish."""
+        return sorted(name for name, kind in self.types.items() if not kind.internal)
 
 
 def load_catalog(path: Path, templates_dir: Path | None = None) -> Catalog:
@@ -70,15 +75,15 @@ def _parse_entry(path: Path, name: str, entry: object) -> NotificationType:
         raise ConfigError(f"{where}: the name is reserved or not a valid routing key")
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table")
-    unknown = set(entry) - {"description", "channels", "critical", "required", "personal"}
+    unknown = set(entry) - {"description", "channels", "critical", "required", "personal", "internal"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     channels = entry.get("channels", ["in_app"])
     if not isinstance(channels, list) or not all(c in PREFERENCE_CHANNELS for c in channels):
         raise ConfigError(f"{where}: channels must be a list drawn from {PREFERENCE_CHANNELS}")
-    critical = entry.get("critical", False)
-    if not isinstance(critical, bool):
-        raise ConfigError(f"{where}: critical must be true or false")
+    critical, internal = entry.get("critical", False), entry.get("internal", False)
+    if not isinstance(critical, bool) or not isinstance(internal, bool):
+        raise ConfigError(f"{where}: critical must be true or false, and so must internal")
     lists = {}
     for key in ("required", "personal"):
         value = entry.get(key, [])
@@ -90,5 +95,6 @@ def _parse_entry(path: Path, name: str, entry: object) -> NotificationType:
         description=str(entry.get("description", "")),
         channels=frozenset(channels),
         critical=critical,
+        internal=internal,
         **lists,
     )

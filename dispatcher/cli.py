@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cli_webhooks, clock
+from . import cli_rankings, cli_webhooks, clock
 from .catalog import PREFERENCE_CHANNELS
 from .console import CLI_SOURCE, Context, print_json, print_table
 from .db import init_database
@@ -24,6 +24,7 @@ from .migrate import migrate
 from .models import Delivery, Event, InboxItem, Preference, Subscription, User
 from .preferences import WILDCARD, load_preferences, resolve_channels
 from .publisher import Publisher, build_event
+from .scheduling import check_schedule
 from .settings import Settings, get_settings
 
 
@@ -70,6 +71,7 @@ def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
         data = decode_body(args.data) if args.data else {}
         raw = build_event(args.type, data, source=args.source, id=args.id)
     event = parse_event(raw, ctx.catalog)  # refuse locally what the worker would dead-letter
+    check_schedule(event, ctx.settings.schedule_horizon)
     with Publisher(ctx.settings.broker_url, ctx.settings.exchange) as publisher:
         publisher.publish(raw)
     print(f"published {event.type} id={event.id} source={event.source}")
@@ -287,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true")
 
     cli_webhooks.add_parser(sub, command)
+    cli_rankings.add_parser(sub, command)
 
     p = command(sub, "deliveries", cmd_deliveries, "show the deliveries of one event")
     p.add_argument("event_id")

@@ -17,13 +17,17 @@ import peewee
 
 from . import clock
 from .catalog import PREFERENCE_CHANNELS, Catalog
+from .cancel import cancel_notification
 from .endpoints import upsert_endpoint
 from .errors import InvalidCommand
 from .events import MAX_ID_LENGTH, CloudEvent
 from .models import Preference, Subscription, User
 from .preferences import WILDCARD
+from .scheduling import parse_hhmm
 
-USER_FIELDS = ("email", "name", "timezone", "locale", "discord_webhook_url")
+USER_FIELDS = ("email", "name", "timezone", "locale", "discord_webhook_url", "digest_time", "quiet_start",
+               "quiet_end")
+EMAIL_MODES = ("immediate", "digest")
 
 
 def apply_command(event: CloudEvent, catalog: Catalog) -> str:
@@ -53,6 +57,11 @@ def upsert_user(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog)
     fields = {name: CHECKS[name](data[name]) for name in USER_FIELDS if name in data}
     if fields.get("timezone", "") is None:
         fields["timezone"] = "UTC"
+    if fields.get("digest_time", "") is None:
+        fields["digest_time"] = "08:00"
+    if ("quiet_start" in fields) != ("quiet_end" in fields) or (fields.get("quiet_start") is None) != (
+            fields.get("quiet_end") is None):
+        raise InvalidCommand("quiet_start and quiet_end go together: both HH:MM, or both null")
     update = {getattr(User, name): value for name, value in fields.items()}
     update[User.changed_at] = changed_at
     return _upsert(User, [User.id], {"id": user_id, **fields, "changed_at": changed_at}, update)
@@ -65,15 +74,16 @@ def set_preferences(data: dict[str, Any], changed_at: dt.datetime, catalog: Cata
         raise InvalidCommand("tidings.preferences.set: preferences must be a non-empty list")
     rows = [_preference(item, catalog) for item in items]
     outcomes = []
-    for type_name, channel, enabled in rows:
-        row = {"user_id": user_id, "type": type_name, "channel": channel, "enabled": enabled, "changed_at": changed_at}
-        update = {Preference.enabled: enabled, Preference.changed_at: changed_at}
+    for type_name, channel, enabled, mode in rows:
+        row = {"user_id": user_id, "type": type_name, "channel": channel, "enabled": enabled, "mode": mode,
+               "changed_at": changed_at}
+        update = {Preference.enabled: enabled, Preference.mode: mode, Preference.changed_at: changed_at}
         key = [Preference.user_id, Preference.type, Preference.channel]
         outcomes.append(_upsert(Preference, key, row, update))
     return "applied" if "applied" in outcomes else "stale"
 
 
-def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool]:
+def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool, str]:
     if not isinstance(item, dict):
         raise InvalidCommand("tidings.preferences.set: each preference must be an object")
     type_name, channel, enabled = item.get("type"), item.get("channel"), item.get("enabled")
@@ -83,7 +93,10 @@ def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool]:
         raise InvalidCommand(f"tidings.preferences.set: channel must be one of {', '.join(PREFERENCE_CHANNELS)}")
     if not isinstance(enabled, bool):
         raise InvalidCommand("tidings.preferences.set: enabled must be true or false")
-    return type_name, channel, enabled
+    mode = item.get("mode", "immediate")
+    if mode not in EMAIL_MODES or (mode == "digest" and channel != "email"):
+        raise InvalidCommand('tidings.preferences.set: mode must be "immediate", or "digest" for the email channel')
+    return type_name, channel, enabled, mode
 
 
 def _subscription(active: bool) -> Callable[[dict[str, Any], dt.datetime, Catalog], str]:
@@ -151,17 +164,34 @@ def check_webhook_url(value: object) -> str | None:
     return value
 
 
+def _optional_hhmm(name: str) -> Callable[[object], str | None]:
+    def check(value: object) -> str | None:
+        if value is None:
+            return None
+        try:
+            parse_hhmm(value) if isinstance(value, str) else parse_hhmm("")
+        except ValueError:
+            raise InvalidCommand(f"{name} must be a local time written HH:MM, such as \"08:00\", or null") from None
+        return value
+
+    return check
+
+
 CHECKS: dict[str, Callable[[object], str | None]] = {
     "email": check_email,
     "name": _optional_text("name", 255),
     "timezone": check_timezone,
     "locale": _optional_text("locale", 35),
     "discord_webhook_url": check_webhook_url,
+    "digest_time": _optional_hhmm("digest_time"),
+    "quiet_start": _optional_hhmm("quiet_start"),
+    "quiet_end": _optional_hhmm("quiet_end"),
 }
 
 HANDLERS: dict[str, Callable[[dict[str, Any], dt.datetime, Catalog], str]] = {
     "tidings.user.upsert": upsert_user,
     "tidings.webhook.upsert": upsert_endpoint,
+    "tidings.notification.cancel": cancel_notification,
     "tidings.preferences.set": set_preferences,
     "tidings.topic.subscribe": _subscription(active=True),
     "tidings.topic.unsubscribe": _subscription(active=False),

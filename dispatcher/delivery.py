@@ -25,15 +25,12 @@ from .errors import DeliveryError, DeliverySkipped
 from .events import CloudEvent
 from .models import Delivery, DeliveryStatus, Event, User
 from .rendering import get_renderer
+from .scheduling import MAX_MESSAGE_DELAY
 from .settings import Settings
 from .unsubscribe import unsubscribe_url
 
 log = structlog.get_logger("tidings.delivery")
 
-#: A retry due later than this waits in the database (``held``), released by a periodic job:
-#: a delayed message would sit unacknowledged in a worker, and RabbitMQ requeues those after
-#: its consumer timeout.
-MAX_MESSAGE_DELAY = 60.0
 
 
 def _claim_query(ids: list[int], message_id: str, stale_after: float) -> peewee.ModelUpdate:

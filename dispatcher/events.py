@@ -16,7 +16,7 @@ from .errors import InvalidEvent
 
 MAX_RECIPIENTS = 10_000
 MAX_ID_LENGTH = 255
-ROUTING_KEYS = ("recipients", "topic")
+ROUTING_KEYS = ("recipients", "topic", "deliver_at", "cancel_key")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)?")
 
 
@@ -42,6 +42,16 @@ class CloudEvent:
     @property
     def topic(self) -> str | None:
         return self.data.get("topic")
+
+    @property
+    def deliver_at(self) -> dt.datetime | None:
+        """When to deliver (aware), if the producer scheduled it."""
+        value = self.data.get("deliver_at")
+        return parse_time(value, "data.deliver_at") if value is not None else None
+
+    @property
+    def cancel_key(self) -> str | None:
+        return self.data.get("cancel_key")
 
     @property
     def context(self) -> dict[str, Any]:
@@ -134,6 +144,8 @@ def _check_notification(event: CloudEvent, catalog: Catalog) -> None:
     kind = catalog.get(event.type)
     if kind is None:
         raise InvalidEvent(f"type {event.type[:100]!r} is not in the catalog")
+    if kind.internal:
+        raise InvalidEvent(f"type {event.type!r} is made by Tidings itself and cannot be published")
     recipients = event.data.get("recipients")
     if recipients is not None:
         if not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients):
@@ -150,6 +162,11 @@ def _check_notification(event: CloudEvent, catalog: Catalog) -> None:
     url = event.data.get("url")
     if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
         raise InvalidEvent("data.url must be an http(s) URL")
+    if event.data.get("deliver_at") is not None:
+        parse_time(event.data["deliver_at"], "data.deliver_at")
+    cancel_key = event.data.get("cancel_key")
+    if cancel_key is not None and (not isinstance(cancel_key, str) or not 0 < len(cancel_key) <= MAX_ID_LENGTH):
+        raise InvalidEvent(f"data.cancel_key must be a string of 1 to {MAX_ID_LENGTH} characters")
     missing = [key for key in kind.required if key not in event.data]
     if missing:
         raise InvalidEvent(f"data lacks the keys {event.type} requires: {', '.join(missing)}")

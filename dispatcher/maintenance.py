@@ -6,6 +6,7 @@ import datetime as dt
 
 from . import clock
 from .models import Delivery, DeliveryStatus
+from .scheduling import RELEASE_WINDOW
 
 
 def stale_deliveries(*, stale_after: float, limit: int = 1000) -> list[tuple[int, str]]:
@@ -27,21 +28,26 @@ def stale_deliveries(*, stale_after: float, limit: int = 1000) -> list[tuple[int
     return list(query.tuples())
 
 
-def release_due_deliveries(*, limit: int = 1000) -> list[tuple[int, str]]:
-    """Take the held retries whose time has come out of the database: (id, channel).
+def release_due_deliveries(*, window: float = RELEASE_WINDOW,
+                           limit: int = 5000) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
+    """Take out of the database the held deliveries due within ``window`` seconds.
 
-    One UPDATE … RETURNING flips ``held``, so two schedulers never release a delivery twice.
+    Returns (id, channel) pairs and when each is due, so that each is sent with
+    its exact remaining delay. One UPDATE … RETURNING flips ``held``, so two
+    schedulers never release a delivery twice.
     """
+    until = clock.now() + dt.timedelta(seconds=window)
     due = (
         Delivery.select(Delivery.id)
         .where(Delivery.held == True, Delivery.status == DeliveryStatus.PENDING,  # noqa: E712 - peewee
-               Delivery.next_attempt_at <= clock.now())
+               Delivery.next_attempt_at <= until)
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )
     query = (
         Delivery.update(held=False)
         .where(Delivery.id.in_(due), Delivery.held == True)  # noqa: E712 - peewee expression
-        .returning(Delivery.id, Delivery.channel)
+        .returning(Delivery.id, Delivery.channel, Delivery.next_attempt_at)
     )
-    return sorted(query.tuples().execute())
+    rows = sorted(query.tuples().execute())
+    return [(d, c) for d, c, _ in rows], {d: when for d, _, when in rows}

@@ -51,3 +51,16 @@ def topic_subscribers(topic: str) -> list[str]:
         .order_by(Subscription.id)
     )
     return [user_id for (user_id,) in query.tuples()]
+
+
+def digest_users(user_ids: list[str], type_name: str) -> set[str]:
+    """The users who get ``type_name`` by email in their daily digest (a type setting beats "*")."""
+    modes: dict[str, dict[str, str]] = defaultdict(dict)
+    for start in range(0, len(user_ids), 500):
+        query = Preference.select(Preference.user_id, Preference.type, Preference.mode).where(
+            Preference.user_id.in_(user_ids[start : start + 500]), Preference.channel == "email",
+            Preference.type.in_([type_name, WILDCARD]),
+        )
+        for user_id, type_, mode in query.tuples():
+            modes[user_id][type_] = mode
+    return {user for user, by_type in modes.items() if by_type.get(type_name, by_type.get(WILDCARD)) == "digest"}

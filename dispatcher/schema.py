@@ -14,6 +14,7 @@ from .events import MAX_ID_LENGTH, MAX_RECIPIENTS
 
 USER_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
 NULLABLE_STRING = {"type": ["string", "null"]}
+HHMM = "^([01][0-9]|2[0-3]):[0-5][0-9]$"
 
 
 def _when(type_condition: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
@@ -26,9 +27,10 @@ def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
         "type": "object",
         "required": ["type", "channel", "enabled"],
         "properties": {
-            "type": {"enum": [*catalog.names(), "*"]},
+            "type": {"enum": [*catalog.public_names(), "*"]},
             "channel": {"enum": list(PREFERENCE_CHANNELS)},
             "enabled": {"type": "boolean"},
+            "mode": {"enum": ["immediate", "digest"], "description": "email only: a daily digest instead"},
         },
     }
     user = {
@@ -38,6 +40,9 @@ def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
         "timezone": {"type": ["string", "null"], "description": "IANA time zone name, e.g. \"Europe/Paris\"."},
         "locale": NULLABLE_STRING,
         "discord_webhook_url": {"type": ["string", "null"], "format": "uri", "pattern": "^https://"},
+        "digest_time": {"type": ["string", "null"], "pattern": HHMM, "description": "local time of the digest"},
+        "quiet_start": {"type": ["string", "null"], "pattern": HHMM, "description": "local; with quiet_end"},
+        "quiet_end": {"type": ["string", "null"], "pattern": HHMM},
     }
     subscription = {"topic": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}, "user": USER_ID}
     return [
@@ -49,6 +54,13 @@ def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
         }),
         _when({"enum": ["tidings.topic.subscribe", "tidings.topic.unsubscribe"]},
               {"required": ["topic", "user"], "properties": subscription}),
+        _when({"const": "tidings.notification.cancel"}, {
+            "description": "{source, id} or {cancel_key}; recipients limits it to those users.",
+            "anyOf": [{"required": ["source", "id"]}, {"required": ["cancel_key"]}],
+            "properties": {"source": {"type": "string"}, "id": {"type": "string"},
+                           "cancel_key": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                           "recipients": {"type": "array", "items": USER_ID}},
+        }),
         _when({"const": "tidings.webhook.upsert"}, {
             "required": ["id"],
             "description": "A new endpoint needs url, secret and types; fields absent are kept.",
@@ -72,6 +84,7 @@ def event_schema(catalog: Catalog) -> dict[str, Any]:
         _when({"const": kind.name}, {"required": list(kind.required),
                                      "anyOf": [{"required": ["recipients"]}, {"required": ["topic"]}]})
         for kind in catalog.types.values()
+        if not kind.internal
     ]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -93,7 +106,7 @@ def event_schema(catalog: Catalog) -> dict[str, Any]:
                        "examples": ["/tournaments", "https://svc.example/matches"]},
             "type": {"description": "A catalog notification type or a tidings.* control command; "
                                     "also the AMQP routing key.",
-                     "enum": [*catalog.names(), *sorted(HANDLERS)]},
+                     "enum": [*catalog.public_names(), *sorted(HANDLERS)]},
             "time": {"type": "string", "format": "date-time", "description": "RFC 3339."},
             "subject": {"type": "string"},
             "datacontenttype": {"type": "string", "pattern": "^application/json"},
@@ -106,6 +119,10 @@ def event_schema(catalog: Catalog) -> dict[str, Any]:
                               "description": "Every user subscribed to this topic receives the notification."},
                     "url": {"type": "string", "format": "uri", "pattern": "^https?://",
                             "description": "The link to act on (button in emails, link in-app)."},
+                    "deliver_at": {"type": "string", "format": "date-time",
+                                   "description": "Deliver then (RFC 3339); absent or past: now."},
+                    "cancel_key": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                                   "description": "The producer's own key for tidings.notification.cancel."},
                 },
                 "additionalProperties": True,
             },

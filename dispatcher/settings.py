@@ -188,6 +188,9 @@ class Settings:
     webhook_disable_after: float = 5 * 24 * 3600.0
     secret_rotation_overlap: float = 24 * 3600.0
     operators: tuple[str, ...] = ()
+    schedule_horizon: float = 365 * 24 * 3600.0
+    retention_days: int = 90
+    dedup_days: int = 30
 
     @property
     def catalog_path(self) -> Path:
@@ -257,6 +260,9 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "webhook_disable_after": parse_seconds,
     "secret_rotation_overlap": parse_seconds,
     "operators": parse_ids,
+    "schedule_horizon": parse_seconds,
+    "retention_days": parse_positive_int,
+    "dedup_days": parse_positive_int,
 }
 
 _settings: Settings | None = None

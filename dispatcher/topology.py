@@ -10,7 +10,7 @@ from .settings import Settings
 
 def routing_keys(catalog: Catalog) -> list[str]:
     """What the ingest queue is bound to: every catalog type, and the control commands."""
-    return [*catalog.names(), CONTROL_PREFIX + "#"]
+    return [*catalog.public_names(), CONTROL_PREFIX + "#"]
 
 
 def declare_topology(broker: RabbitmqBroker, settings: Settings, catalog: Catalog) -> None:

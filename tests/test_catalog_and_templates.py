@@ -54,13 +54,27 @@ def write_catalog(tmp_path: Path, toml: str, *, templates_for: tuple[str, ...] =
     return path
 
 
-def test_the_shipped_catalog_has_exactly_the_eighteen_documented_types(catalog: Catalog) -> None:
+def test_the_shipped_catalog_has_exactly_the_eighteen_documented_types_and_the_internal_digest(
+        catalog: Catalog) -> None:
     # given / when
-    names = set(catalog.names())
+    names = set(catalog.public_names())
 
     # then
     assert len(names) == 18
     assert names == EMAIL_BY_DEFAULT | IN_APP_ONLY
+    assert set(catalog.names()) - names == {"digest.daily"} and catalog.types["digest.daily"].internal
+
+
+def test_the_digest_lists_each_group_with_its_count_and_escapes_titles(catalog: Catalog, renderer: Renderer) -> None:
+    # given
+    groups = [{"type": "match.completed", "description": "A match ended with a result.", "count": 2,
+               "items": [{"title": "<b>Owls</b> won", "url": "https://x.test/m/1"}, {"title": "Cats won", "url": None}]}]
+    # when
+    rendered = renderer.render("digest.daily", context({"date": "2026-03-08", "groups": groups}))
+    # then
+    assert rendered.subject == "Your notifications of 2026-03-08: 2 new"
+    assert "A match ended with a result. (2)" in rendered.text and "- <b>Owls</b> won <https://x.test/m/1>" in rendered.text
+    assert "&lt;b&gt;Owls&lt;/b&gt; won" in rendered.html and '<a href="https://x.test/m/1">' in rendered.html
 
 
 @pytest.mark.parametrize("name", sorted(EMAIL_BY_DEFAULT))

@@ -532,10 +532,10 @@ def test_held_retries_are_released_once_when_due(db: str, catalog: Catalog) -> N
         held, not_held = new_deliveries(catalog, "u1", "u2")
         claim(held, "msg-a", stale_after=STALE_AFTER)
         record(held, "msg-a", DeliveryStatus.PENDING, "503", retry_in=3600, held=True)
-    # when / then: nothing before it is due, it once when due, nothing on a second call
-    with clock.use_clock(at(3599)):
-        assert release_due_deliveries() == []
-    with clock.use_clock(at(3600)):
-        assert release_due_deliveries() == [(held, "in_app")]
-        assert release_due_deliveries() == []
-    assert row(held).held is False and not_held not in {d for d, _ in release_due_deliveries()}
+    # when / then: nothing before its release window, it once within it (with its due time), nothing twice
+    with clock.use_clock(at(3600 - 91)):
+        assert release_due_deliveries() == ([], {})
+    with clock.use_clock(at(3600 - 89)):
+        assert release_due_deliveries() == ([(held, "in_app")], {held: T0 + dt.timedelta(hours=1)})
+        assert release_due_deliveries() == ([], {})
+    assert row(held).held is False and not_held not in {d for d, _ in release_due_deliveries()[0]}
