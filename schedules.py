@@ -1,10 +1,13 @@
 """Periodic actors and their cron specs, run by the stock ``periodiq`` CLI.
 
-    periodiq schedules        # the scheduler: enqueues these on time
-    dramatiq dispatcher.worker schedules   # the worker runs them
+    periodiq schedules                        # the scheduler: enqueues these on time (run it with TZ=UTC)
+    dramatiq dispatcher.worker schedules      # the worker runs them
 
 Each job only does quick, idempotent work (periodiq skips a message processed
-late, retries included), calling functions that live in dispatcher/.
+late, retries included), calling functions that live in dispatcher/. Two
+schedulers started by mistake enqueue everything twice; each job is safe
+against that: release and digests by keys in the rows they change, the daily
+jobs by a (job, slot) key.
 """
 
 from __future__ import annotations
@@ -13,14 +16,36 @@ import dramatiq
 import structlog
 from periodiq import cron
 
+from dispatcher import clock
 from dispatcher.actors import enqueue_deliveries
-from dispatcher.broker import settings
+from dispatcher.broker import catalog, settings
+from dispatcher.cleanup import cleanup
+from dispatcher.digests import due_digests, make_digest
+from dispatcher.jobs import claim_slot
 from dispatcher.maintenance import release_due_deliveries, stale_deliveries
 
 log = structlog.get_logger("tidings.schedules")
+MAINTENANCE = settings.queue("maintenance")
 
 
-@dramatiq.actor(periodic=cron("*/5 * * * *"), queue_name=settings.queue("maintenance"), max_retries=0)
+@dramatiq.actor(periodic=cron("* * * * *"), queue_name=MAINTENANCE, max_retries=0)
+def release_held_deliveries() -> None:
+    """Every minute: send what waited in the database (schedules, retries, quiet hours) and falls due
+    within the next 90 s, each in a message delayed to its exact time."""
+    released, due = release_due_deliveries()
+    enqueue_deliveries(released, due)
+    if released:
+        log.info("held_deliveries_released", count=len(released))
+
+
+@dramatiq.actor(periodic=cron("*/15 * * * *"), queue_name=MAINTENANCE, max_retries=0)
+def send_digests() -> None:
+    """Every 15 minutes: the digests of the users whose local digest time has come today."""
+    for user_id, local_date in due_digests():
+        enqueue_deliveries(make_digest(user_id, local_date, catalog, settings))
+
+
+@dramatiq.actor(periodic=cron("*/5 * * * *"), queue_name=MAINTENANCE, max_retries=0)
 def requeue_stale_deliveries() -> None:
     """Every 5 minutes: re-enqueue deliveries whose message was lost.
 
@@ -32,11 +57,9 @@ def requeue_stale_deliveries() -> None:
         log.warning("stale_deliveries_requeued", count=len(stale))
 
 
-@dramatiq.actor(periodic=cron("* * * * *"), queue_name=settings.queue("maintenance"), max_retries=0)
-def release_held_deliveries() -> None:
-    """Every minute: send what waited in the database (schedules, retries, quiet hours) and falls due
-    within the next 90 s, each in a message delayed to its exact time."""
-    released, due = release_due_deliveries()
-    enqueue_deliveries(released, due)
-    if released:
-        log.info("held_deliveries_released", count=len(released))
+@dramatiq.actor(periodic=cron("17 3 * * *"), queue_name=MAINTENANCE, max_retries=0)
+def clean_up() -> None:
+    """Daily at 03:17 UTC: drop what the retention settings no longer keep."""
+    if claim_slot("clean_up", clock.now().date().isoformat()):
+        counts = cleanup(retention_days=settings.retention_days, dedup_days=settings.dedup_days)
+        log.info("cleanup_done", **counts)

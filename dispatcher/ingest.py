@@ -65,7 +65,8 @@ def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str]) -> In
         )
         if not inserted:
             row_id = Event.select(Event.id).where(Event.source == event.source, Event.event_id == event.id).scalar()
-            return IngestResult("duplicate", *_never_attempted(row_id))
+            to_enqueue, due = _never_attempted(row_id)
+            return IngestResult("duplicate", to_enqueue, due=due)
         if event.is_command:
             return IngestResult(apply_command(event, catalog))
         recipients = _recipients(event)
@@ -99,7 +100,7 @@ def _create_deliveries(
         targets.extend((endpoint_id, WEBHOOK) for endpoint_id in endpoints_for(kind.name))
     now, due = clock.now(), due_time(event)
     users = {} if kind.critical else _users(recipients)
-    digest = set() if kind.critical else digest_users(recipients, kind.name)
+    digest = set() if kind.critical or kind.internal else digest_users(recipients, kind.name)
     rows = []
     for target, channel in targets:
         status, when = DeliveryStatus.PENDING, due

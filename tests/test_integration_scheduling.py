@@ -1,0 +1,110 @@
+"""Scheduled and cancelled notifications through the real worker, and schedules that survive restarts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+
+import pytest
+
+from dispatcher.models import Delivery, InboxItem
+from dispatcher.publisher import Publisher, build_event
+from dispatcher.settings import PROJECT_ROOT
+
+from tests.support.deployment import Deployment
+from tests.support.wait import wait_for
+
+pytestmark = pytest.mark.integration
+
+UTC = dt.timezone.utc
+
+
+def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> None:
+    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
+        publisher.publish(build_event(type_, data, source="/tests", id=id))
+
+
+def in_seconds(seconds: float) -> dt.datetime:
+    return dt.datetime.now(UTC) + dt.timedelta(seconds=seconds)
+
+
+def invite(user: str, deliver_at: dt.datetime, **extra: object) -> dict:
+    return {"recipients": [user], "team_name": "Owls", "inviter_name": "Mira",
+            "deliver_at": deliver_at.isoformat().replace("+00:00", "Z"), **extra}
+
+
+def in_app(user: str = "ana") -> Delivery | None:
+    return Delivery.select().where(Delivery.user_id == user, Delivery.channel == "in_app").first()
+
+
+def arrival(user: str) -> dt.datetime | None:
+    item = InboxItem.select().where(InboxItem.user_id == user).first()
+    return item.created_at.replace(tzinfo=UTC) if item else None
+
+
+def test_a_notification_scheduled_3_s_ahead_arrives_after_3_s_and_not_before(running: Deployment) -> None:
+    # when
+    deliver_at = in_seconds(3)
+    publish(running, "team.invite.sent", invite("ana", deliver_at))
+    # then
+    arrived = wait_for(lambda: arrival("ana"), timeout=10, what="the scheduled notification")
+    assert deliver_at <= arrived <= deliver_at + dt.timedelta(seconds=2)
+
+
+def test_a_cancel_before_the_time_prevents_the_delivery(running: Deployment) -> None:
+    # given two notifications due at the same time, one with a cancel key
+    deliver_at = in_seconds(3)
+    publish(running, "team.invite.sent", invite("ana", deliver_at, cancel_key="match:42:reminder"))
+    publish(running, "team.invite.sent", invite("bo", deliver_at))
+    # when
+    publish(running, "tidings.notification.cancel", {"cancel_key": "match:42:reminder"})
+    # then bo's arrives, and ana's, due at the same moment, does not
+    wait_for(lambda: arrival("bo"), timeout=10, what="the other notification")
+    assert arrival("ana") is None
+    assert in_app("ana").status == "cancelled"
+
+
+def test_a_schedule_survives_a_restart_of_the_worker(deployment: Deployment) -> None:
+    # given a notification due in 5 s, and a worker killed right after taking it in
+    worker = deployment.worker().start()
+    deployment.use_database()
+    deliver_at = in_seconds(5)
+    publish(deployment, "team.invite.sent", invite("ana", deliver_at))
+    wait_for(in_app, what="the delivery row")
+    worker.kill()
+    # when
+    worker.start()
+    # then
+    arrived = wait_for(lambda: arrival("ana"), timeout=20, what="the scheduled notification")
+    assert deliver_at <= arrived
+    assert InboxItem.select().count() == 1
+    print(f"\narrived {(arrived - deliver_at).total_seconds():.2f} s after its time, across a restart")
+
+
+def release_held(deployment: Deployment, seconds_ahead: float) -> None:
+    """The scheduler's release job, run with its clock moved ahead as if that much time had passed."""
+    code = ("import datetime as dt; from dispatcher import clock; import schedules\n"
+            f"later = clock.now() + dt.timedelta(seconds={seconds_ahead})\n"
+            "with clock.use_clock(lambda: later):\n"
+            "    schedules.release_held_deliveries()\n")
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=deployment.env, check=True, timeout=60)
+
+
+def test_a_schedule_held_in_the_database_survives_restarts_and_is_released_once(deployment: Deployment) -> None:
+    # given a notification due in an hour, held in the database, and every process restarted
+    worker = deployment.worker().start()
+    deployment.use_database()
+    publish(deployment, "team.invite.sent", invite("ana", in_seconds(3600)))
+    wait_for(lambda: getattr(in_app(), "held", False), what="the held delivery")
+    worker.kill()
+    worker.start()
+    # when the scheduler's job runs at 58 min (too early), then at 59 min 59 s, twice (two schedulers)
+    release_held(deployment, 58 * 60)
+    assert in_app().held is True
+    release_held(deployment, 3599)
+    release_held(deployment, 3599)
+    # then it is delivered, once
+    wait_for(lambda: arrival("ana"), timeout=10, what="the released notification")
+    wait_for(lambda: in_app().status == "sent", what="the delivery recorded")
+    assert InboxItem.select().count() == 1 and in_app().attempts == 1
