@@ -165,3 +165,26 @@ def test_webhook_endpoints_are_added_listed_rotated_and_disabled_without_showing
     assert secret not in run(capsys, settings, "webhooks", "list")[1]
     code, _, err = run(capsys, settings, "webhooks", "disable", "nope")
     assert (code, err) == (1, "tidings: error: no webhook endpoint 'nope'\n")
+
+
+def test_schedule_lists_shows_and_cancels_scheduled_deliveries(capsys, settings: Settings) -> None:
+    # given a notification scheduled for later, applied as the worker would
+    from dispatcher.console import Context
+    from dispatcher.events import CloudEvent
+    from dispatcher.ingest import ingest_event
+
+    ctx = Context(settings)
+    ctx.database()
+    later = CloudEvent(id="rem-1", source="/matches", type="match.scheduled",
+                       data={"recipients": ["ana", "bo"], "tournament_name": "Cup", "opponent_name": "Owls",
+                             "starts_at": "2030-01-01T18:00:00Z", "deliver_at": "2030-01-01T17:00:00Z",
+                             "cancel_key": "match:42:reminder"})
+    ingest_event(later, ctx.catalog, ["in_app"])
+    # when / then
+    listed = json.loads(run(capsys, settings, "schedule", "list", "--json")[1])
+    assert [(r["user"], r["status"], r["due_at"]) for r in listed] == [
+        ("ana", "pending", "2030-01-01T17:00:00Z"), ("bo", "pending", "2030-01-01T17:00:00Z")]
+    assert run(capsys, settings, "schedule", "cancel", "rem-1", "--user", "bo")[1] == "cancelled: 1\n"
+    shown = json.loads(run(capsys, settings, "schedule", "show", "rem-1", "--json")[1])
+    assert [(r["user"], r["status"]) for r in shown] == [("ana", "pending"), ("bo", "cancelled")]
+    assert run(capsys, settings, "schedule", "cancel", "--key", "match:42:reminder")[1] == "cancelled: 2\n"
