@@ -23,6 +23,7 @@ from dispatcher.cleanup import cleanup
 from dispatcher.digests import due_digests, make_digest
 from dispatcher.jobs import claim_slot
 from dispatcher.maintenance import release_due_deliveries, stale_deliveries
+from dispatcher.rankings import ANNOUNCE_WINDOW, announce, recompute
 
 log = structlog.get_logger("tidings.schedules")
 MAINTENANCE = settings.queue("maintenance")
@@ -63,3 +64,18 @@ def clean_up() -> None:
     if claim_slot("clean_up", clock.now().date().isoformat()):
         counts = cleanup(retention_days=settings.retention_days, dedup_days=settings.dedup_days)
         log.info("cleanup_done", **counts)
+
+
+@dramatiq.actor(periodic=cron("7 4 * * *"), queue_name=MAINTENANCE, max_retries=0)
+def rankings_tick() -> None:
+    """Daily at 04:07 UTC: have the rankings recomputed (once, however many schedulers)."""
+    if claim_slot("rankings", clock.now().date().isoformat()):
+        recompute_rankings.send()
+
+
+@dramatiq.actor(queue_name=MAINTENANCE, max_retries=5)
+def recompute_rankings() -> None:
+    """Recompute the standings; announce the rank changes of the last two days (each once, by id)."""
+    changes = recompute()
+    announced = announce(settings, since=clock.now() - ANNOUNCE_WINDOW)
+    log.info("rankings_recomputed", changes=len(changes), announced=announced)

@@ -167,6 +167,10 @@ def _check_notification(event: CloudEvent, catalog: Catalog) -> None:
     cancel_key = event.data.get("cancel_key")
     if cancel_key is not None and (not isinstance(cancel_key, str) or not 0 < len(cancel_key) <= MAX_ID_LENGTH):
         raise InvalidEvent(f"data.cancel_key must be a string of 1 to {MAX_ID_LENGTH} characters")
+    if event.type == "match.completed" and event.data.get("participants") is not None:
+        from .rankings import parse_participants  # the ledger's rules; imported here: rankings imports events
+
+        parse_participants(event.data["participants"])
     missing = [key for key in kind.required if key not in event.data]
     if missing:
         raise InvalidEvent(f"data lacks the keys {event.type} requires: {', '.join(missing)}")

@@ -24,11 +24,13 @@ from .endpoints import endpoints_for
 from .events import CloudEvent
 from .models import Delivery, DeliveryStatus, Event, User
 from .preferences import digest_users, load_preferences, resolve_channels, topic_subscribers
+from .rankings import record_result
 from .scheduling import MAX_MESSAGE_DELAY, due_time, quiet_until
 
 INSERT_BATCH = 500
 #: The channel of signed webhooks: a delivery's user_id holds the endpoint id.
 WEBHOOK = "webhook"
+MATCH_COMPLETED = "match.completed"
 #: Channels whose deliveries wait for the end of the user's quiet hours (in-app never does).
 QUIET_CHANNELS = ("email", "discord")
 
@@ -69,6 +71,8 @@ def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str]) -> In
             return IngestResult("duplicate", to_enqueue, due=due)
         if event.is_command:
             return IngestResult(apply_command(event, catalog))
+        if event.type == MATCH_COMPLETED:
+            record_result(event, inserted[0][0])  # the rankings ledger, in the same transaction
         recipients = _recipients(event)
         _create_deliveries(inserted[0][0], event, catalog, channels, recipients)
         to_enqueue, due = _never_attempted(inserted[0][0])

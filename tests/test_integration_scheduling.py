@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from dispatcher.models import Delivery, InboxItem
+from dispatcher.models import Delivery, Event, InboxItem
 from dispatcher.publisher import Publisher, build_event
 from dispatcher.settings import PROJECT_ROOT
 
@@ -108,3 +108,37 @@ def test_a_schedule_held_in_the_database_survives_restarts_and_is_released_once(
     wait_for(lambda: arrival("ana"), timeout=10, what="the released notification")
     wait_for(lambda: in_app().status == "sent", what="the delivery recorded")
     assert InboxItem.select().count() == 1 and in_app().attempts == 1
+
+
+def recompute_rankings(deployment: Deployment) -> None:
+    """What the scheduler's daily job runs."""
+    subprocess.run([sys.executable, "-c", "import schedules; schedules.recompute_rankings()"], cwd=PROJECT_ROOT,
+                   env=deployment.env, check=True, timeout=60)
+
+
+def test_rank_changes_reach_only_the_subscribers_of_teams_whose_rank_moved(running: Deployment) -> None:
+    # given three teams followed by one user each, and a first day of results
+    for user, team in (("ana", "a"), ("bo", "b"), ("cy", "c")):
+        publish(running, "tidings.topic.subscribe", {"topic": f"team:{team}", "user": user})
+
+    def result(order: list[str]) -> dict:
+        return {"recipients": [], "tournament_name": "Cup", "tournament_id": "cup", "winner_name": order[0],
+                "winner": order[0], "participants": [{"team_id": t, "score": 3 - i, "placement": i + 1, "kills": 0}
+                                                      for i, t in enumerate(order)]}
+
+    publish(running, "match.completed", result(["a", "b", "c"]))
+    wait_for(lambda: Event.select().where(Event.type == "match.completed").count() == 1, what="the result")
+    recompute_rankings(running)  # the first snapshot announces nothing
+    # when b beats a twice, and c stays last
+    publish(running, "match.completed", result(["b", "a", "c"]))
+    publish(running, "match.completed", result(["b", "a", "c"]))
+    wait_for(lambda: Event.select().where(Event.type == "match.completed").count() == 3, what="the results")
+    recompute_rankings(running)
+    recompute_rankings(running)  # a second run, or a second scheduler, announces nothing twice
+    # then
+    wait_for(lambda: InboxItem.select().where(InboxItem.type == "ranking.changed").count() == 4,
+             what="the rank change notices")
+    notices = sorted((i.user_id, i.data["scope"], i.data["old_rank"], i.data["new_rank"])
+                     for i in InboxItem.select().where(InboxItem.type == "ranking.changed"))
+    assert notices == [("ana", "overall", 1, 2), ("ana", "tournament:cup", 1, 2),
+                       ("bo", "overall", 2, 1), ("bo", "tournament:cup", 2, 1)]

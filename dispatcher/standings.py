@@ -1,0 +1,152 @@
+"""Standings computed from match results: pure functions over plain values, no database.
+
+Two kinds of scope:
+
+- **overall**: every match counts. The winner of a match gets ``win_points`` and a win; every other
+  participant gets a loss. Ties: more points, then more wins, then fewer losses, then who got there first.
+- **tournament:<id>** (battle royale): a team earns ``placement_points.get(placement, 0)
+  + points_per_kill * kills`` per match of that tournament. Ties: more points, then more kills, then the
+  best (lowest) placement, then who got there first.
+
+"Got there first" is ``reached_at``: the completion time of the last match that changed the team's total
+(its first match when the total never changed, a team with no points at all say). Matches are taken in
+ledger order (completion time, then the order they were recorded), so this is deterministic. When even
+that ties (two teams that scored in the same match), team ids in string order decide: ranks are 1..n,
+never shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Battle-royale points per placement; placements not listed earn nothing.
+DEFAULT_PLACEMENT_POINTS: Mapping[int, float] = {1: 12, 2: 9, 3: 7, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}
+DEFAULT_POINTS_PER_KILL = 1.0
+DEFAULT_WIN_POINTS = 3.0
+OVERALL = "overall"
+
+
+def tournament_scope(tournament_id: str) -> str:
+    return f"tournament:{tournament_id}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Placing:
+    """One team's line in one match."""
+
+    team_id: str
+    score: float
+    placement: int
+    kills: int
+    team_name: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchRecord:
+    """One completed match, as the ledger holds it (times naive UTC)."""
+
+    tournament_id: str
+    winner: str | None
+    participants: tuple[Placing, ...]
+    completed_at: dt.datetime
+
+
+@dataclasses.dataclass
+class _Tally:
+    team_id: str
+    team_name: str | None = None
+    points: float = 0.0
+    wins: int = 0
+    losses: int = 0
+    kills: int = 0
+    best_placement: int | None = None
+    matches: int = 0
+    reached_at: dt.datetime | None = None
+
+    def add(self, placing: Placing, points: float, at: dt.datetime) -> None:
+        before = self.points
+        self.points = _number(self.points + points)
+        self.matches += 1
+        if self.reached_at is None or self.points != before:
+            self.reached_at = at
+        if placing.team_name:
+            self.team_name = placing.team_name
+
+
+def overall_standings(matches: Sequence[MatchRecord], *, win_points: float = DEFAULT_WIN_POINTS) -> list[dict[str, Any]]:
+    """Rows ``{rank, team_id, team_name, points, wins, losses, matches, reached_at}``, best first."""
+    tallies: dict[str, _Tally] = {}
+    for match in matches:
+        for placing in match.participants:
+            tally = tallies.setdefault(placing.team_id, _Tally(placing.team_id))
+            won = placing.team_id == match.winner
+            tally.add(placing, win_points if won else 0.0, match.completed_at)
+            tally.wins += won
+            tally.losses += not won
+    ordered = sorted(tallies.values(), key=lambda t: (-t.points, -t.wins, t.losses, t.reached_at, t.team_id))
+    return [
+        {"rank": rank, "team_id": t.team_id, "team_name": t.team_name, "points": t.points, "wins": t.wins,
+         "losses": t.losses, "matches": t.matches, "reached_at": _iso(t.reached_at)}
+        for rank, t in enumerate(ordered, start=1)
+    ]
+
+
+def battle_royale_standings(
+    matches: Sequence[MatchRecord],
+    *,
+    placement_points: Mapping[int, float] = DEFAULT_PLACEMENT_POINTS,
+    points_per_kill: float = DEFAULT_POINTS_PER_KILL,
+) -> list[dict[str, Any]]:
+    """Rows ``{rank, team_id, team_name, points, kills, best_placement, matches, reached_at}``, best first.
+
+    ``matches`` are one tournament's.
+    """
+    tallies: dict[str, _Tally] = {}
+    for match in matches:
+        for placing in match.participants:
+            tally = tallies.setdefault(placing.team_id, _Tally(placing.team_id))
+            points = placement_points.get(placing.placement, 0) + points_per_kill * placing.kills
+            tally.add(placing, points, match.completed_at)
+            tally.kills += placing.kills
+            if tally.best_placement is None or placing.placement < tally.best_placement:
+                tally.best_placement = placing.placement
+    ordered = sorted(
+        tallies.values(), key=lambda t: (-t.points, -t.kills, t.best_placement, t.reached_at, t.team_id)
+    )
+    return [
+        {"rank": rank, "team_id": t.team_id, "team_name": t.team_name, "points": t.points, "kills": t.kills,
+         "best_placement": t.best_placement, "matches": t.matches, "reached_at": _iso(t.reached_at)}
+        for rank, t in enumerate(ordered, start=1)
+    ]
+
+
+def all_standings(
+    matches: Sequence[MatchRecord],
+    *,
+    placement_points: Mapping[int, float] = DEFAULT_PLACEMENT_POINTS,
+    points_per_kill: float = DEFAULT_POINTS_PER_KILL,
+    win_points: float = DEFAULT_WIN_POINTS,
+) -> dict[str, list[dict[str, Any]]]:
+    """Every scope's standings: overall, and one per tournament in the ledger."""
+    scopes = {OVERALL: overall_standings(matches, win_points=win_points)}
+    by_tournament: dict[str, list[MatchRecord]] = {}
+    for match in matches:
+        by_tournament.setdefault(match.tournament_id, []).append(match)
+    for tournament_id, played in by_tournament.items():
+        scopes[tournament_scope(tournament_id)] = battle_royale_standings(
+            played, placement_points=placement_points, points_per_kill=points_per_kill
+        )
+    return scopes
+
+
+def _number(value: float) -> float:
+    """Rounded so that 0.1 + 0.2 ties with 0.3; whole numbers as int (``12``, not ``12.0``, in notices)."""
+    rounded = round(value, 6)
+    return int(rounded) if rounded == int(rounded) else rounded
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat() + "Z"
