@@ -285,8 +285,7 @@ def test_the_cleanup_deletes_exactly_what_the_retention_rules_say(db: str, catal
         unread_old = ingest_event(event(recipients=["bo"]), catalog, ["in_app"])
         failed_old = ingest_event(event(recipients=["cy"]), catalog, ["email"])
     with clock.use_clock(at(month)):
-        ingest_event(event(recipients=["dee"], deliver_at="2026-06-01T00:00:00Z"), catalog,
-                                       ["in_app"])
+        ingest_event(event(recipients=["dee"], deliver_at="2026-06-01T00:00:00Z"), catalog, ["in_app"])
         command_month = ingest_event(CloudEvent(id="sub-1", source="/ops", type="tidings.topic.subscribe",
                                                 data={"topic": "t", "user": "ana"}), catalog, []).outcome
     with clock.use_clock(at(recent)):
