@@ -26,6 +26,7 @@ from .delivery import Outcome, run_deliveries
 from .errors import InvalidEvent, PermanentError
 from .events import parse_event
 from .ingest import ingest_event
+from .models import Rejection
 from .scheduling import check_schedule
 
 log = structlog.get_logger("tidings.ingest")
@@ -61,10 +62,17 @@ def ingest(event: dict[str, Any] | None = None, error: str | None = None) -> Non
 
 
 def _log_rejection(event: object, error: InvalidEvent) -> None:
+    """Log why, and keep the reason for `tidings dlq` (the dead-lettered body cannot carry it)."""
     ids = {}
     if isinstance(event, dict):
         ids = {k: str(event.get(k))[:200] for k in ("id", "type", "source") if k in event}
     log.warning("event_rejected", reason=str(error), dead_letter_queue=settings.queue("ingest") + ".XQ", **ids)
+    message = CurrentMessage.get_current_message()
+    if message is not None:
+        Rejection.insert(message_id=message.message_id, reason=str(error), event_id=ids.get("id"),
+                         type=ids.get("type"), source=ids.get("source"), rejected_at=clock.now()).on_conflict(
+            conflict_target=[Rejection.message_id], update={Rejection.reason: str(error),
+                                                             Rejection.rejected_at: clock.now()}).execute()
 
 
 def _delivery_actor(name: str) -> dramatiq.Actor:

@@ -57,5 +57,7 @@ def hide_message_payloads() -> None:
         logging.getLogger(name).addFilter(HideMessagePayloads())
 
 
-def _stderr_logger(*args: object) -> structlog.PrintLogger:
-    return structlog.PrintLogger(sys.stderr)
+def _stderr_logger(*args: object) -> structlog.WriteLogger:
+    # One write per line: dramatiq's own log lines share the stream, and a line written in two
+    # pieces (print's text, then its newline) could be split by another thread's line.
+    return structlog.WriteLogger(sys.stderr)

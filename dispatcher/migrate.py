@@ -45,6 +45,11 @@ def _time_features() -> None:
     database.create_tables([models.Event, models.MatchResult, models.RankingSnapshot, models.JobRun], safe=True)
 
 
+def _rejections() -> None:
+    """Version 4: the reason of each dead-lettered event, for `tidings dlq`."""
+    database.create_tables([models.Rejection], safe=True)
+
+
 def _columns(table: str) -> set[str]:
     return {column.name for column in database.get_columns(table)}
 
@@ -54,6 +59,7 @@ MIGRATIONS: dict[int, Callable[[], None]] = {
     1: _create_initial_schema,
     2: _http_channels,
     3: _time_features,
+    4: _rejections,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -218,7 +218,18 @@ class JobRun(BaseModel):
         indexes = ((("job", "slot"), True),)
 
 
+class Rejection(BaseModel):
+    """Why an incoming message was dead-lettered, by the message id the encoder gives its body."""
+
+    message_id = peewee.CharField(max_length=64, primary_key=True)
+    reason = peewee.TextField()
+    event_id = peewee.CharField(max_length=1020, null=True)
+    type = peewee.CharField(max_length=255, null=True)
+    source = peewee.CharField(max_length=1020, null=True)
+    rejected_at = peewee.DateTimeField(default=clock.now)
+
+
 ALL_MODELS: list[type[BaseModel]] = [
     SchemaVersion, User, Preference, Subscription, Event, Delivery, InboxItem, DisabledTarget, WebhookEndpoint,
-    MatchResult, RankingSnapshot, JobRun,
+    MatchResult, RankingSnapshot, JobRun, Rejection,
 ]

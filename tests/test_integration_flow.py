@@ -13,7 +13,7 @@ from typing import Any
 import pika
 import pytest
 
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
+from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection, User
 from dispatcher.settings import PROJECT_ROOT
 
 from tests.support.deployment import Deployment
@@ -162,6 +162,7 @@ def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_s
     assert sorted(dead_letters(running)) == sorted(bad)
     wait_for(lambda: InboxItem.select().count() == 1, what="the good event after the bad ones")
     reasons = [line["reason"] for line in json_log_lines(running.workers[0].log()) if line["event"] == "event_rejected"]
+    assert sorted(r.reason for r in Rejection.select()) == sorted(reasons)  # kept for `tidings dlq`
     assert sorted(reasons) == sorted([
         "the body is not JSON (Expecting value: line 1 column 1 (char 0))",
         "the body is not UTF-8",
