@@ -188,6 +188,7 @@ class Settings:
     webhook_disable_after: float = 5 * 24 * 3600.0
     secret_rotation_overlap: float = 24 * 3600.0
     operators: tuple[str, ...] = ()
+    queue_type: str = "classic"
     schedule_horizon: float = 365 * 24 * 3600.0
     retention_days: int = 90
     dedup_days: int = 30
@@ -260,6 +261,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "webhook_disable_after": parse_seconds,
     "secret_rotation_overlap": parse_seconds,
     "operators": parse_ids,
+    "queue_type": parse_choice("classic", "quorum"),
     "schedule_horizon": parse_seconds,
     "retention_days": parse_positive_int,
     "dedup_days": parse_positive_int,

@@ -17,7 +17,7 @@ from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-EVENTS = 300
+EVENTS = 1000
 USERS = ["ana", "bo", "cara"]
 THREADS = 8
 
@@ -51,15 +51,15 @@ def test_a_worker_killed_with_sigkill_mid_burst_and_restarted_loses_no_event(
              what="the burst to be under way")
     worker.kill()  # first while events are being ingested
     killed_in_ingest = Event.select().where(Event.source == "/burst").count()
-    producer.join(timeout=60)
+    producer.join(timeout=120)
     worker.start()
-    wait_for(lambda: finished("email") >= EVENTS, timeout=60, what="emails to be under way")
+    wait_for(lambda: finished("email") >= EVENTS, timeout=120, what="emails to be under way")
     worker.kill()  # then while emails are being sent
     killed_in_email = finished("email")
     worker.start()
 
     # then every event is processed, every in-app row exists once and every email was sent
-    wait_for(lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3, timeout=120,
+    wait_for(lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3, timeout=300,
              what="every delivery to finish after the restart")
     assert killed_in_ingest < EVENTS and killed_in_email < EVENTS * 3, "a kill came too late to test anything"
     assert Event.select().where(Event.source == "/burst").count() == EVENTS

@@ -268,3 +268,28 @@ def test_the_flow_is_the_same_with_postgresql_as_the_database(deployment: Deploy
     wait_for(lambda: Delivery.select().where(Delivery.status.in_(DeliveryStatus.FINAL)).count() == 5,
              what="every delivery to finish")
     assert len(smtp_server.messages) == 1 and InboxItem.select().count() == 3
+
+
+def queue_types(deployment: Deployment) -> dict[str, str]:
+    listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "type"], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+    rows = (line.split() for line in listing.splitlines())
+    return {row[0]: row[1] for row in rows if len(row) == 2 and row[0].startswith(deployment.namespace + ".")}
+
+
+def test_with_quorum_queues_events_flow_and_bad_ones_are_dead_lettered(deployment: Deployment,
+                                                                       smtp_server: SmtpServer) -> None:
+    # given a deployment whose queues are quorum queues
+    deployment.configure(TIDINGS_QUEUE_TYPE="quorum", TIDINGS_LOG_FORMAT="json")
+    deployment.worker().start()
+    deployment.use_database()
+    given_users(deployment)
+    # when
+    publish_with_pika(deployment, "team.invite.sent", invite(["ana"]))
+    publish_raw(deployment, "team.invite.sent", b"not json")
+    # then
+    wait_for(lambda: InboxItem.select().count() == 1 and len(smtp_server.messages) == 1, what="the deliveries")
+    wait_for(lambda: dead_letters(deployment) == [b"not json"], what="the dead letter")
+    types = queue_types(deployment)
+    for name in ("ingest", "ingest.DQ", "ingest.XQ", "in_app", "email"):
+        assert types[f"{deployment.namespace}.{name}"] == "quorum", name
