@@ -5,9 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 from . import clock
-from .models import Delivery, DeliveryStatus, Event, InboxItem, MatchResult
+from .models import Delivery, DeliveryStatus, Event, InboxItem, MatchResult, Rejection
 
 CANCELLED_KEPT_DAYS = 30
+#: RabbitMQ drops dead letters after 7 days (dramatiq's x-message-ttl); their reasons go too.
+REJECTION_KEPT_DAYS = 7
 
 
 def cleanup(*, retention_days: int, dedup_days: int) -> dict[str, int]:
@@ -16,7 +18,8 @@ def cleanup(*, retention_days: int, dedup_days: int) -> dict[str, int]:
     - read in-app notifications older than the retention (unread ones are kept);
     - delivery logs older than the retention, but never one an inbox row still needs;
     - cancelled schedules older than 30 days;
-    - processed-event keys older than the dedup window, once no delivery or ranking result needs them.
+    - processed-event keys older than the dedup window, once no delivery or ranking result needs them;
+    - the reasons of dead letters older than the dead-letter queue keeps them.
     """
     now = clock.now()
     retention = now - dt.timedelta(days=retention_days)
@@ -32,6 +35,8 @@ def cleanup(*, retention_days: int, dedup_days: int) -> dict[str, int]:
             Delivery.updated_at < now - dt.timedelta(days=CANCELLED_KEPT_DAYS),
             Delivery.id.not_in(still_shown)).execute(),
     }
+    counts["rejections"] = Rejection.delete().where(
+        Rejection.rejected_at < now - dt.timedelta(days=REJECTION_KEPT_DAYS)).execute()
     counts["event_keys"] = Event.delete().where(
         Event.received_at < now - dt.timedelta(days=dedup_days),
         Event.id.not_in(Delivery.select(Delivery.event)),

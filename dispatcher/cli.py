@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import cli_rankings, cli_schedule, cli_webhooks, clock
+from . import cli_dlq, cli_rankings, cli_schedule, cli_webhooks, clock
 from .catalog import PREFERENCE_CHANNELS
 from .console import CLI_SOURCE, Context, print_json, print_table
 from .db import init_database
@@ -291,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_webhooks.add_parser(sub, command)
     cli_schedule.add_parser(sub, command)
     cli_rankings.add_parser(sub, command)
+    cli_dlq.add_parser(sub, command)
 
     p = command(sub, "deliveries", cmd_deliveries, "show the deliveries of one event")
     p.add_argument("event_id")

@@ -87,7 +87,7 @@ def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool, str]:
     if not isinstance(item, dict):
         raise InvalidCommand("tidings.preferences.set: each preference must be an object")
     type_name, channel, enabled = item.get("type"), item.get("channel"), item.get("enabled")
-    if type_name != WILDCARD and type_name not in catalog:
+    if type_name != WILDCARD and (not isinstance(type_name, str) or type_name not in catalog):
         raise InvalidCommand(f"tidings.preferences.set: type {str(type_name)[:100]!r} is neither \"*\" nor in the catalog")
     if channel not in PREFERENCE_CHANNELS:
         raise InvalidCommand(f"tidings.preferences.set: channel must be one of {', '.join(PREFERENCE_CHANNELS)}")
@@ -151,7 +151,7 @@ def check_timezone(value: object) -> str | None:
         raise InvalidCommand("timezone must be an IANA name such as \"Europe/Paris\"")
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
         raise InvalidCommand(f"timezone {value[:60]!r} is not an IANA time zone name") from None
     return value
 

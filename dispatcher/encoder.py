@@ -18,6 +18,11 @@ from typing import Any
 from dramatiq.encoder import JSONEncoder, MessageData
 
 DRAMATIQ_KEYS = frozenset({"queue_name", "actor_name", "args", "kwargs", "options", "message_id"})
+MESSAGE_FIELDS = DRAMATIQ_KEYS | {"message_timestamp"}
+DRAMATIQ_TYPES = {"queue_name": str, "actor_name": str, "args": list, "kwargs": dict, "options": dict,
+                  "message_id": str, "message_timestamp": int}
+# Far deeper than any event; a body nested near the recursion limit parses here but fails to be stored.
+MAX_NESTING = 64
 # Our own messages wrap an event plus a little metadata; anything far larger is foreign.
 WRAPPING_ALLOWANCE = 64 * 1024
 
@@ -35,17 +40,21 @@ class CloudEventEncoder(JSONEncoder):
             return self._wrap(data, error=self._too_large(data))
         try:
             # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
-            value = json.loads(data.decode("utf-8"))
+            text = data.decode("utf-8")
+            value = json.loads(text)
         except UnicodeDecodeError:
             return self._wrap(data, error="the body is not UTF-8")
         except (ValueError, RecursionError) as e:
             return self._wrap(data, error=f"the body is not JSON ({str(e)[:200]})")
-        if isinstance(value, dict) and DRAMATIQ_KEYS <= value.keys():
+        if _is_dramatiq_message(value):
             return value
         if len(data) > self.max_event_bytes:
             return self._wrap(data, error=self._too_large(data))
         if not isinstance(value, dict):
             return self._wrap(data, error=f"the body is JSON but not an object (got {type(value).__name__})")
+        problem = _unstorable(value)
+        if problem is not None:
+            return self._wrap(data, error=problem)
         return self._wrap(data, event=value)
 
     def _too_large(self, data: bytes) -> str:
@@ -69,3 +78,29 @@ class CloudEventEncoder(JSONEncoder):
         if event is not None and isinstance(event.get("source"), str) and isinstance(event.get("id"), str):
             return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{event['source']}\x00{event['id']}"))
         return str(uuid.UUID(bytes=hashlib.sha256(data).digest()[:16], version=4))
+
+
+def _is_dramatiq_message(value: object) -> bool:
+    """A dict dramatiq can turn into a Message: its fields, each of its type (bool is no timestamp)."""
+    return (isinstance(value, dict) and DRAMATIQ_KEYS <= value.keys() <= MESSAGE_FIELDS
+            and all(isinstance(value[k], t) and not isinstance(value[k], bool)
+                    for k, t in DRAMATIQ_TYPES.items() if k in value))
+
+
+def _unstorable(value: object) -> str | None:
+    """Why valid JSON cannot be stored as it is (too deep, NUL, a lone surrogate), or None. Not recursive."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_NESTING:
+                return f"the body nests arrays and objects deeper than {MAX_NESTING} levels"
+            stack.extend((child, depth + 1) for child in ([*item, *item.values()] if isinstance(item, dict) else item))
+        elif isinstance(item, str):
+            if "\x00" in item:  # PostgreSQL text cannot hold it
+                return "the body has a NUL character (\\u0000) in a string"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:  # "\ud800" is valid JSON but no character
+                return "the body has a lone UTF-16 surrogate escape (\\ud800-\\udfff)"
+    return None

@@ -91,6 +91,10 @@ def parse_time(value: object, what: str = "time") -> dt.datetime:
         raise InvalidEvent(f"{what} {value[:40]!r} is not an RFC 3339 timestamp") from None
     if parsed.tzinfo is None:
         raise InvalidEvent(f"{what} {value[:40]!r} has no UTC offset")
+    try:
+        parsed.astimezone(dt.timezone.utc)  # 0001-01-01T00:00+01:00 has no UTC datetime
+    except OverflowError:
+        raise InvalidEvent(f"{what} {value[:40]!r} is out of range in UTC") from None
     return parsed
 
 

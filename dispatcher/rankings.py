@@ -80,7 +80,7 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
     match_id = None if data.get("match_id") is None else _identifier(data["match_id"], "data.match_id")
     participants = parse_participants(data["participants"])
     winner = data.get("winner")
-    if winner is not None and winner not in {p.team_id for p in participants}:
+    if winner is not None and (not isinstance(winner, str) or winner not in {p.team_id for p in participants}):
         raise InvalidEvent(f"data.winner {str(winner)[:100]!r} is not the team_id of one of data.participants")
     completed_at = clock.to_utc_naive(event.time) if event.time else clock.now()
     MatchResult.insert(

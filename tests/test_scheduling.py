@@ -19,7 +19,7 @@ from dispatcher.events import CloudEvent
 from dispatcher.ingest import ingest_event
 from dispatcher.jobs import claim_slot
 from dispatcher.maintenance import release_due_deliveries
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem
+from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
 from dispatcher.scheduling import check_schedule, digest_slot, quiet_until
 from dispatcher.settings import Settings
 
@@ -299,11 +299,15 @@ def test_the_cleanup_deletes_exactly_what_the_retention_rules_say(db: str, catal
     Delivery.update(status="cancelled", updated_at=month).where(
         Delivery.user_id == "dee").execute()
     assert command_month == "applied"
+    Rejection.create(message_id="old", reason="not JSON", rejected_at=dt.datetime(2026, 5, 1))
+    Rejection.create(message_id="recent", reason="not JSON", rejected_at=dt.datetime(2026, 5, 3))
     # when
     with clock.use_clock(at(dt.datetime(2026, 5, 9))):
         counts = cleanup(retention_days=90, dedup_days=30)
     # then
-    assert counts == {"read_inbox_items": 1, "delivery_logs": 2, "cancelled_schedules": 1, "event_keys": 4}
+    assert counts == {"read_inbox_items": 1, "delivery_logs": 2, "cancelled_schedules": 1, "rejections": 1,
+                      "event_keys": 4}
+    assert [r.message_id for r in Rejection.select()] == ["recent"]
     assert sorted(i.user_id for i in InboxItem.select()) == ["u", "u"]  # the unread old one and the recent one
     assert sorted(d.user_id for d in Delivery.select()) == ["bo", "eve"]
     assert Event.select().count() == 2  # the events still referenced by those deliveries
