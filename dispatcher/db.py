@@ -13,8 +13,8 @@ from .errors import ConfigError
 database = peewee.DatabaseProxy()
 
 SQLITE_PRAGMAS = {
+    "busy_timeout": 15_000,  # first: the pragmas after it may wait for another process's lock
     "journal_mode": "wal",
-    "busy_timeout": 15_000,
     "synchronous": "normal",
     "foreign_keys": 1,
 }

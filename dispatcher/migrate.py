@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import peewee
@@ -91,3 +92,22 @@ def migrate() -> tuple[int, int]:
             models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=version)
         return before, SCHEMA_VERSION
+
+
+def migrate_when_free(*, attempts: int = 20, run: Callable[[], tuple[int, int]] = migrate,
+                      sleep: Callable[[float], None] = time.sleep) -> tuple[int, int]:
+    """migrate(), waiting for another process starting at the same moment to finish its own.
+
+    A new SQLite file must be switched to WAL, which needs it to itself; under load SQLite can
+    answer "database is locked" to a process starting beside another (the Procfile's worker
+    and sender groups). Then this closes the connection and tries again, a little later.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return run()
+        except peewee.OperationalError as e:
+            if "locked" not in str(e) or attempt == attempts:
+                raise
+            database.close()
+            sleep(0.1 * attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")

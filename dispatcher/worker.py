@@ -14,14 +14,14 @@ from .actors import DELIVERY_ACTORS, ingest
 from .broker import broker, catalog, settings
 from .errors import ConfigError
 from .middleware import BootMiddleware
-from .migrate import migrate
+from .migrate import migrate_when_free
 from .settings import redact_url
 from .topology import declare_topology
 
 
 def boot() -> None:
     """Get the database and RabbitMQ ready for this worker process."""
-    before, after = migrate()
+    before, after = migrate_when_free()
     try:
         declare_topology(broker, settings, catalog)
     except (dramatiq.errors.ConnectionError, pika.exceptions.AMQPError) as e:

@@ -121,3 +121,26 @@ def test_a_version_2_database_gains_the_time_features_in_place(db: str) -> None:
     assert {"cancel_key"} <= {c.name for c in database.get_columns("event")}
     assert {"digest_time", "quiet_start", "quiet_end"} <= {c.name for c in database.get_columns("user")}
     assert MatchResult.table_exists() and RankingSnapshot.table_exists() and JobRun.table_exists()
+
+
+def test_a_start_beside_another_process_holding_the_database_tries_again_then_migrates(sqlite_db: str) -> None:
+    # given a database that answers "locked" twice, as SQLite can to a process starting beside another
+    import peewee
+
+    from dispatcher.migrate import migrate_when_free
+
+    answers: list[object] = [peewee.OperationalError("database is locked")] * 2 + [(3, SCHEMA_VERSION)]
+    waits: list[float] = []
+
+    def run() -> tuple[int, int]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer  # type: ignore[return-value]
+
+    # when / then
+    assert migrate_when_free(run=run, sleep=waits.append) == (3, SCHEMA_VERSION)
+    assert waits == [0.1, 0.2]
+    with pytest.raises(peewee.OperationalError, match="no such table"):
+        migrate_when_free(run=lambda: (_ for _ in ()).throw(peewee.OperationalError("no such table: x")),
+                          sleep=waits.append)

@@ -63,3 +63,18 @@ def test_the_scheduler_refuses_to_start_with_a_bad_setting_and_says_why_in_one_l
     assert [line for line in output.splitlines() if line.startswith("tidings:")] == [
         "tidings: configuration error: TIDINGS_LOG_FORMAT must be one of console, json"]
     assert "Traceback" not in output
+
+
+@pytest.mark.integration
+def test_worker_groups_starting_together_on_a_new_sqlite_file_both_start(deployment: Deployment) -> None:
+    # given four groups (as the Procfile's, more of them), started together on a database file not made yet
+    groups = [deployment.worker(processes=2, threads=2) for _ in range(4)]
+    # when
+    for group in groups:
+        group.start_async()
+    # then every process migrates or waits for the others, and all eight become ready
+    for group in groups:
+        group.wait_ready(timeout=60)
+    logs = "".join(group.log() for group in groups)
+    assert "cannot start" not in logs
+    assert logs.count("migrated_from=0") + logs.count('"migrated_from": 0') == 1

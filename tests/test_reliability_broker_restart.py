@@ -1,0 +1,100 @@
+"""RabbitMQ stopped and started in the middle of a burst: workers reconnect by themselves, nothing is lost."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections import Counter
+
+import pika.exceptions
+import pytest
+
+from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
+from dispatcher.publisher import Publisher, PublishError, build_event
+
+from tests.support.deployment import Deployment
+from tests.support.smtp import SmtpServer
+from tests.support.wait import wait_for
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+EVENTS = 300
+USERS = ["ana", "bo", "cara"]
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+
+
+def broker_up(url: str) -> bool:
+    try:
+        Publisher(url, "amq.topic").close()
+        return True
+    except PublishError:
+        return False
+
+
+def finished(channel: str) -> int:
+    return Delivery.select().where(Delivery.channel == channel, Delivery.status.in_(DeliveryStatus.FINAL)).count()
+
+
+def publish_until_confirmed(url: str, exchange: str, events: list[dict], *, pace: float) -> int:
+    """A producer that uses confirms: on any failure it reconnects and publishes the same event again."""
+    retries, index, publisher = 0, 0, None
+    while index < len(events):
+        try:
+            publisher = publisher or Publisher(url, exchange)
+            publisher.publish(events[index])
+            index += 1
+            time.sleep(pace)  # a steady producer, so that the burst spans the outage
+        except (PublishError, pika.exceptions.AMQPError):
+            retries += 1
+            publisher = None
+            time.sleep(0.2)  # a producer's reconnect back-off, not a test wait
+    if publisher:
+        publisher.close()
+    return retries
+
+
+def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(deployment: Deployment,
+                                                                      smtp_server: SmtpServer) -> None:
+    # given a worker, three users, and a producer publishing a burst with confirms
+    url = deployment.env["TIDINGS_BROKER_URL"]
+    deployment.worker(threads=8).start()
+    deployment.use_database()
+    with Publisher(url, deployment.exchange) as publisher:
+        for user in USERS:
+            publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
+    wait_for(lambda: User.select().count() == 3, what="the users")
+    events = [build_event("team.invite.sent", {"recipients": USERS, "team_name": "Owls", "inviter_name": "Mira"},
+                          id=f"burst-{n}", source="/burst") for n in range(EVENTS)]
+    outcome: dict[str, int] = {}
+    producer = threading.Thread(target=lambda: outcome.update(retries=publish_until_confirmed(
+        url, deployment.exchange, events, pace=0.02)))
+    producer.start()
+    # when RabbitMQ's application stops mid-burst, and starts again
+    wait_for(lambda: Event.select().where(Event.source == "/burst").count() >= 30, timeout=30, what="the burst")
+    rabbitmqctl("stop_app")
+    stopped_at = time.monotonic()
+    processed_when_stopped = Event.select().where(Event.source == "/burst").count()
+    wait_for(lambda: time.monotonic() - stopped_at >= 3, timeout=10, interval=0.1, what="3 s of outage")
+    rabbitmqctl("start_app")
+    wait_for(lambda: broker_up(url), timeout=60, interval=0.5, what="RabbitMQ to be back")
+    outage = time.monotonic() - stopped_at
+    producer.join(timeout=180)
+    # then the workers carried on by themselves, and every delivery happened once
+    wait_for(lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3, timeout=240,
+             what="every delivery after the restart")
+    assert processed_when_stopped < EVENTS and outcome["retries"] > 0, "the outage came too late to test anything"
+    assert Event.select().where(Event.source == "/burst").count() == EVENTS
+    assert InboxItem.select().count() == EVENTS * 3
+    assert Counter(d.status for d in Delivery.select().join(Event).where(Event.source == "/burst")) == {
+        "sent": EVENTS * 6}
+    message_ids = Counter(m["Message-ID"] for m in smtp_server.messages)
+    duplicates = sum(n - 1 for n in message_ids.values())
+    print(f"\nbroker down {outage:.1f} s after {processed_when_stopped} of {EVENTS} events; producer retries "
+          f"{outcome.get('retries')}; duplicate emails {duplicates}")
+    assert len(message_ids) == EVENTS * 3
+    assert duplicates <= 8
+    assert deployment.workers[0].proc.poll() is None, "the worker stayed up through the restart"
