@@ -114,7 +114,8 @@ def deployment(tmp_path: Path, rabbitmq: str, smtp_server: SmtpServer) -> Iterat
 
 @pytest.fixture
 def running(deployment: Deployment) -> Deployment:
-    """A deployment with one worker process (4 threads) up and ready."""
+    """A deployment with one worker process (4 threads) up and ready, logging JSON lines."""
+    deployment.configure(TIDINGS_LOG_FORMAT="json")
     deployment.worker().start()
     deployment.use_database()
     return deployment

@@ -21,14 +21,6 @@ from tests.support.wait import wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def running(deployment: Deployment) -> Deployment:
-    deployment.env["TIDINGS_LOG_FORMAT"] = "json"
-    deployment.worker().start()
-    deployment.use_database()
-    return deployment
-
-
 def dlq(capsys: pytest.CaptureFixture[str], deployment: Deployment, *argv: str) -> tuple[int, str, str]:
     code = main(["dlq", *argv], settings=deployment.settings)
     out, err = capsys.readouterr()

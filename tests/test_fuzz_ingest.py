@@ -478,20 +478,6 @@ def dead_letter_count(deployment: Deployment) -> int:
         connection.close()
 
 
-def dead_letters(deployment: Deployment) -> list[bytes]:
-    """The bodies in <namespace>.ingest.XQ, left there (not acknowledged)."""
-    connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
-    channel = connection.channel()
-    bodies = []
-    while True:
-        method, _, body = channel.basic_get(deployment.settings.queue("ingest") + ".XQ", auto_ack=False)
-        if method is None:
-            break
-        bodies.append(body)
-    connection.close()
-    return bodies
-
-
 @pytest.mark.integration
 def test_a_worker_dead_letters_every_nasty_body_with_its_reason_and_keeps_serving(
         deployment: Deployment, catalog: Catalog) -> None:
@@ -515,7 +501,7 @@ def test_a_worker_dead_letters_every_nasty_body_with_its_reason_and_keeps_servin
     wait_for(lambda: Rejection.select().count() == len(bad), timeout=30, interval=0.1, what="a rejection per body")
     wait_for(lambda: dead_letter_count(deployment) == len(bad), timeout=30, interval=0.1,
              what="every bad body in the dead-letter queue")
-    assert sorted(dead_letters(deployment)) == sorted(bad)
+    assert sorted(deployment.dead_letters()) == sorted(bad)
     assert {r.message_id: r.reason for r in Rejection.select()} == expected
     assert worker.proc is not None and worker.proc.poll() is None
     assert "Failed to decode message" not in worker.log()

@@ -62,14 +62,6 @@ def json_log_lines(log: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in log.splitlines() if line.startswith("{")]
 
 
-@pytest.fixture
-def running(deployment: Deployment) -> Deployment:
-    deployment.env["TIDINGS_LOG_FORMAT"] = "json"
-    deployment.worker().start()
-    deployment.use_database()
-    return deployment
-
-
 def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_within_a_second(
         running: Deployment, smtp_server: SmtpServer) -> None:
     # given
@@ -127,19 +119,6 @@ def test_republishing_the_same_event_changes_nothing(running: Deployment, smtp_s
     assert len(smtp_server.messages) == 2
 
 
-def dead_letters(deployment: Deployment) -> list[bytes]:
-    connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
-    channel = connection.channel()
-    bodies = []
-    while True:
-        method, _, body = channel.basic_get(deployment.settings.queue("ingest") + ".XQ", auto_ack=False)
-        if method is None:
-            break
-        bodies.append(body)
-    connection.close()  # unacked: they stay in the queue
-    return bodies
-
-
 def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving(
         running: Deployment, smtp_server: SmtpServer) -> None:
     # given
@@ -158,8 +137,8 @@ def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_s
         publish_raw(running, "team.invite.sent", body)
     publish_with_pika(running, "team.invite.sent", invite(["ana"]))
     # then
-    wait_for(lambda: len(dead_letters(running)) == len(bad), what="every bad event in the dead-letter queue")
-    assert sorted(dead_letters(running)) == sorted(bad)
+    wait_for(lambda: len(running.dead_letters()) == len(bad), what="every bad event in the dead-letter queue")
+    assert sorted(running.dead_letters()) == sorted(bad)
     wait_for(lambda: InboxItem.select().count() == 1, what="the good event after the bad ones")
     reasons = [line["reason"] for line in json_log_lines(running.workers[0].log()) if line["event"] == "event_rejected"]
     assert sorted(r.reason for r in Rejection.select()) == sorted(reasons)  # kept for `tidings dlq`
@@ -179,7 +158,7 @@ def test_a_rejected_command_is_logged_without_its_personal_data(running: Deploym
     publish_with_pika(running, "tidings.user.upsert",
                       {"id": "ana", "email": "hidden.person@example.com", "timezone": "Mars/Olympus"})
     # then
-    wait_for(lambda: len(dead_letters(running)) == 1, what="the command in the dead-letter queue")
+    wait_for(lambda: len(running.dead_letters()) == 1, what="the command in the dead-letter queue")
     log = running.workers[0].log()
     [rejected] = [line for line in json_log_lines(log) if line["event"] == "event_rejected"]
     assert rejected["reason"] == "timezone 'Mars/Olympus' is not an IANA time zone name"
@@ -289,7 +268,7 @@ def test_with_quorum_queues_events_flow_and_bad_ones_are_dead_lettered(deploymen
     publish_raw(deployment, "team.invite.sent", b"not json")
     # then
     wait_for(lambda: InboxItem.select().count() == 1 and len(smtp_server.messages) == 1, what="the deliveries")
-    wait_for(lambda: dead_letters(deployment) == [b"not json"], what="the dead letter")
+    wait_for(lambda: deployment.dead_letters() == [b"not json"], what="the dead letter")
     types = queue_types(deployment)
     for name in ("ingest", "ingest.DQ", "ingest.XQ", "in_app", "email"):
         assert types[f"{deployment.namespace}.{name}"] == "quorum", name

@@ -55,6 +55,16 @@ class Deployment:
         """Point this test process's models at the deployment's database."""
         init_database(self.settings.database_url)
 
+    def dead_letters(self) -> list[bytes]:
+        """The bodies in <namespace>.ingest.XQ, left there: read without acknowledging."""
+        connection = pika.BlockingConnection(pika.URLParameters(self.env["TIDINGS_BROKER_URL"]))
+        channel = connection.channel()
+        bodies = []
+        while (message := channel.basic_get(self.settings.queue("ingest") + ".XQ", auto_ack=False))[0]:
+            bodies.append(message[2])
+        connection.close()  # unacknowledged, they go back to the queue
+        return bodies
+
     def queue_names(self) -> list[str]:
         names = [self.settings.queue(q) for q in ("ingest", "in_app", "email", "discord", "webhook", "maintenance")]
         return [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
