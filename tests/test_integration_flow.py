@@ -24,10 +24,13 @@ pytestmark = pytest.mark.integration
 
 
 def publish_with_pika(deployment: Deployment, type_: str, data: dict[str, Any], *, id: str | None = None,
-                      source: str = "/tests") -> str:
+                      source: str = "/tests", at: str | None = None) -> str:
     """What any producer does: plain pika, structured-mode CloudEvents JSON, routing key = type."""
     event_id = id or str(uuid.uuid4())
-    body = json.dumps({"specversion": "1.0", "id": event_id, "source": source, "type": type_, "data": data})
+    event = {"specversion": "1.0", "id": event_id, "source": source, "type": type_, "data": data}
+    if at is not None:
+        event["time"] = at
+    body = json.dumps(event)
     publish_raw(deployment, type_, body.encode())
     return event_id
 
@@ -166,10 +169,13 @@ def test_a_rejected_command_is_logged_without_its_personal_data(running: Deploym
 
 
 def test_topic_subscribers_receive_an_event_sent_to_their_topic(running: Deployment) -> None:
-    # given
-    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "ana"})
-    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "bo"})
-    publish_with_pika(running, "tidings.topic.unsubscribe", {"topic": "team:7", "user": "bo"})
+    # given commands carrying their time: worker threads may apply them in any order, the later one wins
+    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "ana"},
+                      at="2026-05-09T12:00:00Z")
+    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "bo"},
+                      at="2026-05-09T12:00:01Z")
+    publish_with_pika(running, "tidings.topic.unsubscribe", {"topic": "team:7", "user": "bo"},
+                      at="2026-05-09T12:00:02Z")
     wait_for(lambda: Event.select().where(Event.type.startswith("tidings.topic")).count() == 3, what="commands")
     # when
     publish_with_pika(running, "team.roster.changed",
