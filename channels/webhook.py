@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from dispatcher import clock
+from dispatcher.catalog import without_personal
 from dispatcher.endpoints import secret_key
 from dispatcher.errors import DeliveryError, DeliverySkipped
 from dispatcher.events import format_time
@@ -72,9 +73,10 @@ def _is_removed(value: Any, removed: set[str]) -> bool:
 
 
 def public_body(notification: Notification) -> bytes:
-    """{id, type, source, time, data}: data without the catalog's personal keys or recipients' emails."""
+    """{id, type, source, time, data}: data without the catalog's personal keys (at any depth) or recipients'
+    emails."""
     event = notification.event
-    data = {k: v for k, v in event.data.items() if k not in notification.kind.personal}
+    data = without_personal(event.data, notification.kind.personal)
     recipients = [r for r in event.data.get("recipients") or [] if isinstance(r, str)]
     if recipients:
         emails = {e.lower() for (e,) in User.select(User.email).where(User.id.in_(recipients)).tuples() if e}

@@ -9,6 +9,7 @@ retried on its own, by a delayed message of one id.
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -23,11 +24,12 @@ from .broker import broker, catalog, settings
 from . import clock
 from .db import transaction
 from .delivery import Outcome, run_deliveries
+from .admission import admit
+from .authority import Authority
 from .errors import InvalidEvent, PermanentError
-from .events import parse_event
 from .ingest import ingest_event
+from .intake import Envelope, readable_ids
 from .models import Rejection
-from .scheduling import check_schedule
 
 log = structlog.get_logger("tidings.ingest")
 
@@ -38,35 +40,45 @@ RETRY_OPTIONS = {
 }
 
 
+AUTHORITY = Authority(settings.authorised_users)
+
+
 @dramatiq.actor(actor_name="ingest", queue_name=settings.queue("ingest"), throws=(PermanentError,), **RETRY_OPTIONS)
-def ingest(event: dict[str, Any] | None = None, error: str | None = None) -> None:
-    """Validate an incoming CloudEvent, record it once, and fan out its deliveries."""
+def ingest(event: dict[str, Any] | None = None, error: str | None = None, envelope: dict[str, Any] | None = None,
+           ids: dict[str, str] | None = None) -> None:
+    """Admit an incoming CloudEvent (see admission.py), record it once, and fan out its deliveries.
+
+    The ingest queue's consumer (broker.py) makes these messages from the bodies producers publish:
+    ``event`` or ``error``, the AMQP ``envelope``, and ``ids`` read from a body refused before parsing.
+    """
+    read = Envelope(**envelope) if envelope else None
     try:
         if error is not None:
             raise InvalidEvent(error)
-        if not isinstance(event, dict):
-            raise InvalidEvent("the body is not a JSON object")
-        checked = parse_event(event, catalog)
-        check_schedule(checked, settings.schedule_horizon)
+        if read is None:
+            raise InvalidEvent("the message has no AMQP envelope: it was not made by the ingest queue's consumer")
+        checked, sender = admit(event, read, catalog=catalog, settings=settings, authority=AUTHORITY)
     except InvalidEvent as e:
-        _log_rejection(event, e)
+        _log_rejection(event, ids, read, e)
         raise
     structlog.contextvars.bind_contextvars(event_id=checked.id, event_type=checked.type, source=checked.source)
     try:
-        result = ingest_event(checked, catalog, list(DELIVERY_ACTORS))
+        result = ingest_event(checked, catalog, list(DELIVERY_ACTORS), sender=sender)
     except InvalidEvent as e:  # a control command with bad data
-        _log_rejection(event, e)
+        _log_rejection(event, ids, read, e)
         raise
     enqueue_deliveries(result.to_enqueue, result.due)
-    log.info(f"event_{result.outcome}", recipients=result.recipients, enqueued=len(result.to_enqueue))
+    log.info(f"event_{result.outcome}", recipients=result.recipients, enqueued=len(result.to_enqueue),
+             publisher=sender.publisher)
 
 
-def _log_rejection(event: object, error: InvalidEvent) -> None:
+def _log_rejection(event: object, ids: dict[str, str] | None, envelope: Envelope | None,
+                   error: InvalidEvent) -> None:
     """Log why, and keep the reason for `tidings dlq` (the dead-lettered body cannot carry it)."""
-    ids = {}
-    if isinstance(event, dict):
-        ids = {k: str(event.get(k))[:200] for k in ("id", "type", "source") if k in event}
-    log.warning("event_rejected", reason=str(error), dead_letter_queue=settings.queue("ingest") + ".XQ", **ids)
+    ids = readable_ids(event) or ids or {}
+    log.warning("event_rejected", reason=str(error), dead_letter_queue=settings.queue("ingest") + ".XQ",
+                publisher=envelope.publisher if envelope else None,
+                routing_key=envelope.routing_key[:200] if envelope and envelope.routing_key else None, **ids)
     message = CurrentMessage.get_current_message()
     if message is not None:
         Rejection.insert(message_id=message.message_id, reason=str(error), event_id=ids.get("id"),
@@ -94,7 +106,7 @@ def _delivery_actor(name: str) -> dramatiq.Actor:
             outcomes = run()
         for delivery_id, outcome in outcomes.items():
             if outcome.retry_in is not None and not outcome.held:
-                actor.send_with_options(args=([delivery_id],), delay=int(outcome.retry_in * 1000))
+                actor.send_with_options(args=([delivery_id],), delay=math.ceil(outcome.retry_in * 1000))
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{name}"
     deliver.__doc__ = f"Deliver a batch of {name} deliveries, by id."
@@ -114,7 +126,7 @@ def enqueue_deliveries(deliveries: list[tuple[int, str]], due: Mapping[int, dt.d
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for delivery_id, channel in deliveries:
         when = (due or {}).get(delivery_id)
-        delay = max(0, int((when - now).total_seconds() * 1000)) if when else 0
+        delay = max(0, math.ceil((when - now).total_seconds() * 1000)) if when else 0  # never before it is due
         groups[(channel, delay)].append(delivery_id)
     for (channel, delay), ids in groups.items():
         if channel not in DELIVERY_ACTORS:

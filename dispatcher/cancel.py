@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
-from typing import Any
 
 import structlog
 
 from . import clock
-from .catalog import Catalog
+from .command import Command
 from .errors import InvalidCommand
 from .events import MAX_ID_LENGTH
 from .models import Delivery, DeliveryStatus, Event
@@ -20,12 +18,14 @@ log = structlog.get_logger("tidings.cancel")
 CANCELLABLE = (DeliveryStatus.PENDING, DeliveryStatus.DIGEST)
 
 
-def cancel_notification(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
+def cancel_notification(command: Command) -> str:
     """Cancel the pending deliveries of an event ({source, id}) or of every event with a cancel_key.
 
     ``recipients`` limits it to those users. What was sent (or is being sent)
-    stays as it is, and the log line says so.
+    stays as it is, and the log line says so. A cancel from a publisher without
+    authority reaches only the events of its own source and RabbitMQ user.
     """
+    data = command.data
     events = Event.select(Event.id)
     if "cancel_key" in data:
         key = data["cancel_key"]
@@ -33,9 +33,16 @@ def cancel_notification(data: dict[str, Any], changed_at: dt.datetime, catalog: 
             raise InvalidCommand(f"cancel_key must be a string of 1 to {MAX_ID_LENGTH} characters")
         events = events.where(Event.cancel_key == key)
     elif isinstance(data.get("source"), str) and isinstance(data.get("id"), str):
+        if not command.sender.privileged and data["source"] != command.source:
+            raise InvalidCommand("tidings.notification.cancel: a publisher without authority cancels only events "
+                                 "of its own source: data.source must equal the cancel's source")
         events = events.where(Event.source == data["source"], Event.event_id == data["id"])
     else:
         raise InvalidCommand("tidings.notification.cancel needs {source, id} or {cancel_key}")
+    if not command.sender.privileged:
+        publisher = command.sender.publisher
+        events = events.where(Event.source == command.source,
+                              Event.publisher.is_null() if publisher is None else Event.publisher == publisher)
     recipients = data.get("recipients")
     if recipients is not None and (not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients)):
         raise InvalidCommand("recipients must be a list of user id strings")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from .errors import ConfigError
 
@@ -28,6 +29,26 @@ class NotificationType:
     required: tuple[str, ...] = ()
     personal: tuple[str, ...] = ()
     internal: bool = False  # made by Tidings itself (the daily digest): producers may not publish it
+    #: None: any producer may publish it; else only these RabbitMQ users (and TIDINGS_COMMAND_USERS).
+    publishers: frozenset[str] | None = None
+
+
+def without_personal(data: dict[str, Any], personal: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` without its personal keys: a plain key wherever it stands, at any depth (in lists too);
+    a dotted path ("payout.account.iban") at exactly that place."""
+    plain = frozenset(key for key in personal if "." not in key)
+    paths = [tuple(path.split(".")) for path in personal if "." in path]
+    return _strip(data, plain, paths)
+
+
+def _strip(value: Any, plain: frozenset[str], paths: list[tuple[str, ...]]) -> Any:
+    if isinstance(value, list):
+        return [_strip(item, plain, paths) for item in value]
+    if not isinstance(value, dict):
+        return value
+    ending_here = {path[0] for path in paths if len(path) == 1}
+    return {key: _strip(item, plain, [path[1:] for path in paths if len(path) > 1 and path[0] == key])
+            for key, item in value.items() if key not in plain and key not in ending_here}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,26 +96,32 @@ def _parse_entry(path: Path, name: str, entry: object) -> NotificationType:
         raise ConfigError(f"{where}: the name is reserved or not a valid routing key")
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table")
-    unknown = set(entry) - {"description", "channels", "critical", "required", "personal", "internal"}
+    unknown = set(entry) - {"description", "channels", "critical", "required", "personal", "internal", "restricted",
+                            "publishers"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     channels = entry.get("channels", ["in_app"])
     if not isinstance(channels, list) or not all(c in PREFERENCE_CHANNELS for c in channels):
         raise ConfigError(f"{where}: channels must be a list drawn from {PREFERENCE_CHANNELS}")
-    critical, internal = entry.get("critical", False), entry.get("internal", False)
-    if not isinstance(critical, bool) or not isinstance(internal, bool):
-        raise ConfigError(f"{where}: critical must be true or false, and so must internal")
+    flags = {key: entry.get(key, False) for key in ("critical", "internal", "restricted")}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key} must be true or false")
     lists = {}
-    for key in ("required", "personal"):
+    for key in ("required", "personal", "publishers"):
         value = entry.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: {key} must be a list of strings")
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise ConfigError(f"{where}: {key} must be a list of strings (none empty)")
         lists[key] = tuple(value)
+    if any(not all(part for part in path.split(".")) for path in lists["personal"]):
+        raise ConfigError(f"{where}: personal holds keys of data or dotted paths into it, such as \"payout.iban\"")
+    publishers = frozenset(lists.pop("publishers"))
+    restricted = flags.pop("restricted") or bool(publishers)
     return NotificationType(
         name=name,
         description=str(entry.get("description", "")),
         channels=frozenset(channels),
-        critical=critical,
-        internal=internal,
+        publishers=publishers if restricted else None,
+        **flags,
         **lists,
     )

@@ -1,12 +1,14 @@
 """Control commands (``tidings.*`` events): users, preferences, topic subscriptions.
 
 Each is an upsert guarded by the command's time, so applying one twice is
-harmless and an older command never overwrites a newer one.
+harmless and an older command never overwrites a newer one. An operator's
+command (the `tidings` CLI) always applies. Who may send which command is
+decided before, by admission (authority.py).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import unicodedata
 import zoneinfo
 from collections.abc import Callable
 from email.errors import HeaderParseError
@@ -16,8 +18,10 @@ from typing import Any
 import peewee
 
 from . import clock
-from .catalog import PREFERENCE_CHANNELS, Catalog
+from .authority import Sender
 from .cancel import cancel_notification
+from .catalog import PREFERENCE_CHANNELS, Catalog
+from .command import Command
 from .endpoints import upsert_endpoint
 from .errors import InvalidCommand
 from .events import MAX_ID_LENGTH, CloudEvent
@@ -28,28 +32,42 @@ from .scheduling import parse_hhmm
 USER_FIELDS = ("email", "name", "timezone", "locale", "discord_webhook_url", "digest_time", "quiet_start",
                "quiet_end")
 EMAIL_MODES = ("immediate", "digest")
+#: Fields of command data that hold secrets, tokens or addresses: stored as REDACTED in the events table.
+SECRET_FIELDS = frozenset({"secret", "url", "discord_webhook_url", "email"})
+REDACTED = "<redacted>"
+#: A trusted bus publisher, for callers that checked authority already (admission) or need none (tests).
+TRUSTED = Sender(privileged=True)
 
 
-def apply_command(event: CloudEvent, catalog: Catalog) -> str:
+def apply_command(event: CloudEvent, catalog: Catalog, sender: Sender = TRUSTED) -> str:
     """Apply one control command; return a word for the log ("applied" or "stale")."""
     handler = HANDLERS.get(event.type)
     if handler is None:
         raise InvalidCommand(f"unknown control command {event.type[:100]!r}; known: {', '.join(sorted(HANDLERS))}")
     changed_at = clock.to_utc_naive(event.time) if event.time else clock.now()
-    return handler(event.data, changed_at, catalog)
+    return handler(Command(event.data, changed_at, catalog, sender, event.source))
 
 
-def _upsert(model: type[peewee.Model], key: list[peewee.Field], row: dict[str, Any], update: dict[str, Any]) -> str:
-    """Insert ``row``, or update the existing one if this command is not older than it."""
-    query = model.insert(**row).on_conflict(
-        conflict_target=key,
-        update=update,
-        where=(model.changed_at <= peewee.EXCLUDED.changed_at),
-    )
+def stored_data(event: CloudEvent) -> dict[str, Any]:
+    """What the events table keeps of an event's data: a command's secrets and addresses are left out."""
+    return redact_secrets(event.data) if event.is_command else event.data
+
+
+def redact_secrets(data: dict[str, Any]) -> dict[str, Any]:
+    """Command data with the values of SECRET_FIELDS replaced by REDACTED."""
+    return {key: REDACTED if key in SECRET_FIELDS and value is not None else value for key, value in data.items()}
+
+
+def _upsert(model: type[peewee.Model], key: list[peewee.Field], row: dict[str, Any], update: dict[str, Any],
+            command: Command) -> str:
+    """Insert ``row``, or update the existing one if this command is not older than it (an operator's always)."""
+    newer = None if command.sender.operator else (model.changed_at <= peewee.EXCLUDED.changed_at)
+    query = model.insert(**row).on_conflict(conflict_target=key, update=update, where=newer)
     return "applied" if query.as_rowcount().execute() else "stale"
 
 
-def upsert_user(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
+def upsert_user(command: Command) -> str:
+    data, changed_at = command.data, command.changed_at
     user_id = _user_id(data, "id")
     unknown = set(data) - {"id", *USER_FIELDS}
     if unknown:
@@ -64,22 +82,23 @@ def upsert_user(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog)
         raise InvalidCommand("quiet_start and quiet_end go together: both HH:MM, or both null")
     update = {getattr(User, name): value for name, value in fields.items()}
     update[User.changed_at] = changed_at
-    return _upsert(User, [User.id], {"id": user_id, **fields, "changed_at": changed_at}, update)
+    return _upsert(User, [User.id], {"id": user_id, **fields, "changed_at": changed_at}, update, command)
 
 
-def set_preferences(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
+def set_preferences(command: Command) -> str:
+    data, changed_at = command.data, command.changed_at
     user_id = _user_id(data, "user")
     items = data.get("preferences")
     if not isinstance(items, list) or not items:
         raise InvalidCommand("tidings.preferences.set: preferences must be a non-empty list")
-    rows = [_preference(item, catalog) for item in items]
+    rows = [_preference(item, command.catalog) for item in items]
     outcomes = []
     for type_name, channel, enabled, mode in rows:
         row = {"user_id": user_id, "type": type_name, "channel": channel, "enabled": enabled, "mode": mode,
                "changed_at": changed_at}
         update = {Preference.enabled: enabled, Preference.mode: mode, Preference.changed_at: changed_at}
         key = [Preference.user_id, Preference.type, Preference.channel]
-        outcomes.append(_upsert(Preference, key, row, update))
+        outcomes.append(_upsert(Preference, key, row, update, command))
     return "applied" if "applied" in outcomes else "stale"
 
 
@@ -99,15 +118,16 @@ def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool, str]:
     return type_name, channel, enabled, mode
 
 
-def _subscription(active: bool) -> Callable[[dict[str, Any], dt.datetime, Catalog], str]:
-    def handle(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
+def _subscription(active: bool) -> Callable[[Command], str]:
+    def handle(command: Command) -> str:
+        data, changed_at = command.data, command.changed_at
         topic = data.get("topic")
         if not isinstance(topic, str) or not 0 < len(topic) <= MAX_ID_LENGTH:
             raise InvalidCommand(f"topic must be a string of 1 to {MAX_ID_LENGTH} characters")
         user_id = _user_id(data, "user")
         row = {"topic": topic, "user_id": user_id, "active": active, "changed_at": changed_at}
         update = {Subscription.active: active, Subscription.changed_at: changed_at}
-        return _upsert(Subscription, [Subscription.topic, Subscription.user_id], row, update)
+        return _upsert(Subscription, [Subscription.topic, Subscription.user_id], row, update, command)
 
     return handle
 
@@ -123,11 +143,17 @@ def _optional_text(name: str, limit: int) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if value is None:
             return None
-        if not isinstance(value, str) or len(value) > limit or "\n" in value or "\r" in value:
-            raise InvalidCommand(f"{name} must be a single-line string of at most {limit} characters, or null")
+        if not isinstance(value, str) or len(value) > limit or any(_is_control(ch) for ch in value):
+            raise InvalidCommand(f"{name} must be a single-line string of at most {limit} characters without "
+                                 "control or format characters, or null")
         return value
 
     return check
+
+
+def _is_control(ch: str) -> bool:
+    """Control (Cc), format (Cf: bidi overrides, zero-width) and line/paragraph separators (Zl, Zp)."""
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
 
 
 def check_email(value: object) -> str | None:
@@ -138,9 +164,9 @@ def check_email(value: object) -> str | None:
     try:
         address = Address(addr_spec=value)
     except (ValueError, IndexError, TypeError, HeaderParseError):
-        raise InvalidCommand(f"email {value[:80]!r} is not a mail address") from None
-    if not address.username or not address.domain:
-        raise InvalidCommand(f"email {value[:80]!r} is not a mail address")
+        raise InvalidCommand("email is not a mail address") from None  # the value is not quoted: it is personal
+    if not address.username or not address.domain or any(_is_control(ch) for ch in value):
+        raise InvalidCommand("email is not a mail address")
     return value
 
 
@@ -188,7 +214,7 @@ CHECKS: dict[str, Callable[[object], str | None]] = {
     "quiet_end": _optional_hhmm("quiet_end"),
 }
 
-HANDLERS: dict[str, Callable[[dict[str, Any], dt.datetime, Catalog], str]] = {
+HANDLERS: dict[str, Callable[[Command], str]] = {
     "tidings.user.upsert": upsert_user,
     "tidings.webhook.upsert": upsert_endpoint,
     "tidings.notification.cancel": cancel_notification,

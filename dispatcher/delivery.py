@@ -31,12 +31,16 @@ from .unsubscribe import unsubscribe_url
 
 log = structlog.get_logger("tidings.delivery")
 
+#: A delivery's message may arrive this much before its due time (millisecond rounding of delays,
+#: clocks of several hosts) and still take it; any earlier, the claim refuses it.
+EARLY_TOLERANCE = 1.0
 
 
 def _claim_query(ids: list[int], message_id: str, stale_after: float) -> peewee.ModelUpdate:
     now = clock.now()
     stale = now - dt.timedelta(seconds=stale_after)
-    claimable = (Delivery.status == DeliveryStatus.PENDING) | (
+    due = (Delivery.held == False) & (Delivery.next_attempt_at <= now + dt.timedelta(seconds=EARLY_TOLERANCE))  # noqa: E712
+    claimable = ((Delivery.status == DeliveryStatus.PENDING) & due) | (
         (Delivery.status == DeliveryStatus.SENDING)
         & ((Delivery.claimed_by == message_id) | (Delivery.claimed_at < stale))
     )
@@ -55,7 +59,11 @@ def claim(delivery_id: int, message_id: str, *, stale_after: float) -> bool:
 
 
 def claim_many(ids: list[int], message_id: str, *, stale_after: float) -> list[Delivery]:
-    """Claim what we may of ``ids``; return the rows we hold, with their event and user loaded."""
+    """Claim what we may of ``ids``; return the rows we hold, with their event and user loaded.
+
+    A pending delivery is claimed only when due and not held for the release job, so no
+    message, early or forged, can send a scheduled notification before its time.
+    """
     _claim_query(ids, message_id, stale_after).execute()
     query = (
         Delivery.select(Delivery, Event, User)

@@ -29,14 +29,14 @@ from dramatiq.common import xq_name
 
 from channels import REGISTRY
 
-from .encoder import CloudEventEncoder
 from .errors import TidingsError
 from .events import format_time
+from .intake import ORIGINAL_PUBLISHER_HEADER, Intake
 from .publisher import PublishError, Publisher
 from .settings import Settings
 
 #: The short names of Tidings' dramatiq queues: ingest, one per channel, and schedules.py's.
-QUEUES: tuple[str, ...] = ("ingest", *REGISTRY, "maintenance")
+QUEUES: tuple[str, ...] = ("ingest", "ingest_retry", *REGISTRY, "maintenance")
 UNKNOWN_REASON = "unknown (rejected before Tidings kept reasons)"
 PREVIEW_CHARS = 80
 
@@ -53,14 +53,16 @@ class DeadLetter:
     """One message in a dead-letter queue, as read (not consumed)."""
 
     queue: str  # the XQ
-    message_id: str  # the id the encoder gives the body: Rejection's key, dramatiq's message id
+    message_id: str  # the id ingest gives the body: Rejection's key, dramatiq's message id
     body: bytes
-    message: dict[str, Any]  # what the encoder decodes the body into
+    message: dict[str, Any]  # the ingest message the body makes (intake.py)
     exchange: str | None  # where it was first published (x-death), "" for a queue's own name
     routing_key: str | None
     dead_lettered_at: dt.datetime | None
     deaths: int  # how many times RabbitMQ dead-lettered it from that queue
     delivery_tag: int = dataclasses.field(repr=False, compare=False)
+    publisher: str | None = None  # the RabbitMQ user that published it (user_id), None: anonymous
+    content_type: str | None = None
 
     @property
     def preview(self) -> str:
@@ -90,9 +92,9 @@ def xq(settings: Settings, queue: str) -> str:
     return xq_name(settings.queue(queue))
 
 
-def encoder_for(settings: Settings) -> CloudEventEncoder:
-    """The worker's encoder, so message ids here are the ones ingest keyed its rejections by."""
-    return CloudEventEncoder(ingest_queue=settings.queue("ingest"), max_event_bytes=settings.max_event_bytes)
+def intake_for(settings: Settings) -> Intake:
+    """The worker's intake, so message ids here are the ones ingest keyed its rejections by."""
+    return Intake(ingest_queue=settings.queue("ingest"), max_event_bytes=settings.max_event_bytes)
 
 
 def _connect(broker_url: str, timeout: float) -> pika.BlockingConnection:
@@ -135,7 +137,7 @@ class DeadLetterReader:
 
     def __init__(self, settings: Settings, queue: str, *, timeout: float = 10.0) -> None:
         self.queue = xq(settings, queue)
-        self.encoder = encoder_for(settings)
+        self.intake = intake_for(settings)
         self.channel: Any = None
         self._held: set[int] = set()  # delivery tags read and not acked
         self.connection = _connect(settings.broker_url, timeout)
@@ -162,7 +164,7 @@ class DeadLetterReader:
             yield self._letter(method.delivery_tag, properties, body or b"")
 
     def _letter(self, tag: int, properties: pika.BasicProperties, body: bytes) -> DeadLetter:
-        message = self.encoder.decode(body)
+        message = self.intake.wrap(body)
         deaths = (properties.headers or {}).get("x-death") or [{}]
         death = deaths[0] if isinstance(deaths, list) and isinstance(deaths[0], dict) else {}
         keys = death.get("routing-keys") or [None]
@@ -171,7 +173,8 @@ class DeadLetterReader:
             when = dt.datetime.fromtimestamp(properties.timestamp, dt.timezone.utc)
         return DeadLetter(queue=self.queue, message_id=str(message.get("message_id")), body=body, message=message,
                           exchange=death.get("exchange"), routing_key=keys[0], deaths=int(death.get("count", 0)),
-                          dead_lettered_at=when if isinstance(when, dt.datetime) else None, delivery_tag=tag)
+                          dead_lettered_at=when if isinstance(when, dt.datetime) else None, delivery_tag=tag,
+                          publisher=properties.user_id or None, content_type=properties.content_type)
 
     def ack(self, letter: DeadLetter) -> None:
         """Remove ``letter`` from the queue for good."""
@@ -222,7 +225,11 @@ class Replayed:
 
 
 def replay(settings: Settings, *, message_id: str | None = None, limit: int | None = None) -> Iterator[Replayed]:
-    """Publish ingest dead letters again, by their original exchange and routing key.
+    """Publish ingest dead letters again, by their original exchange, routing key and content type.
+
+    A replay keeps the authority of the letter's first publisher, not Tidings': it names that
+    user in a header only Tidings' own user may set (intake.ORIGINAL_PUBLISHER_HEADER), so an
+    unauthorised command dead-lettered once is refused again.
 
     Every letter with ``message_id`` (all of them when None, up to ``limit``). A letter
     leaves the XQ only once RabbitMQ confirmed its new copy; one that cannot be published
@@ -260,7 +267,8 @@ def _publish(letter: DeadLetter, publishers: dict[str, Publisher | PublishError]
     if isinstance(publisher, PublishError):
         return str(publisher)
     try:
-        publisher.publish_raw(letter.body, routing_key=letter.routing_key)
+        publisher.publish_raw(letter.body, routing_key=letter.routing_key, content_type=letter.content_type,
+                              headers={ORIGINAL_PUBLISHER_HEADER: letter.publisher or ""})
     except PublishError as e:
         return str(e)
     return None

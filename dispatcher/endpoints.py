@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import fnmatch
 import secrets
 from typing import Any
 
-from .catalog import Catalog
+from .command import Command
 from .db import is_sqlite
 from .errors import InvalidCommand
 from .events import MAX_ID_LENGTH
@@ -78,8 +77,12 @@ CHECKS = {"url": check_url, "secret": check_secret, "types": check_types, "enabl
           "owner": check_owner}
 
 
-def upsert_endpoint(data: dict[str, Any], changed_at: dt.datetime, catalog: Catalog) -> str:
-    """Create or change an endpoint; fields absent are kept. A new secret starts a rotation."""
+def upsert_endpoint(command: Command) -> str:
+    """Create or change an endpoint; fields absent are kept. A new secret starts a rotation.
+
+    An operator's command (the CLI) always applies, whatever time the endpoint claims.
+    """
+    data, changed_at = command.data, command.changed_at
     endpoint_id = data.get("id")
     if not isinstance(endpoint_id, str) or not 0 < len(endpoint_id) <= MAX_ID_LENGTH:
         raise InvalidCommand(f"data.id must be an endpoint id: a string of 1 to {MAX_ID_LENGTH} characters")
@@ -95,7 +98,7 @@ def upsert_endpoint(data: dict[str, Any], changed_at: dt.datetime, catalog: Cata
             raise InvalidCommand(f"tidings.webhook.upsert: a new endpoint needs {', '.join(missing)}")
         WebhookEndpoint.create(id=endpoint_id, changed_at=changed_at, **values)
         return "applied"
-    if existing.changed_at > changed_at:
+    if existing.changed_at > changed_at and not command.sender.operator:
         return "stale"
     if values.get("secret", existing.secret) != existing.secret:
         values.update(previous_secret=existing.secret, rotated_at=changed_at)

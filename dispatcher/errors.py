@@ -35,6 +35,10 @@ class InvalidCommand(InvalidEvent):
     """A ``tidings.*`` control command has malformed data."""
 
 
+class Unauthorized(InvalidEvent):
+    """The event's publisher may not send it (a control command, a restricted type)."""
+
+
 class DeliveryError(TidingsError):
     """A channel failed to deliver; ``permanent`` says whether to retry.
 

@@ -18,7 +18,8 @@ import datetime as dt
 
 from . import clock
 from .catalog import Catalog
-from .commands import apply_command
+from .authority import Sender
+from .commands import TRUSTED, apply_command, stored_data
 from .db import transaction
 from .endpoints import endpoints_for
 from .events import CloudEvent
@@ -46,8 +47,12 @@ class IngestResult:
     due: dict[int, dt.datetime] = dataclasses.field(default_factory=dict)  # those of to_enqueue due later
 
 
-def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str]) -> IngestResult:
-    """Record ``event`` and its deliveries on ``channels``, or recognise it as seen."""
+def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str], *, sender: Sender = TRUSTED) -> IngestResult:
+    """Record ``event`` and its deliveries on ``channels``, or recognise it as seen.
+
+    ``sender`` is who published it (admission checked its authority): kept with the event, and
+    deciding what a command may reach.
+    """
     with transaction():
         inserted = list(
             Event.insert(
@@ -56,9 +61,10 @@ def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str]) -> In
                 type=event.type,
                 subject=event.subject,
                 time=clock.to_utc_naive(event.time) if event.time else None,
-                data=event.data,
+                data=stored_data(event),
                 cancel_key=event.cancel_key,
                 received_at=clock.now(),
+                publisher=sender.publisher,
             )
             .on_conflict_ignore()
             .returning(Event.id)
@@ -70,7 +76,7 @@ def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str]) -> In
             to_enqueue, due = _never_attempted(row_id)
             return IngestResult("duplicate", to_enqueue, due=due)
         if event.is_command:
-            return IngestResult(apply_command(event, catalog))
+            return IngestResult(apply_command(event, catalog, sender))
         if event.type == MATCH_COMPLETED:
             record_result(event, inserted[0][0])  # the rankings ledger, in the same transaction
         recipients = _recipients(event)

@@ -12,12 +12,13 @@ from .scheduling import RELEASE_WINDOW
 def stale_deliveries(*, stale_after: float, limit: int = 1000) -> list[tuple[int, str]]:
     """Deliveries whose message seems lost: (id, channel), oldest first.
 
-    Pending ones whose attempt was due more than ``stale_after`` ago, and ones
+    Pending ones (not held) whose attempt was due more than ``stale_after`` ago, and ones
     claimed more than ``stale_after`` ago (their worker died and RabbitMQ did
     not hand the message to anyone else).
     """
     before = clock.now() - dt.timedelta(seconds=stale_after)
-    pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.next_attempt_at < before)
+    pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.next_attempt_at < before) & (
+        Delivery.held == False)  # noqa: E712 - peewee expression; held ones are the release job's
     claimed = (Delivery.status == DeliveryStatus.SENDING) & (Delivery.claimed_at < before)
     query = (
         Delivery.select(Delivery.id, Delivery.channel)

@@ -9,7 +9,9 @@ import peewee
 import playhouse.migrate
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 
-from . import models
+from . import clock, models
+from .catalog import CONTROL_PREFIX
+from .commands import redact_secrets
 from .db import database, is_sqlite, transaction
 from .errors import ConfigError
 
@@ -51,6 +53,28 @@ def _rejections() -> None:
     database.create_tables([models.Rejection], safe=True)
 
 
+def _bus_authority() -> None:
+    """Version 5: each event's publisher; no secrets kept in command data; no record dated in the future.
+
+    Before version 5 a command dated far ahead (2999) made every later change look stale:
+    such times are brought back to now. Commands' secrets and addresses are removed from the
+    events table, as ingest now stores them.
+    """
+    if "publisher" not in _columns("event"):
+        migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+        playhouse.migrate.migrate(migrator.add_column("event", "publisher", peewee.CharField(max_length=255, null=True)))
+    now = clock.now()
+    for model in (models.User, models.Preference, models.Subscription, models.WebhookEndpoint):
+        model.update(changed_at=now).where(model.changed_at > now).execute()
+    commands = models.Event.select(models.Event.id, models.Event.data).where(
+        models.Event.type.startswith(CONTROL_PREFIX))
+    for row in commands:
+        data = row.data if isinstance(row.data, dict) else {}
+        kept = redact_secrets(data)
+        if kept != data:
+            models.Event.update(data=kept).where(models.Event.id == row.id).execute()
+
+
 def _columns(table: str) -> set[str]:
     return {column.name for column in database.get_columns(table)}
 
@@ -61,6 +85,7 @@ MIGRATIONS: dict[int, Callable[[], None]] = {
     2: _http_channels,
     3: _time_features,
     4: _rejections,
+    5: _bus_authority,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -89,8 +89,9 @@ class Event(BaseModel):
     subject = peewee.TextField(null=True)
     cancel_key = peewee.CharField(max_length=255, null=True, index=True)  # data.cancel_key
     time = peewee.DateTimeField(null=True)
-    data = JSONField()
+    data = JSONField()  # a command's secrets and addresses are not kept (commands.stored_data)
     received_at = peewee.DateTimeField(default=clock.now, index=True)
+    publisher = peewee.CharField(max_length=255, null=True)  # the RabbitMQ user that published it; None: anonymous
 
     class Meta:
         indexes = ((("source", "event_id"), True),)

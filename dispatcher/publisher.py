@@ -16,6 +16,8 @@ import pika.exceptions
 
 from .errors import TidingsError
 from .events import format_time
+from .intake import CONTENT_TYPE
+from .settings import broker_user
 
 
 class PublishError(TidingsError):
@@ -47,10 +49,15 @@ def build_event(
 
 
 class Publisher:
-    """One connection with publisher confirms; every publish is confirmed and mandatory."""
+    """One connection with publisher confirms; every publish is confirmed and mandatory.
+
+    Each message carries the AMQP ``user_id`` property, the user of ``broker_url``:
+    RabbitMQ checks it against the connection, and Tidings grants authority by it.
+    """
 
     def __init__(self, broker_url: str, exchange: str, *, timeout: float = 10.0) -> None:
         self.exchange = exchange
+        self.user = broker_user(broker_url)
         parameters = pika.URLParameters(broker_url)
         parameters.socket_timeout = timeout
         parameters.blocked_connection_timeout = timeout
@@ -67,10 +74,11 @@ class Publisher:
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         self.publish_raw(body, routing_key=str(event.get("type")), message_id=str(event.get("id")))
 
-    def publish_raw(self, body: bytes, *, routing_key: str, message_id: str | None = None) -> None:
-        """Publish bytes as they are (tests use this for malformed events)."""
+    def publish_raw(self, body: bytes, *, routing_key: str, message_id: str | None = None,
+                    content_type: str | None = CONTENT_TYPE, headers: dict[str, str] | None = None) -> None:
+        """Publish bytes as they are (`tidings dlq replay`; tests use this for malformed events)."""
         properties = pika.BasicProperties(
-            content_type="application/cloudevents+json", delivery_mode=2, message_id=message_id
+            content_type=content_type, delivery_mode=2, message_id=message_id, user_id=self.user, headers=headers
         )
         try:
             self.channel.basic_publish(self.exchange, routing_key, body, properties, mandatory=True)

@@ -31,6 +31,20 @@ def parse_hhmm(value: str) -> dt.time:
     return dt.time(int(hours), int(minutes))
 
 
+def check_time(event: CloudEvent, max_skew: float) -> None:
+    """Reject an event dated further ahead than ``max_skew`` seconds (TIDINGS_MAX_CLOCK_SKEW).
+
+    A control command's time decides which of two commands wins: one dated in the
+    future would make every later correction look stale.
+    """
+    if event.time is None:
+        return
+    limit = clock.now().replace(tzinfo=UTC) + dt.timedelta(seconds=max_skew)
+    if event.time > limit:
+        raise InvalidEvent(f"time {event.time.isoformat()} is more than {max_skew:g} s ahead of Tidings' clock "
+                           "(TIDINGS_MAX_CLOCK_SKEW): fix the producer's clock")
+
+
 def check_schedule(event: CloudEvent, horizon: float) -> None:
     """Reject a deliver_at further ahead than ``horizon`` seconds."""
     deliver_at = event.deliver_at

@@ -27,6 +27,8 @@ DEFAULT_DATABASE_URL = "sqlite:///tidings.db"
 DEFAULT_SMTP_URL = "smtp://127.0.0.1:25"
 DEFAULT_MAIL_FROM = "Tidings <tidings@localhost>"
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
+#: TIDINGS_SECRET_KEY signs unsubscribe links: shorter keys can be guessed offline from one link.
+MIN_SECRET_KEY_LENGTH = 32
 #: Immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
 DEFAULT_WEBHOOK_RETRY_SCHEDULE = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -184,10 +186,15 @@ class Settings:
     http_ca_file: Path | None = None
     http_connect_timeout: float = 5.0
     http_read_timeout: float = 10.0
+    http_total_timeout: float = 30.0
+    http_max_response_bytes: int = 64 * 1024
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_WEBHOOK_RETRY_SCHEDULE
     webhook_disable_after: float = 5 * 24 * 3600.0
     secret_rotation_overlap: float = 24 * 3600.0
     operators: tuple[str, ...] = ()
+    command_users: tuple[str, ...] = ()
+    max_clock_skew: float = 300.0
+    unsubscribe_token_ttl: float = 365 * 24 * 3600.0
     queue_type: str = "classic"
     schedule_horizon: float = 365 * 24 * 3600.0
     retention_days: int = 90
@@ -196,6 +203,16 @@ class Settings:
     @property
     def catalog_path(self) -> Path:
         return self.catalog or self.templates_dir / "catalog.toml"
+
+    @property
+    def broker_user(self) -> str:
+        """The RabbitMQ user Tidings connects as."""
+        return broker_user(self.broker_url)
+
+    @property
+    def authorised_users(self) -> frozenset[str]:
+        """The RabbitMQ users that may send every control command and type: TIDINGS_COMMAND_USERS and Tidings'."""
+        return frozenset({*self.command_users, self.broker_user})
 
     def queue(self, name: str) -> str:
         """The namespaced name of one of Tidings' queues."""
@@ -227,6 +244,11 @@ class Settings:
             path = getattr(settings, name)
             if path and not path.is_file():
                 raise ConfigError(f"TIDINGS_{name.upper()} {path} does not exist")
+        if settings.secret_key is not None and len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(f"TIDINGS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long "
+                              "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        if settings.http_total_timeout < settings.http_connect_timeout:
+            raise ConfigError("TIDINGS_HTTP_TOTAL_TIMEOUT must not be shorter than TIDINGS_HTTP_CONNECT_TIMEOUT")
         if settings.retry_min_backoff > settings.retry_max_backoff:
             raise ConfigError("TIDINGS_RETRY_MIN_BACKOFF must not exceed TIDINGS_RETRY_MAX_BACKOFF")
         return settings
@@ -257,10 +279,15 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "http_ca_file": parse_path,
     "http_connect_timeout": parse_seconds,
     "http_read_timeout": parse_seconds,
+    "http_total_timeout": parse_seconds,
+    "http_max_response_bytes": parse_positive_int,
     "webhook_retry_schedule": parse_schedule,
     "webhook_disable_after": parse_seconds,
     "secret_rotation_overlap": parse_seconds,
     "operators": parse_ids,
+    "command_users": parse_ids,
+    "max_clock_skew": parse_seconds,
+    "unsubscribe_token_ttl": parse_seconds,
     "queue_type": parse_choice("classic", "quorum"),
     "schedule_horizon": parse_seconds,
     "retention_days": parse_positive_int,
@@ -276,6 +303,11 @@ def get_settings() -> Settings:
     if _settings is None:
         _settings = Settings.from_env()
     return _settings
+
+
+def broker_user(broker_url: str) -> str:
+    """The RabbitMQ user an AMQP URL connects as (guest when it names none, as pika does)."""
+    return urllib.parse.unquote(urllib.parse.urlsplit(broker_url).username or "guest")
 
 
 def redact_url(url: str) -> str:

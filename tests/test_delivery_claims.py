@@ -30,12 +30,13 @@ def at(seconds: float) -> clock.Clock:
     return lambda: moment
 
 
-def new_deliveries(catalog: Catalog, *users: str, channel: str = "in_app") -> list[int]:
-    """Real pending delivery rows, one per user, created the way the ingest actor creates them."""
+def new_deliveries(catalog: Catalog, *users: str, channel: str = "in_app", created: float = 0.0) -> list[int]:
+    """Real pending delivery rows, one per user, created (at T0 + ``created`` s) as the ingest actor does."""
     event = CloudEvent(id=f"evt-{next(_ids)}", source="/teams", type="team.invite.sent",
                        data={"recipients": list(users), "team_name": "Owls", "inviter_name": "Ada",
                              "url": "https://x.test/invites/1"})
-    result = ingest_event(event, catalog, [channel])
+    with clock.use_clock(at(created)):
+        result = ingest_event(event, catalog, [channel])
     return [delivery_id for delivery_id, _ in result.to_enqueue]
 
 
@@ -207,7 +208,7 @@ def test_stale_deliveries_are_the_long_overdue_pending_and_the_long_claimed(db: 
         record(waiting_for_retry, "msg-c", DeliveryStatus.PENDING, "try later", retry_in=3600)
     with clock.use_clock(at(STALE_AFTER)):
         claim(fresh_sending, "msg-d", stale_after=STALE_AFTER)
-        fresh_pending = new_deliveries(catalog, "u7")[0]
+        fresh_pending = new_deliveries(catalog, "u7", created=STALE_AFTER)[0]
 
     # when
     with clock.use_clock(at(STALE_AFTER + 1)):
@@ -276,7 +277,10 @@ def settings() -> Settings:
 
 def run(channel: Channel, delivery_id: int, settings: Settings, catalog: Catalog, *,
         message_id: str = "msg-1") -> Outcome:
-    return run_delivery(channel, delivery_id, message_id=message_id, settings=settings, catalog=catalog)
+    """Run the delivery as its message would: once it is due (the clock moves there if that is later)."""
+    due, current = row(delivery_id).next_attempt_at, clock.now()
+    with clock.use_clock(lambda: max(due, current)):
+        return run_delivery(channel, delivery_id, message_id=message_id, settings=settings, catalog=catalog)
 
 
 def test_a_delivery_that_succeeds_is_sent(db: str, catalog: Catalog, settings: Settings, at_t0: None) -> None:

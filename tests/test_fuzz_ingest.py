@@ -1,7 +1,7 @@
 """Bad input at the ingest: whatever a producer publishes is accepted, or rejected with a reason, quickly.
 
 The property tests run the worker's pipeline in-process, the way the ``ingest`` actor does:
-the encoder's ``decode``, then ``parse_event``, ``check_schedule`` and ``ingest_event``. Every step
+the intake's ``wrap``, then ``admit`` (envelope, ``parse_event``, times, authority) and ``ingest_event``. Every step
 may reject a body with ``InvalidEvent``; none may raise anything else, because anything else is
 retried and then dead-lettered without a reason. One integration test publishes the nastiest
 bodies to a real worker and finds each in the dead-letter queue, with its reason in the database.
@@ -17,17 +17,18 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import dramatiq
 import pika
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dispatcher.admission import admit
+from dispatcher.authority import Authority
 from dispatcher.catalog import Catalog
-from dispatcher.encoder import CloudEventEncoder
 from dispatcher.errors import InvalidEvent
-from dispatcher.events import CloudEvent, parse_event
+from dispatcher.events import CloudEvent
 from dispatcher.ingest import IngestResult, ingest_event
+from dispatcher.intake import CONTENT_TYPE, Envelope, Intake
 from dispatcher.models import InboxItem, Rejection
 from dispatcher.scheduling import check_schedule
 from dispatcher.settings import DEFAULT_MAX_EVENT_BYTES, Settings
@@ -35,7 +36,10 @@ from dispatcher.settings import DEFAULT_MAX_EVENT_BYTES, Settings
 from tests.support.deployment import Deployment
 from tests.support.wait import wait_for
 
-HORIZON = 365 * 24 * 3600.0
+SETTINGS = Settings()
+AUTHORITY = Authority(SETTINGS.authorised_users)
+#: What the fuzzing integration test's producer sends: anonymous, routing key team.invite.sent.
+ENVELOPE = Envelope(routing_key="team.invite.sent", content_type=CONTENT_TYPE)
 CHANNELS = ["in_app", "email"]
 #: A liveness bound, not a benchmark: a call that hangs would otherwise only show as a CI timeout.
 LIVENESS_SECONDS = 2.0
@@ -46,8 +50,8 @@ WITH_DATABASE = settings(max_examples=200, deadline=None,
                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-def encoder(max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> CloudEventEncoder:
-    return CloudEventEncoder(ingest_queue="t.ingest", max_event_bytes=max_event_bytes)
+def intake(max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Intake:
+    return Intake(ingest_queue="t.ingest", max_event_bytes=max_event_bytes)
 
 
 def invite_event(**overrides: Any) -> dict[str, Any]:
@@ -82,21 +86,36 @@ class Rejected:
     reason: str
 
 
-def ingest_in_process(body: bytes, catalog: Catalog, *, codec: CloudEventEncoder | None = None,
-                      store: bool = False) -> Rejected | CloudEvent | IngestResult:
+def ingest_in_process(body: bytes, catalog: Catalog, *, codec: Intake | None = None, store: bool = False,
+                      envelope: Envelope | None = None, publisher: str | None = None,
+                      ) -> Rejected | CloudEvent | IngestResult:
     """What the ingest actor does with a body, without the broker: why it is rejected, or what it made.
 
+    ``envelope`` defaults to that of a producer (anonymous unless ``publisher``) following the contract:
+    routing key = the body's type.
     Only InvalidEvent counts as a rejection; any other exception escapes and fails the test.
     """
-    kwargs = (codec or encoder()).decode(body)["kwargs"]
+    if envelope is None:
+        envelope = Envelope(routing_key=own_type(body), content_type=CONTENT_TYPE, publisher=publisher)
+    kwargs = (codec or intake()).wrap(body, envelope)["kwargs"]
     if "error" in kwargs:
         return Rejected(kwargs["error"])
     try:
-        event = parse_event(kwargs["event"], catalog)
-        check_schedule(event, HORIZON)
-        return ingest_event(event, catalog, CHANNELS) if store else event
+        event, sender = admit(kwargs["event"], Envelope(**kwargs["envelope"]), catalog=catalog, settings=SETTINGS,
+                              authority=AUTHORITY)
+        return ingest_event(event, catalog, CHANNELS, sender=sender) if store else event
     except InvalidEvent as e:
         return Rejected(str(e))
+
+
+def own_type(body: bytes) -> str:
+    """The body's type when it is a JSON object with a string type, else team.invite.sent."""
+    try:
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        return "team.invite.sent"
+    kind = value.get("type") if isinstance(value, dict) else None
+    return kind if isinstance(kind, str) else "team.invite.sent"
 
 
 def assert_accepted_or_rejected_with_a_reason(outcome: object) -> None:
@@ -237,15 +256,15 @@ def test_any_json_value_is_accepted_or_rejected_with_a_reason(catalog: Catalog, 
 
 @FAST
 @given(body=dramatiq_shaped_bodies())
-def test_a_body_shaped_like_a_dramatiq_message_is_one_dramatiq_can_build_or_goes_to_ingest(
+def test_a_body_shaped_like_a_dramatiq_message_always_goes_to_ingest_and_is_rejected(
         catalog: Catalog, body: bytes) -> None:
     # given a foreign body with dramatiq's keys
     # when
-    decoded = encoder().decode(body)
-    # then: dramatiq builds a message of it (Message.decode would otherwise drop it without a reason)
-    dramatiq.Message(**{**decoded, "args": tuple(decoded["args"])})
-    if decoded["queue_name"] == "t.ingest" and decoded["kwargs"].keys() in ({"event"}, {"error"}):
-        assert_accepted_or_rejected_with_a_reason(ingest_in_process(body, catalog))
+    decoded = intake().wrap(body)
+    # then: it names no actor, queue or option of its own, and ingest rejects it with a reason
+    assert (decoded["queue_name"], decoded["actor_name"], decoded["args"], decoded["options"]) == (
+        "t.ingest", "ingest", (), {})
+    assert isinstance(ingest_in_process(body, catalog), Rejected)
 
 
 @WITH_DATABASE
@@ -262,8 +281,8 @@ def test_an_almost_valid_event_is_stored_or_rejected_with_a_reason(sqlite_db: st
 @given(event=almost_valid_commands())
 def test_an_almost_valid_command_is_applied_or_rejected_with_a_reason(sqlite_db: str, catalog: Catalog,
                                                                      event: dict[str, Any]) -> None:
-    # given a valid control command with one field broken / when
-    outcome = ingest_in_process(dumps(event), catalog, store=True)
+    # given a valid control command with one field broken, from an authorised user / when
+    outcome = ingest_in_process(dumps(event), catalog, store=True, publisher=SETTINGS.broker_user)
     # then
     assert_accepted_or_rejected_with_a_reason(outcome)
 
@@ -277,7 +296,7 @@ def test_check_schedule_only_ever_raises_invalid_event(deliver_at: Any) -> None:
                        data={"recipients": ["ana"], "deliver_at": deliver_at})
     # when / then
     with contextlib.suppress(InvalidEvent):
-        check_schedule(event, HORIZON)
+        check_schedule(event, SETTINGS.schedule_horizon)
 
 
 # 2. Nasty inputs, one by one ------------------------------------------------------------------------
@@ -360,7 +379,7 @@ NASTY = [
 def test_a_nasty_body_is_rejected_with_a_clear_reason_or_accepted_quickly(
         db: str, catalog: Catalog, body: bytes, reason: str | None) -> None:
     # given a nasty body, a database of each kind, and a limit that lets the parser see all but the 10 MB ones
-    codec = encoder(max_event_bytes=MB)
+    codec = intake(max_event_bytes=MB)
     # when
     with finishes_quickly():
         outcome = ingest_in_process(body, catalog, codec=codec, store=True)
@@ -408,7 +427,7 @@ def test_the_maximum_event_size_is_read_from_tidings_max_event_bytes() -> None:
 
 def test_an_event_one_byte_over_the_configured_limit_is_rejected_and_one_under_is_accepted(catalog: Catalog) -> None:
     # given
-    codec = encoder(max_event_bytes=1000)
+    codec = intake(max_event_bytes=1000)
     over, under = padded_event(1001), padded_event(999)
     # when
     rejected, accepted = ingest_in_process(over, catalog, codec=codec), ingest_in_process(under, catalog, codec=codec)
@@ -486,12 +505,12 @@ def test_a_worker_dead_letters_every_nasty_body_with_its_reason_and_keeps_servin
     worker = deployment.worker().start()
     deployment.use_database()
     bad = nasty_bodies()
-    codec = encoder(max_event_bytes=WORKER_LIMIT)
+    codec = intake(max_event_bytes=WORKER_LIMIT)
     expected = {}
     for body in bad:
-        outcome = ingest_in_process(body, catalog, codec=codec)
+        outcome = ingest_in_process(body, catalog, codec=codec, envelope=ENVELOPE)
         assert isinstance(outcome, Rejected), (body[:80], outcome)
-        expected[codec.decode(body)["message_id"]] = outcome.reason
+        expected[codec.wrap(body)["message_id"]] = outcome.reason
     assert len(expected) == len(bad)
     # when
     publish_raw(deployment, bad)

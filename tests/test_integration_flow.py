@@ -24,23 +24,27 @@ pytestmark = pytest.mark.integration
 
 
 def publish_with_pika(deployment: Deployment, type_: str, data: dict[str, Any], *, id: str | None = None,
-                      source: str = "/tests", at: str | None = None) -> str:
-    """What any producer does: plain pika, structured-mode CloudEvents JSON, routing key = type."""
+                      source: str = "/tests", at: str | None = None, user_id: str | None = None) -> str:
+    """What any producer does: plain pika, structured-mode CloudEvents JSON, routing key = type.
+
+    ``user_id``: the AMQP property naming the publisher (RabbitMQ checks it is the connection's user).
+    """
     event_id = id or str(uuid.uuid4())
     event = {"specversion": "1.0", "id": event_id, "source": source, "type": type_, "data": data}
     if at is not None:
         event["time"] = at
     body = json.dumps(event)
-    publish_raw(deployment, type_, body.encode())
+    publish_raw(deployment, type_, body.encode(), user_id=user_id)
     return event_id
 
 
-def publish_raw(deployment: Deployment, routing_key: str, body: bytes) -> None:
+def publish_raw(deployment: Deployment, routing_key: str, body: bytes, *, user_id: str | None = None) -> None:
     connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
     channel = connection.channel()
     channel.confirm_delivery()
     channel.basic_publish(deployment.exchange, routing_key, body,
-                          pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2),
+                          pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2,
+                                               user_id=user_id),
                           mandatory=True)
     connection.close()
 
@@ -51,11 +55,13 @@ def invite(recipients: list[str], **extra: Any) -> dict[str, Any]:
 
 
 def given_users(deployment: Deployment) -> None:
-    """ana gets email, bo turned email off for invites, cara was never upserted."""
-    publish_with_pika(deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "name": "Ana"})
-    publish_with_pika(deployment, "tidings.user.upsert", {"id": "bo", "email": "bo@example.com"})
+    """ana gets email, bo turned email off for invites, cara was never upserted (by Tidings' own user, guest)."""
+    publish_with_pika(deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "name": "Ana"},
+                      user_id="guest")
+    publish_with_pika(deployment, "tidings.user.upsert", {"id": "bo", "email": "bo@example.com"}, user_id="guest")
     publish_with_pika(deployment, "tidings.preferences.set", {
-        "user": "bo", "preferences": [{"type": "team.invite.sent", "channel": "email", "enabled": False}]})
+        "user": "bo", "preferences": [{"type": "team.invite.sent", "channel": "email", "enabled": False}]},
+        user_id="guest")
     wait_for(lambda: User.select().count() == 2, what="the users to be upserted")
     wait_for(lambda: Event.select().where(Event.type == "tidings.preferences.set").count() == 1,
              what="the preference to be applied")
@@ -159,7 +165,7 @@ def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_s
 def test_a_rejected_command_is_logged_without_its_personal_data(running: Deployment) -> None:
     # when
     publish_with_pika(running, "tidings.user.upsert",
-                      {"id": "ana", "email": "hidden.person@example.com", "timezone": "Mars/Olympus"})
+                      {"id": "ana", "email": "hidden.person@example.com", "timezone": "Mars/Olympus"}, user_id="guest")
     # then
     wait_for(lambda: len(running.dead_letters()) == 1, what="the command in the dead-letter queue")
     log = running.workers[0].log()
@@ -171,11 +177,11 @@ def test_a_rejected_command_is_logged_without_its_personal_data(running: Deploym
 def test_topic_subscribers_receive_an_event_sent_to_their_topic(running: Deployment) -> None:
     # given commands carrying their time: worker threads may apply them in any order, the later one wins
     publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "ana"},
-                      at="2026-05-09T12:00:00Z")
+                      at="2026-05-09T12:00:00Z", user_id="guest")
     publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "bo"},
-                      at="2026-05-09T12:00:01Z")
+                      at="2026-05-09T12:00:01Z", user_id="guest")
     publish_with_pika(running, "tidings.topic.unsubscribe", {"topic": "team:7", "user": "bo"},
-                      at="2026-05-09T12:00:02Z")
+                      at="2026-05-09T12:00:02Z", user_id="guest")
     wait_for(lambda: Event.select().where(Event.type.startswith("tidings.topic")).count() == 3, what="commands")
     # when
     publish_with_pika(running, "team.roster.changed",

@@ -11,6 +11,7 @@ from dispatcher.settings import (
     DEFAULT_BROKER_URL,
     DEFAULT_DATABASE_URL,
     DEFAULT_MAX_EVENT_BYTES,
+    MIN_SECRET_KEY_LENGTH,
     PROJECT_ROOT,
     Settings,
     parse_bool,
@@ -55,7 +56,8 @@ def test_valid_values_are_parsed_into_their_types() -> None:
         "TIDINGS_LOG_FORMAT": "json",
         "TIDINGS_DATABASE_URL": "postgresql://tidings@db.internal:5432/tidings",
         "TIDINGS_PUBLIC_URL": "https://notify.example.com",
-        "TIDINGS_SECRET_KEY": "s3cret",
+        "TIDINGS_SECRET_KEY": "s3cret-s3cret-s3cret-s3cret-s3cr",
+        "TIDINGS_UNSUBSCRIBE_TOKEN_TTL": "86400",
     }
 
     # when
@@ -69,6 +71,8 @@ def test_valid_values_are_parsed_into_their_types() -> None:
     assert settings.log_format == "json"
     assert settings.database_url == "postgresql://tidings@db.internal:5432/tidings"
     assert settings.public_url == "https://notify.example.com"
+    assert settings.secret_key == "s3cret-s3cret-s3cret-s3cret-s3cr"
+    assert settings.unsubscribe_token_ttl == 86400.0
 
 
 @pytest.mark.parametrize("raw, expected", [("true", True), ("false", False)])
@@ -195,6 +199,31 @@ def test_a_public_url_without_a_secret_key_is_rejected() -> None:
     # when / then
     with pytest.raises(ConfigError, match="TIDINGS_SECRET_KEY must be set when TIDINGS_PUBLIC_URL is"):
         Settings.from_env(env)
+
+
+def test_a_secret_key_shorter_than_32_characters_is_rejected_naming_the_minimum() -> None:
+    # given
+    env = {"TIDINGS_PUBLIC_URL": "https://notify.example.com", "TIDINGS_SECRET_KEY": "k" * 31}
+
+    # when / then
+    assert MIN_SECRET_KEY_LENGTH == 32
+    with pytest.raises(ConfigError, match="^TIDINGS_SECRET_KEY must be at least 32 characters long"):
+        Settings.from_env(env)
+
+
+def test_a_secret_key_of_32_characters_is_accepted() -> None:
+    # given
+    env = {"TIDINGS_PUBLIC_URL": "https://notify.example.com", "TIDINGS_SECRET_KEY": "k" * 32}
+
+    # when
+    settings = Settings.from_env(env)
+
+    # then
+    assert settings.secret_key == "k" * 32
+
+
+def test_unsubscribe_tokens_last_a_year_by_default() -> None:
+    assert Settings.from_env({}).unsubscribe_token_ttl == 365 * 24 * 3600.0
 
 
 def test_a_catalog_that_does_not_exist_is_rejected(tmp_path: Path) -> None:
