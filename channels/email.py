@@ -3,6 +3,14 @@
 TIDINGS_SMTP_URL chooses the transport: ``smtp://`` (plain), ``smtp+starttls://``
 (STARTTLS, port 587 by default) or ``smtps://`` (TLS from the first byte, port
 465). TLS always verifies the server's certificate and host name.
+
+Headers are built so that event and user data cannot spoof or break them: every
+address is an :class:`email.headerregistry.Address` object (a display name is
+quoted or encoded as one phrase, never re-parsed as addresses), and every text
+taken from an event or a user goes through :func:`dispatcher.rendering.one_line`
+(control and format characters removed, whitespace collapsed). A message that
+still cannot be built fails permanently. Error messages made from SMTP replies
+name the recipient ``<recipient>``, never by address.
 """
 
 from __future__ import annotations
@@ -11,15 +19,19 @@ import dataclasses
 import datetime as dt
 import email.utils
 import hashlib
+import re
 import smtplib
 import ssl
 import threading
 import time
 import urllib.parse
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from email.message import EmailMessage
 
 from dispatcher import clock
 from dispatcher.errors import ConfigError, DeliveryError, DeliverySkipped
+from dispatcher.rendering import one_line
 from dispatcher.settings import Settings
 
 from .base import Channel, Notification
@@ -27,6 +39,10 @@ from .base import Channel, Notification
 DEFAULT_PORTS = {"smtp": 25, "smtp+starttls": 587, "smtps": 465}
 #: A connection idle for longer is checked with NOOP before reuse (servers drop idle ones).
 CHECK_IDLE_AFTER = 5.0
+#: What error messages say instead of the recipient's address, which SMTP replies often echo.
+RECIPIENT_PLACEHOLDER = "<recipient>"
+#: What the email package raises for a value that cannot become a header.
+HEADER_ERRORS = (ValueError, TypeError, IndexError, HeaderParseError)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,16 +74,36 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=ca_file)
 
 
-def classify(error: Exception) -> DeliveryError:
-    """SMTP replies 5xx are permanent; 4xx replies and connection trouble are transient."""
+def mailbox(display_name: str | None, address: str) -> Address:
+    """An Address for a header; raises ValueError (or HeaderParseError) if it cannot be one."""
+    return Address(display_name=one_line(display_name or ""), addr_spec=address)
+
+
+def without_address(text: str, address: str) -> str:
+    """``text`` (an SMTP server's reply) with every mention of ``address`` replaced, in any case."""
+    if not address:
+        return text
+    return re.sub(f"<?{re.escape(address)}>?", RECIPIENT_PLACEHOLDER, text, flags=re.IGNORECASE)
+
+
+def classify(error: Exception, address: str = "") -> DeliveryError:
+    """SMTP replies 5xx are permanent; 4xx replies and connection trouble are transient.
+
+    The message never holds ``address`` (the recipient's), even where the server's reply did.
+    """
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
-        detail = "; ".join(f"{code} {msg.decode(errors='replace')}" for code, msg in error.recipients.values())
-        return DeliveryError(f"recipient refused: {detail}", permanent=all(500 <= c < 600 for c in codes))
+        detail = "; ".join(f"{code} {_text(msg)}" for code, msg in error.recipients.values())
+        return DeliveryError(f"recipient refused: {without_address(detail, address)}",
+                             permanent=all(500 <= c < 600 for c in codes))
     if isinstance(error, smtplib.SMTPResponseException):
-        text = error.smtp_error.decode(errors="replace") if isinstance(error.smtp_error, bytes) else error.smtp_error
+        text = without_address(_text(error.smtp_error), address)
         return DeliveryError(f"SMTP {error.smtp_code} {text}", permanent=500 <= error.smtp_code < 600)
-    return DeliveryError(f"SMTP connection failed: {type(error).__name__}: {error}")
+    return DeliveryError(without_address(f"SMTP connection failed: {type(error).__name__}: {error}", address))
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
 
 
 class SmtpChannel(Channel):
@@ -80,7 +116,13 @@ class SmtpChannel(Channel):
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
         self.target = SmtpTarget.from_url(settings.smtp_url)
-        self.sender = email.utils.parseaddr(settings.mail_from)[1]
+        try:
+            self.mail_from = mailbox(*email.utils.parseaddr(settings.mail_from))
+        except HEADER_ERRORS as e:
+            raise ConfigError(f"TIDINGS_MAIL_FROM is not a mail address ({e})") from None
+        if not (self.mail_from.username and self.mail_from.domain):
+            raise ConfigError("TIDINGS_MAIL_FROM is not a mail address")
+        self.sender = self.mail_from.addr_spec
         self.domain = self.sender.rpartition("@")[2] or "localhost"
         self._local = threading.local()
         self._all: list[smtplib.SMTP] = []
@@ -93,19 +135,37 @@ class SmtpChannel(Channel):
         if not user.email:
             raise DeliverySkipped("the user has no email address")
         message = self.build_message(notification, user.email, user.name)
+        recipient = message["To"].addresses[0].addr_spec  # as parsed, so envelope and header agree
         try:
-            self._send(message, user.email)
+            self._send(message, recipient)
         except (smtplib.SMTPException, OSError) as e:
             self._drop_connection()
-            raise classify(e) from e
+            raise classify(e, recipient) from e
 
     def build_message(self, notification: Notification, address: str, name: str | None) -> EmailMessage:
-        """The multipart/alternative message for one delivery."""
+        """The multipart/alternative message for one delivery.
+
+        Raises a permanent DeliveryError if it cannot be built: the same data would fail the
+        same way on every retry. The reason names no address (it is logged).
+        """
+        # The email package's errors quote the address: "from None" keeps them out of the logs.
+        try:
+            to = mailbox(name, address)
+        except HEADER_ERRORS as e:
+            raise DeliveryError(f"the user's email address cannot be a To header ({type(e).__name__})",
+                                permanent=True) from None
+        try:
+            return self._message(notification, to)
+        except (*HEADER_ERRORS, UnicodeError) as e:
+            raise DeliveryError(f"the notification cannot be made into an email ({type(e).__name__})",
+                                permanent=True) from None
+
+    def _message(self, notification: Notification, to: Address) -> EmailMessage:
         rendered = notification.rendered
         message = EmailMessage()
-        message["From"] = self.settings.mail_from
-        message["To"] = email.utils.formataddr((name or "", address))
-        message["Subject"] = rendered.subject
+        message["From"] = self.mail_from
+        message["To"] = to
+        message["Subject"] = one_line(rendered.subject)
         message["Date"] = email.utils.format_datetime(clock.now().replace(tzinfo=dt.timezone.utc))
         # Stable across retries, so a receiving system can drop a duplicate.
         digest = hashlib.sha256(f"{notification.event.source}\x00{notification.event.id}".encode()).hexdigest()[:16]
@@ -124,6 +184,10 @@ class SmtpChannel(Channel):
 
     def _send(self, message: EmailMessage, address: str) -> None:
         connection, fresh = self._connection()
+        if not (address.isascii() and self.sender.isascii()) and not connection.has_extn("smtputf8"):
+            # smtplib would raise SMTPNotSupportedError, which reads as a transient failure.
+            raise DeliveryError("the email address is not ASCII and the SMTP server does not offer SMTPUTF8",
+                                permanent=True)
         try:
             refused = connection.send_message(message, from_addr=self.sender, to_addrs=[address])
         except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError):

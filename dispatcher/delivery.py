@@ -121,7 +121,8 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
     url = event.data.get("url")
     unsubscribe = None
     if settings.public_url and settings.secret_key and not kind.critical:
-        unsubscribe = unsubscribe_url(settings.public_url, settings.secret_key, delivery.user_id, kind.name)
+        unsubscribe = unsubscribe_url(settings.public_url, settings.secret_key, delivery.user_id, kind.name,
+                                      ttl=settings.unsubscribe_token_ttl)
     context = {
         "data": event.context,
         "event": {"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
