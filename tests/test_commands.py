@@ -10,7 +10,8 @@ import pytest
 
 from dispatcher import clock
 from dispatcher.catalog import Catalog
-from dispatcher.commands import apply_command
+from dispatcher.authority import OPERATOR
+from dispatcher.commands import REDACTED, apply_command
 from dispatcher.errors import InvalidCommand, InvalidEvent
 from dispatcher.events import CloudEvent
 from dispatcher.models import Preference, Subscription, User
@@ -404,3 +405,73 @@ def test_a_subscription_command_with_bad_data_is_rejected(
     with pytest.raises(InvalidCommand, match=message):
         apply_command(event, catalog)
     assert Subscription.select().count() == 0
+
+
+# --- authority, forged times and stored secrets (the bus is a trust boundary) ------------------------------------
+
+
+def test_an_operators_command_applies_over_a_record_dated_in_the_future(db: str, catalog: Catalog) -> None:
+    # given a user whose record claims a change in 2999, as a forged command left it before admission checked times
+    apply_command(command("user.upsert", {"id": "u1", "email": "evil@attacker.test"},
+                          at=dt.datetime(2999, 1, 1, tzinfo=dt.timezone.utc)), catalog)
+
+    # when the owner corrects it on the bus, then the operator at the command line
+    on_the_bus = apply_command(command("user.upsert", {"id": "u1", "email": "ana@example.com"}, at=later(1)), catalog)
+    at_the_cli = apply_command(command("user.upsert", {"id": "u1", "email": "ana@example.com"}, at=later(1)),
+                               catalog, OPERATOR)
+
+    # then only the operator's applies, and the record's time comes back to the operator's
+    assert (on_the_bus, at_the_cli) == ("stale", "applied")
+    assert (user().email, user().changed_at) == ("ana@example.com", later(1).replace(tzinfo=None))
+
+
+def test_an_operators_webhook_disable_applies_over_an_endpoint_dated_in_the_future(db: str, catalog: Catalog) -> None:
+    # given an endpoint taken over by a command dated 2999
+    from dispatcher.endpoints import new_secret
+    from dispatcher.models import WebhookEndpoint
+
+    apply_command(command("webhook.upsert", {"id": "partner", "url": "https://evil.test/hook", "secret": new_secret(),
+                                             "types": ["*"]}, at=dt.datetime(2999, 1, 1, tzinfo=dt.timezone.utc)),
+                  catalog)
+
+    # when
+    outcome = apply_command(command("webhook.upsert", {"id": "partner", "enabled": False}), catalog, OPERATOR)
+
+    # then
+    assert outcome == "applied"
+    assert WebhookEndpoint.get_by_id("partner").enabled is False
+
+
+def test_a_commands_secrets_and_addresses_are_not_kept_in_the_events_table(db: str, catalog: Catalog) -> None:
+    # given
+    from dispatcher.endpoints import new_secret
+    from dispatcher.ingest import ingest_event
+    from dispatcher.models import Event
+
+    secret = new_secret()
+    commands = [command("webhook.upsert", {"id": "p", "url": "https://h.test/hook?token=abc", "secret": secret,
+                                           "types": ["match.*"]}),
+                command("user.upsert", {"id": "u1", "email": "ana@example.com", "name": "Ana",
+                                        "discord_webhook_url": "https://discord.com/api/webhooks/1/TOKEN"})]
+
+    # when
+    for event in commands:
+        ingest_event(event, catalog, [])
+
+    # then the commands applied, and the events table holds none of their secrets
+    stored = [Event.get(Event.event_id == event.id).data for event in commands]
+    assert stored[0] == {"id": "p", "url": REDACTED, "secret": REDACTED, "types": ["match.*"]}
+    assert stored[1] == {"id": "u1", "email": REDACTED, "name": "Ana", "discord_webhook_url": REDACTED}
+    assert user().email == "ana@example.com"
+
+
+@pytest.mark.parametrize("name", ["Ana\u202eevil", "Ana\u000bSmith", "Ana\u2028Smith", "Ana\x00", "Ana\u200b"])
+def test_a_name_with_control_or_format_characters_is_rejected(db: str, catalog: Catalog, name: str) -> None:
+    with pytest.raises(InvalidCommand, match="without control or format characters"):
+        apply_command(command("user.upsert", {"id": "u1", "name": name}), catalog)
+
+
+def test_a_rejected_email_is_not_quoted_in_the_reason(db: str, catalog: Catalog) -> None:
+    with pytest.raises(InvalidCommand) as raised:
+        apply_command(command("user.upsert", {"id": "u1", "email": "mallory@@evil.test"}), catalog)
+    assert "mallory" not in str(raised.value) and str(raised.value) == "email is not a mail address"

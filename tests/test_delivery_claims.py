@@ -12,7 +12,7 @@ from channels.base import Channel, Notification
 from dispatcher import clock
 from dispatcher.catalog import Catalog
 from dispatcher.db import transaction
-from dispatcher.delivery import Outcome, claim, record, retry_delay, run_delivery
+from dispatcher.delivery import EARLY_TOLERANCE, Outcome, claim, record, retry_delay, run_delivery
 from dispatcher.errors import DeliveryError, DeliverySkipped
 from dispatcher.events import CloudEvent
 from dispatcher.ingest import ingest_event
@@ -543,3 +543,21 @@ def test_held_retries_are_released_once_when_due(db: str, catalog: Catalog) -> N
         assert release_due_deliveries() == ([(held, "in_app")], {held: T0 + dt.timedelta(hours=1)})
         assert release_due_deliveries() == ([], {})
     assert row(held).held is False and not_held not in {d for d, _ in release_due_deliveries()[0]}
+
+
+def test_a_delivery_not_yet_due_or_held_is_not_claimed_by_any_message(db: str, catalog: Catalog) -> None:
+    # given a delivery due in two minutes and one held in the database for the release job
+    soon, held = new_deliveries(catalog, "u1", "u2")
+    Delivery.update(next_attempt_at=T0 + dt.timedelta(minutes=2)).where(Delivery.id == soon).execute()
+    Delivery.update(next_attempt_at=T0 + dt.timedelta(hours=2), held=True).where(Delivery.id == held).execute()
+
+    # when a message for both arrives now (early, or forged), then within the tolerance of the first's time
+    with clock.use_clock(at(0)):
+        early = [claim(d, "msg-early", stale_after=STALE_AFTER) for d in (soon, held)]
+    with clock.use_clock(at(120 - EARLY_TOLERANCE)):
+        on_time = [claim(d, "msg-on-time", stale_after=STALE_AFTER) for d in (soon, held)]
+
+    # then neither is taken early, the due one is taken on time, and the held one waits for its release
+    assert early == [False, False]
+    assert on_time == [True, False]
+    assert (row(held).status, row(held).attempts, row(held).held) == (DeliveryStatus.PENDING, 0, True)

@@ -144,3 +144,24 @@ def test_a_start_beside_another_process_holding_the_database_tries_again_then_mi
     with pytest.raises(peewee.OperationalError, match="no such table"):
         migrate_when_free(run=lambda: (_ for _ in ()).throw(peewee.OperationalError("no such table: x")),
                           sleep=waits.append)
+
+
+def test_a_version_4_database_gains_publishers_and_loses_future_times_and_stored_secrets(db: str) -> None:
+    # given a database as version 4 left it, with a record a forged command dated 2999 and a stored secret
+    from dispatcher.models import Event
+
+    database.execute_sql('ALTER TABLE "event" DROP COLUMN "publisher"')
+    SchemaVersion.update(version=4).execute()
+    User.create(id="u1", changed_at="2999-01-01 00:00:00")
+    database.execute_sql('INSERT INTO "event" (source, event_id, type, data, received_at) VALUES '
+                         "('/x', 'c1', 'tidings.webhook.upsert', '{\"id\": \"p\", \"secret\": \"whsec_abc\"}', "
+                         "'2026-05-09 12:00:00')")
+
+    # when
+    result = migrate()
+
+    # then
+    assert result == (4, SCHEMA_VERSION)
+    assert "publisher" in {c.name for c in database.get_columns("event")}
+    assert User.get_by_id("u1").changed_at.year < 2999
+    assert Event.get(Event.event_id == "c1").data == {"id": "p", "secret": "<redacted>"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import threading
@@ -10,6 +11,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from dispatcher import clock
+from dispatcher.authority import Sender
 from dispatcher.catalog import Catalog
 from dispatcher.cleanup import cleanup
 from dispatcher.commands import apply_command
@@ -20,7 +22,7 @@ from dispatcher.ingest import ingest_event
 from dispatcher.jobs import claim_slot
 from dispatcher.maintenance import release_due_deliveries
 from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
-from dispatcher.scheduling import check_schedule, digest_slot, quiet_until
+from dispatcher.scheduling import check_schedule, check_time, digest_slot, quiet_until
 from dispatcher.settings import Settings
 
 UTC = dt.timezone.utc
@@ -330,3 +332,51 @@ def test_a_redelivered_scheduled_event_is_enqueued_again_with_its_due_time(db: s
     # then it is enqueued for its time, not at once
     [(delivery_id, _)] = again.to_enqueue
     assert again.outcome == "duplicate" and again.due == {delivery_id: T0 + dt.timedelta(seconds=30)}
+
+
+def test_a_cancel_without_authority_reaches_only_its_own_sources_and_publishers_events(db: str,
+                                                                                    catalog: Catalog) -> None:
+    # given the same cancel_key on events of two producers: /matches (user "matches") and /other (user "other")
+    matches, other = Sender(publisher="matches"), Sender(publisher="other")
+    ours = CloudEvent(id="m1", source="/matches", type="team.invite.sent",
+                      data={"recipients": ["ana"], "team_name": "Owls", "inviter_name": "Mira",
+                            "deliver_at": "2026-05-09T13:00:00Z", "cancel_key": "match:42:reminder"})
+    theirs = dataclasses.replace(ours, id="o1", source="/other")
+    with clock.use_clock(at(T0)):
+        ingest_event(ours, catalog, ["in_app"], sender=matches)
+        ingest_event(theirs, catalog, ["in_app"], sender=other)
+
+    def cancel(source: str, sender: Sender, data: dict[str, str]) -> None:
+        apply_command(CloudEvent(id=f"c{next(_ids)}", source=source, type="tidings.notification.cancel", data=data),
+                      catalog, sender)
+
+    def statuses() -> dict[str, str]:
+        return {d.event.source: d.status for d in Delivery.select(Delivery, Event).join(Event)}
+
+    # when another producer cancels by the key, or under our source name from its own RabbitMQ user
+    cancel("/other", other, {"cancel_key": "match:42:reminder"})
+    cancel("/matches", other, {"cancel_key": "match:42:reminder"})
+    # then only its own event was cancelled
+    assert statuses() == {"/matches": "pending", "/other": "cancelled"}
+    # and naming another source's event by {source, id} is refused
+    with pytest.raises(InvalidEvent, match="cancels only events of its own source"):
+        cancel("/other", other, {"source": "/matches", "id": "m1"})
+    # when the owner cancels, or an authorised user
+    cancel("/matches", matches, {"cancel_key": "match:42:reminder"})
+    assert statuses() == {"/matches": "cancelled", "/other": "cancelled"}
+
+
+def test_an_authorised_cancel_reaches_every_event_with_the_key(db: str, catalog: Catalog) -> None:
+    with clock.use_clock(at(T0)):
+        ingest_event(event(deliver_at="2026-05-09T13:00:00Z", cancel_key="k"), catalog, ["in_app"],
+                     sender=Sender(publisher="matches"))
+    apply_command(CloudEvent(id="c-ops", source="/ops", type="tidings.notification.cancel",
+                             data={"cancel_key": "k"}), catalog, Sender(publisher="ops", privileged=True))
+    assert Delivery.get().status == DeliveryStatus.CANCELLED
+
+
+def test_an_event_dated_beyond_the_clock_skew_is_rejected_and_one_within_it_is_not() -> None:
+    with clock.use_clock(at(T0)):
+        check_time(dataclasses.replace(event(), time=T0.replace(tzinfo=UTC) + dt.timedelta(seconds=299)), 300.0)
+        with pytest.raises(InvalidEvent, match="more than 300 s ahead"):
+            check_time(dataclasses.replace(event(), time=T0.replace(tzinfo=UTC) + dt.timedelta(seconds=301)), 300.0)
