@@ -100,7 +100,7 @@ def run_pika(count: int, timeout: float, rate: float = 0.0) -> dict:
         consumer = threading.Thread(target=consume, name="pika-consumer", daemon=True)
         consumer.start()
         ready.wait(timeout=10)
-        properties = pika.BasicProperties(content_type="application/json", delivery_mode=2)
+        properties = pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2)
         first_publish, started = time.time(), time.monotonic()
         for i in range(count):
             pace(i, started, rate)
