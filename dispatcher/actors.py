@@ -20,12 +20,12 @@ from dramatiq.middleware import CurrentMessage
 
 from channels import REGISTRY, channel_class, load_channel
 
-from .broker import broker, catalog, settings
 from . import clock
-from .db import transaction
-from .delivery import Outcome, run_deliveries
 from .admission import admit
 from .authority import Authority
+from .broker import broker, catalog, settings
+from .db import transaction
+from .delivery import Outcome, run_deliveries
 from .errors import InvalidEvent, PermanentError
 from .ingest import ingest_event
 from .intake import Envelope, readable_ids

@@ -16,8 +16,14 @@ import dramatiq
 import pika.exceptions
 import structlog
 from dramatiq.broker import Consumer
-from dramatiq.brokers.rabbitmq import (DEAD_MESSAGE_TTL, RabbitmqBroker, _RabbitmqConsumer, _RabbitmqMessage,
-                                       q_name, xq_name)
+from dramatiq.brokers.rabbitmq import (
+    DEAD_MESSAGE_TTL,
+    RabbitmqBroker,
+    _RabbitmqConsumer,
+    _RabbitmqMessage,
+    q_name,
+    xq_name,
+)
 from dramatiq.errors import ConnectionClosed
 from dramatiq.message import Message
 from dramatiq.middleware import CurrentMessage

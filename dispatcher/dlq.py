@@ -32,7 +32,7 @@ from channels import REGISTRY
 from .errors import TidingsError
 from .events import format_time
 from .intake import ORIGINAL_PUBLISHER_HEADER, Intake
-from .publisher import PublishError, Publisher
+from .publisher import Publisher, PublishError
 from .settings import Settings
 
 #: The short names of Tidings' dramatiq queues: ingest, one per channel, and schedules.py's.

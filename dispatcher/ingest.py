@@ -17,8 +17,8 @@ import dataclasses
 import datetime as dt
 
 from . import clock
-from .catalog import Catalog
 from .authority import Sender
+from .catalog import Catalog
 from .commands import TRUSTED, apply_command, stored_data
 from .db import transaction
 from .endpoints import endpoints_for

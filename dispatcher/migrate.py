@@ -62,7 +62,8 @@ def _bus_authority() -> None:
     """
     if "publisher" not in _columns("event"):
         migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
-        playhouse.migrate.migrate(migrator.add_column("event", "publisher", peewee.CharField(max_length=255, null=True)))
+        publisher = peewee.CharField(max_length=255, null=True)
+        playhouse.migrate.migrate(migrator.add_column("event", "publisher", publisher))
     now = clock.now()
     for model in (models.User, models.Preference, models.Subscription, models.WebhookEndpoint):
         model.update(changed_at=now).where(model.changed_at > now).execute()

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from dispatcher import clock
-from dispatcher.catalog import Catalog
 from dispatcher.authority import OPERATOR
+from dispatcher.catalog import Catalog
 from dispatcher.commands import REDACTED, apply_command
 from dispatcher.errors import InvalidCommand, InvalidEvent
 from dispatcher.events import CloudEvent
