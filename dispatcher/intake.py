@@ -32,6 +32,8 @@ MAX_NESTING = 64
 PARSE_FACTOR = 2
 #: Header set by `tidings dlq replay` (as Tidings' own user): the user that first published the body.
 ORIGINAL_PUBLISHER_HEADER = "tidings-original-publisher"
+#: Keys of a dramatiq message: a body with them and no specversion was written to drive an actor.
+DRAMATIQ_KEYS = frozenset({"queue_name", "actor_name", "args", "kwargs", "options", "message_id"})
 MAX_SHOWN = 200
 
 
@@ -122,6 +124,10 @@ class Intake:
             return value, self._too_large(data)
         if not isinstance(value, dict):
             return value, f"the body is JSON but not an object (got {type(value).__name__})"
+        if "specversion" not in value and DRAMATIQ_KEYS & value.keys():
+            keys = ", ".join(sorted(DRAMATIQ_KEYS & value.keys()))
+            return value, (f"the body is shaped like a dramatiq message ({keys}): only CloudEvents enter "
+                           "through the events exchange")
         return value, unstorable(value)
 
     def _too_large(self, data: bytes) -> str:
