@@ -35,12 +35,16 @@ EMAIL_MODES = ("immediate", "digest")
 #: Fields of command data that hold secrets, tokens or addresses: stored as REDACTED in the events table.
 SECRET_FIELDS = frozenset({"secret", "url", "discord_webhook_url", "email"})
 REDACTED = "<redacted>"
-#: A trusted bus publisher, for callers that checked authority already (admission) or need none (tests).
-TRUSTED = Sender(privileged=True)
+#: Who a command comes from unless the caller says: an anonymous producer, the least authority.
+ANONYMOUS = Sender()
 
 
-def apply_command(event: CloudEvent, catalog: Catalog, sender: Sender = TRUSTED) -> str:
-    """Apply one control command; return a word for the log ("applied" or "stale")."""
+def apply_command(event: CloudEvent, catalog: Catalog, sender: Sender = ANONYMOUS) -> str:
+    """Apply one control command; return a word for the log ("applied" or "stale").
+
+    Admission decided whether ``sender`` may send it at all; here ``sender`` decides what a
+    cancel may reach and whether a command applies over a newer record (an operator's does).
+    """
     handler = HANDLERS.get(event.type)
     if handler is None:
         raise InvalidCommand(f"unknown control command {event.type[:100]!r}; known: {', '.join(sorted(HANDLERS))}")

@@ -19,7 +19,7 @@ import datetime as dt
 from . import clock
 from .authority import Sender
 from .catalog import Catalog
-from .commands import TRUSTED, apply_command, stored_data
+from .commands import ANONYMOUS, apply_command, stored_data
 from .db import transaction
 from .endpoints import endpoints_for
 from .events import CloudEvent
@@ -47,7 +47,7 @@ class IngestResult:
     due: dict[int, dt.datetime] = dataclasses.field(default_factory=dict)  # those of to_enqueue due later
 
 
-def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str], *, sender: Sender = TRUSTED) -> IngestResult:
+def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str], *, sender: Sender = ANONYMOUS) -> IngestResult:
     """Record ``event`` and its deliveries on ``channels``, or recognise it as seen.
 
     ``sender`` is who published it (admission checked its authority): kept with the event, and
