@@ -32,6 +32,7 @@ from channels import REGISTRY
 from .errors import TidingsError
 from .events import format_time
 from .intake import ORIGINAL_PUBLISHER_HEADER, Intake
+from .intake import message_id as body_message_id
 from .publisher import Publisher, PublishError
 from .settings import Settings
 
@@ -97,6 +98,15 @@ def intake_for(settings: Settings) -> Intake:
     return Intake(ingest_queue=settings.queue("ingest"), max_event_bytes=settings.max_event_bytes)
 
 
+def own_message(body: bytes) -> dict[str, Any]:
+    """A dead letter of one of Tidings' own queues: the dramatiq message it is, or only an id of its bytes."""
+    try:
+        message = json.loads(body)
+    except (ValueError, RecursionError):
+        message = None
+    return message if isinstance(message, dict) and "message_id" in message else {"message_id": body_message_id(body)}
+
+
 def _connect(broker_url: str, timeout: float) -> pika.BlockingConnection:
     parameters = pika.URLParameters(broker_url)
     parameters.socket_timeout = timeout
@@ -137,7 +147,8 @@ class DeadLetterReader:
 
     def __init__(self, settings: Settings, queue: str, *, timeout: float = 10.0) -> None:
         self.queue = xq(settings, queue)
-        self.intake = intake_for(settings)
+        # The ingest XQ holds producers' bodies, the others dramatiq's own messages.
+        self.intake = intake_for(settings) if queue == "ingest" else None
         self.channel: Any = None
         self._held: set[int] = set()  # delivery tags read and not acked
         self.connection = _connect(settings.broker_url, timeout)
@@ -164,7 +175,7 @@ class DeadLetterReader:
             yield self._letter(method.delivery_tag, properties, body or b"")
 
     def _letter(self, tag: int, properties: pika.BasicProperties, body: bytes) -> DeadLetter:
-        message = self.intake.wrap(body)
+        message = self.intake.wrap(body) if self.intake else own_message(body)
         deaths = (properties.headers or {}).get("x-death") or [{}]
         death = deaths[0] if isinstance(deaths, list) and isinstance(deaths[0], dict) else {}
         keys = death.get("routing-keys") or [None]

@@ -73,7 +73,8 @@ def put_in_xq(deployment: Deployment, body: bytes, queue: str = "ingest", routin
     channel = connection.channel()
     channel.confirm_delivery()
     channel.basic_publish("", xq_name(deployment, queue), body,
-                          pika.BasicProperties(delivery_mode=2, headers={"x-death": [death]}), mandatory=True)
+                          pika.BasicProperties(delivery_mode=2, headers={"x-death": [death]},
+                                               content_type="application/cloudevents+json"), mandatory=True)
     connection.close()
 
 
@@ -232,8 +233,8 @@ def test_list_counts_the_other_dead_letter_queues_and_show_prints_a_dead_deliver
     text = dlq(capsys, running, "show", message_id)[1]
     # then
     assert counts[xq_name(running, "email")] == 1 and counts[xq_name(running)] == 0
-    assert set(counts) == {xq_name(running, q) for q in ("ingest", "in_app", "email", "discord", "webhook",
-                                                         "maintenance")}
+    assert set(counts) == {xq_name(running, q) for q in ("ingest", "ingest_retry", "in_app", "email", "discord",
+                                                         "webhook", "maintenance")}
     [row] = json.loads(out)["dead_letters"]
     assert code == 0 and (row["message_id"], row["actor"], row["args"], row["retries"], row["error"]) == (
         message_id, "deliver_email", [[41, 42]], 5, "dispatcher.errors.DeliveryError: SMTP 451")
