@@ -4,14 +4,20 @@ The check runs inside the connection: it resolves the host once, skips every
 refused address and connects the socket to an address that passed. A name that
 resolves to a public address when checked and to a private one when connected
 (DNS rebinding) cannot get by. ``EgressCheckingAdapter`` puts it under requests.
+
+The same connections show each socket they open or send a request on to the
+watcher of the request in progress (:func:`sockets_watched`), so that
+HttpClient's total deadline can shut it down (see http.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import requests
@@ -90,6 +96,26 @@ class _AllAddressesRefused(NewConnectionError):
         return self.__class__, (None, self.host, self.addresses)
 
 
+_watching = threading.local()
+
+
+@contextlib.contextmanager
+def sockets_watched(watch: Callable[[socket.socket], None]) -> Iterator[None]:
+    """Within it, this thread's checked connections pass `watch` every socket they open (before connecting)
+    and the socket of a kept-alive connection they send a request on."""
+    _watching.watch = watch
+    try:
+        yield
+    finally:
+        _watching.watch = None
+
+
+def _show(sock: socket.socket) -> None:
+    watch: Callable[[socket.socket], None] | None = getattr(_watching, "watch", None)
+    if watch is not None:
+        watch(sock)
+
+
 class _CheckedConnection:
     """Mixed into urllib3's connections: connect only to an address that passes the egress check.
 
@@ -118,6 +144,7 @@ class _CheckedConnection:
                 refused.append(address)
                 continue
             sock = socket.socket(family, kind, proto)
+            _show(sock)  # before connect() and the TLS handshake, so the deadline covers them too
             try:
                 for option in self.socket_options or ():
                     sock.setsockopt(*option)
@@ -139,6 +166,11 @@ class _CheckedConnection:
         if refused:
             raise _AllAddressesRefused(self, self.host, refused)
         raise NewConnectionError(self, f"{self.host} resolved to no address")
+
+    def request(self: Any, *args: Any, **kwargs: Any) -> None:
+        if self.sock is not None:  # connected already: kept alive, or (HTTPS) just now, shown twice then
+            _show(self.sock)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
 
 class _CheckedHTTPConnection(_CheckedConnection, HTTPConnection):

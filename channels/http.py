@@ -5,6 +5,12 @@ connect and read timeouts, never follows a redirect, always verifies the TLS
 certificate (against TIDINGS_HTTP_CA_FILE when set) and ignores proxy settings
 in the environment, since a proxy would connect on our behalf, past the check.
 
+Per-read timeouts do not stop a server that answers one byte every few seconds,
+so each request also has a total deadline, from connect to last byte
+(TIDINGS_HTTP_TOTAL_TIMEOUT), and its body is read in chunks up to a cap
+(TIDINGS_HTTP_MAX_RESPONSE_BYTES): a slow or chatty receiver holds a worker
+thread for a bounded time and memory.
+
 Egress check: Tidings connects only to public addresses, unless
 TIDINGS_ALLOW_PRIVATE_NETWORKS lets a range back in (see egress.py).
 
@@ -15,19 +21,25 @@ URL: :func:`redact_url` cuts it down first.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import urllib.parse
 
 import requests
+import structlog
 from urllib3.exceptions import ReadTimeoutError
 
 from dispatcher.errors import DeliveryError
 from dispatcher.settings import Settings
 
-from .egress import EgressCheckingAdapter, EgressRefused, describe
+from .egress import EgressCheckingAdapter, EgressRefused, describe, sockets_watched
+
+log = structlog.get_logger("tidings.http")
 
 #: redact_url keeps this many path segments: "/api/webhooks/<id>" of a Discord webhook URL.
 KEPT_PATH_SEGMENTS = 3
+#: A response body is read this many bytes at a time.
+CHUNK_BYTES = 16 * 1024
 
 def redact_url(url: str) -> str:
     """scheme://host[:port]/first-path-segments, safe to log: tokens often end a webhook URL.
@@ -72,18 +84,80 @@ def _redact_logged_path(arg: object) -> object:
     return _redact_path(path) + ("?***" if query else "")
 
 
-# --- the egress check, inside urllib3's connections --------------------------------------------------------------
+# --- the total deadline -------------------------------------------------------------------------------------------
+
+
+class Deadline:
+    """One request's total deadline: when it passes, the sockets the request uses are shut down.
+
+    A blocked read (in the status line, the headers or the body) then returns at
+    once, and the request fails. A threading.Timer keeps the time; it is cancelled
+    when the request ends, so no thread outlives the request. The connections show
+    their sockets through egress.sockets_watched; the deadline keeps a duplicate of
+    each file descriptor, its own to close, since the connection may close or wrap
+    (TLS) its own meanwhile.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            sock.close()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Shut `sock` down when the deadline passes, or now if it has."""
+        try:
+            duplicate = socket.fromfd(sock.fileno(), sock.family, sock.type)
+        except OSError:  # closed already: nothing left to interrupt
+            return
+        with self._lock:
+            self._sockets.append(duplicate)
+            if self.expired:
+                _shut_down(duplicate)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut_down(sock)
+
+
+def _shut_down(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # not connected (yet, or any more)
+        pass
+
+
+class DeadlinePassed(requests.exceptions.Timeout):
+    """Raised between two chunks of a body when the request's deadline has passed."""
 
 
 # --- the client ---------------------------------------------------------------------------------------------------
 
 
 class HttpClient:
-    """requests with one pooled Session per thread, timeouts, no redirects, egress checks."""
+    """requests with one pooled Session per thread, timeouts, a total deadline, a response size cap, no redirects,
+    egress checks."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.timeout = (settings.http_connect_timeout, settings.http_read_timeout)
+        self.total_timeout = settings.http_total_timeout
+        self.max_response_bytes = settings.http_max_response_bytes
         self.verify: bool | str = str(settings.http_ca_file) if settings.http_ca_file else True
         self._local = threading.local()
         self._sessions: set[requests.Session] = set()
@@ -93,18 +167,65 @@ class HttpClient:
             urllib3_log.addFilter(HideUrlPaths())
 
     def post(self, url: str, *, body: bytes, headers: dict[str, str]) -> requests.Response:
-        """POST; returns the response whatever its status (the caller interprets it).
+        """POST; returns the response whatever its status (the caller interprets it), its body read.
+
         Raises DeliveryError(permanent=True) when the egress check refuses every address of the host
         (message names the host and the refused address, and mentions TIDINGS_ALLOW_PRIVATE_NETWORKS),
         DeliveryError(permanent=False) for connection errors, timeouts and TLS errors (message says which,
-        and never contains the full URL: use redact_url)."""
+        and never contains the full URL: use redact_url), and DeliveryError(permanent=False) "did not finish
+        within N s (TIDINGS_HTTP_TOTAL_TIMEOUT)" when the request, from connect to the body's last byte, takes
+        longer than that.
+
+        A body larger than TIDINGS_HTTP_MAX_RESPONSE_BYTES (by its Content-Length or as it arrives) is not
+        read further: the connection is closed and the response returned with its status and headers but an
+        empty body (logged as a warning). The status is the receiver's answer, and it has been read whole; an
+        error instead would send a delivery the receiver accepted again and again.
+        """
+        deadline = Deadline(self.total_timeout)
         try:
-            return self._session().post(url, data=body, headers=headers, timeout=self.timeout,
-                                        allow_redirects=False)
+            with deadline, sockets_watched(deadline.watch):
+                response = self._session().post(url, data=body, headers=headers, timeout=self.timeout,
+                                                allow_redirects=False, stream=True)
+                self._read_body(response, url, deadline)
+            return response
         except requests.exceptions.RequestException as e:
-            error = classify(e, url, self.timeout)
+            error = self._too_late(url) if deadline.expired else classify(e, url, self.timeout)
         # Raised outside the except block, so no traceback chains requests' messages, which hold the URL.
         raise error
+
+    def _read_body(self, response: requests.Response, url: str, deadline: Deadline) -> None:
+        """Read the body into response.content, in chunks, within the cap and the deadline."""
+        try:
+            content = self._capped_body(response, deadline)
+        except BaseException:
+            response.close()
+            raise
+        if content is None:
+            response.close()  # the rest stays unread: closing drops the connection instead of reusing it
+            log.warning("http_response_too_large", url=redact_url(url), status=response.status_code,
+                        limit=f"{self.max_response_bytes} bytes (TIDINGS_HTTP_MAX_RESPONSE_BYTES)")
+            content = b""
+        _set_content(response, content)
+
+    def _capped_body(self, response: requests.Response, deadline: Deadline) -> bytes | None:
+        """The body, or None as soon as it proves larger than the cap."""
+        cap = self.max_response_bytes
+        if _declared_length(response) > cap:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(CHUNK_BYTES):
+            if deadline.expired:
+                raise DeadlinePassed()
+            size += len(chunk)
+            if size > cap:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _too_late(self, url: str) -> DeliveryError:
+        return DeliveryError(f"POST to {redact_url(url)} did not finish within {self.total_timeout:g} s "
+                             "(TIDINGS_HTTP_TOTAL_TIMEOUT)")
 
     def _session(self) -> requests.Session:
         """This thread's session, made on first use (and again after close())."""
@@ -129,6 +250,19 @@ class HttpClient:
             sessions, self._sessions = self._sessions, set()
         for session in sessions:
             session.close()
+
+
+def _declared_length(response: requests.Response) -> int:
+    try:
+        return int(response.headers.get("Content-Length", "0"))
+    except ValueError:
+        return 0
+
+
+def _set_content(response: requests.Response, content: bytes) -> None:
+    """What requests itself does once it has read a body: .content, .text and .json() then use it."""
+    response._content = content
+    response._content_consumed = True
 
 
 def classify(error: requests.exceptions.RequestException, url: str,

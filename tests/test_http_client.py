@@ -16,15 +16,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from channels.egress import address_allowed
 from channels.http import HttpClient, redact_url
 from dispatcher.errors import DeliveryError
 from dispatcher.settings import Settings
-
 from tests.support.http import HttpServer, Reply
 from tests.support.services import free_port
 from tests.support.tls import make_certificate
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -404,6 +405,98 @@ def test_an_invalid_url_is_a_permanent_error_that_does_not_repeat_it(make_client
     # then
     assert error.permanent
     assert_hides_the_token(error)
+
+
+# --- the total deadline and the response size cap ---------------------------------------------------------------
+
+TOTAL = 2.0  # seconds: TIDINGS_HTTP_TOTAL_TIMEOUT in the deadline tests
+MARGIN = 2.0  # seconds a cut may come after the deadline: a bound on a timeout, not a speed test
+TRICKLE = 1.0  # seconds per byte: far within the 10 s read timeout, which never trips
+
+
+@pytest.fixture
+def deadline_client(certificate: tuple[Path, Path], make_client: Callable[..., HttpClient]) -> HttpClient:
+    return make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_CA_FILE=str(certificate[0]),
+                       TIDINGS_HTTP_CONNECT_TIMEOUT="1", TIDINGS_HTTP_TOTAL_TIMEOUT=str(TOTAL))
+
+
+def timed_post_error(client: HttpClient, url: str) -> tuple[DeliveryError, float]:
+    started = time.monotonic()
+    error = post_error(client, url)
+    return error, time.monotonic() - started
+
+
+def timers() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if isinstance(thread, threading.Timer)]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+@pytest.mark.parametrize("reply", [Reply(trickle_headers=TRICKLE), Reply(body=b"x" * 100, trickle_body=TRICKLE)],
+                         ids=["status-line-and-headers", "body"])
+def test_a_server_trickling_its_answer_a_byte_a_second_is_cut_off_at_the_total_deadline(
+        scheme: str, reply: Reply, request: pytest.FixtureRequest, deadline_client: HttpClient) -> None:
+    # given a server that sends a byte a second (about 100 s in all), from its status line or in its body
+    server: HttpServer = request.getfixturevalue(f"{scheme}_server")
+    server.reply_next(reply)
+    # when
+    error, elapsed = timed_post_error(deadline_client, server.url(PATH))
+    # then the post fails, transiently, at the deadline, and the server finds its connection gone
+    assert elapsed < TOTAL + MARGIN
+    assert not error.permanent
+    assert f"did not finish within {TOTAL:g} s (TIDINGS_HTTP_TOTAL_TIMEOUT)" in str(error)
+    assert redact_url(server.url(PATH)) in str(error)
+    assert_hides_the_token(error)
+    wait_for(lambda: server.cut_short, timeout=TRICKLE + 2, what="the server to find its answer cut short")
+
+
+def test_the_deadline_cuts_a_request_on_a_kept_alive_connection_and_leaves_no_thread_behind(
+        https_server: HttpServer, deadline_client: HttpClient) -> None:
+    # given a first answer in full, then a trickled one
+    https_server.reply_next(Reply(body=b'{"ok": true}'), Reply(trickle_headers=TRICKLE))
+    assert deadline_client.post(https_server.url(PATH), body=b"{}", headers={}).json() == {"ok": True}
+    # when the second request goes on the same connection
+    error, elapsed = timed_post_error(deadline_client, https_server.url(PATH))
+    # then it is cut at the deadline, and no timer thread is left running
+    first, second = https_server.requests()
+    assert first.client_port == second.client_port, "one kept-alive connection"
+    assert elapsed < TOTAL + MARGIN and "TIDINGS_HTTP_TOTAL_TIMEOUT" in str(error)
+    wait_for(lambda: not timers(), timeout=1, what="no deadline timer left running")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_body_over_the_cap_is_not_read_the_status_is_kept_and_the_connection_is_closed(
+        chunked: bool, http_server: HttpServer, make_client: Callable[..., HttpClient]) -> None:
+    # given a 200 whose body is 64 MiB, announced by its Content-Length or not at all (chunked); the cap is 64 KiB
+    http_server.reply_next(Reply(200, {"X-Answer": "yes"}, b"x" * 65536, repeat=1024, chunked=chunked))
+    client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
+    # when
+    with capture_logs() as logs:
+        response = client.post(http_server.url(PATH), body=b"{}", headers={})
+    # then the caller gets the status and headers, no body, and a warning naming the cap
+    assert response.status_code == 200 and response.headers["X-Answer"] == "yes"
+    assert response.content == b"" and response.text == ""
+    [warning] = [entry for entry in logs if entry["event"] == "http_response_too_large"]
+    assert warning["log_level"] == "warning" and "65536 bytes (TIDINGS_HTTP_MAX_RESPONSE_BYTES)" in warning["limit"]
+    assert TOKEN not in str(warning)
+    # and the server finds its answer cut short; the next post gets a new connection
+    wait_for(lambda: http_server.cut_short, timeout=5, what="the server to find its answer cut short")
+    assert client.post(http_server.url(PATH), body=b"{}", headers={}).json() == {}
+    first, second = http_server.requests()
+    assert first.client_port != second.client_port
+
+
+def test_a_body_of_exactly_the_cap_is_read_whole_and_one_byte_more_is_dropped(
+        http_server: HttpServer, make_client: Callable[..., HttpClient]) -> None:
+    # given a cap of 1000 bytes, and chunked answers of 1000 and 1001 bytes
+    client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_MAX_RESPONSE_BYTES="1000")
+    http_server.reply_next(Reply(body=b"y" * 100, repeat=10, chunked=True),
+                           Reply(body=b"y" * 77 + b"z" * 924, chunked=True))
+    # when
+    at_the_cap = client.post(http_server.url(PATH), body=b"{}", headers={})
+    over_it = client.post(http_server.url(PATH), body=b"{}", headers={})
+    # then
+    assert at_the_cap.content == b"y" * 1000
+    assert over_it.status_code == 200 and over_it.content == b""
 
 
 # --- sessions and pooling ---------------------------------------------------------------------------------------

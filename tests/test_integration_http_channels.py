@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +15,9 @@ from dispatcher.endpoints import new_secret
 from dispatcher.models import Delivery, Event, WebhookEndpoint
 from dispatcher.publisher import Publisher, build_event
 from dispatcher.settings import PROJECT_ROOT
-
 from tests.support.deployment import Deployment
 from tests.support.http import HttpServer, Reply
+from tests.support.scheduler import run_release_job, time_passes
 from tests.support.smtp import SmtpServer
 from tests.support.tls import make_certificate
 from tests.support.wait import wait_for
@@ -109,17 +107,6 @@ def test_a_410_disables_the_endpoint_and_nothing_more_is_sent(hooks: Deployment,
     assert Delivery.select().where(Delivery.channel == "webhook").count() == 1
 
 
-def release_held(deployment: Deployment, hours_ahead: float) -> None:
-    """Run the scheduler's release job with its clock moved ahead, as if that much time had passed."""
-    code = (
-        "import datetime as dt; from dispatcher import clock; import schedules\n"
-        f"later = clock.now() + dt.timedelta(hours={hours_ahead})\n"
-        "with clock.use_clock(lambda: later):\n"
-        "    schedules.release_held_deliveries()\n"
-    )
-    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=deployment.env, check=True, timeout=60)
-
-
 def test_a_retry_due_an_hour_ahead_survives_a_restart_of_every_process_and_is_delivered_once(
         hooks: Deployment, receiver: HttpServer) -> None:
     # given a receiver failing once, and a schedule that retries an hour later
@@ -134,11 +121,13 @@ def test_a_retry_due_an_hour_ahead_survives_a_restart_of_every_process_and_is_de
     worker.kill()
     worker.start()
     # then nothing is sent before the hour is up...
-    release_held(hooks, hours_ahead=0.9)
+    time_passes(0.9 * 3600)
+    run_release_job(hooks)
     assert webhook_delivery().held and len(receiver.requests()) == 1
     # ...and once it is, exactly one more request, with the same webhook-id
-    release_held(hooks, hours_ahead=1.01)
-    release_held(hooks, hours_ahead=1.02)  # a second scheduler releases nothing more
+    time_passes(0.11 * 3600)
+    run_release_job(hooks)
+    run_release_job(hooks)  # a second scheduler releases nothing more
     wait_for(lambda: webhook_delivery().status == "sent", what="the retry")
     first, second = receiver.requests()
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
@@ -157,7 +146,7 @@ def test_a_replay_sends_again_with_the_original_webhook_id(hooks: Deployment, re
     # when
     assert main(["webhooks", "replay", event_id], settings=hooks.settings) == 0
     assert "replaying 1 webhook deliveries" in capsys.readouterr().out
-    release_held(hooks, hours_ahead=0)
+    run_release_job(hooks)
     # then
     wait_for(lambda: len(receiver.requests()) == 2, what="the replay")
     first, second = receiver.requests()

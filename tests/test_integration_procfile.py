@@ -1,4 +1,7 @@
-"""The Procfile as operators run it: separate worker groups keep a slow SMTP server away from in-app."""
+"""The Procfile as operators run it: separate worker groups keep a slow SMTP server away from in-app.
+
+`tidings run` starts every Procfile line: the `worker`, `sender` and `hooks` dramatiq groups and the scheduler.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +14,8 @@ import pytest
 from dispatcher.models import InboxItem, User
 from dispatcher.publisher import Publisher, build_event
 from dispatcher.settings import PROJECT_ROOT
-
 from tests.support.deployment import Deployment
+from tests.support.procfile import option, procfile_groups
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 
@@ -25,13 +28,14 @@ USERS = ["ana", "bo", "cara"]
 def test_a_slow_smtp_server_does_not_delay_in_app_delivery(deployment: Deployment, smtp_server: SmtpServer) -> None:
     # given every Procfile process running, and an SMTP server taking 3 s per message
     smtp_server.handler.delay = 3.0
+    processes = sum(option(arguments, "--processes") for arguments in procfile_groups(deployment.namespace).values())
     log_path = deployment.tmp_path / "run.log"
     with open(log_path, "wb") as log:
         run = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "run"], cwd=PROJECT_ROOT,
                                env=deployment.env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        wait_for(lambda: log_path.read_text().count("Worker process is ready") == 3, timeout=30,
-                 what="the worker (2 processes) and sender (1 process) groups")
+        wait_for(lambda: log_path.read_text().count("Worker process is ready") == processes, timeout=30,
+                 what=f"the {processes} worker processes of the worker, sender and hooks groups")
         deployment.use_database()
         with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
             for user in USERS:

@@ -11,8 +11,8 @@ import pytest
 from dispatcher.models import Delivery, Event, InboxItem
 from dispatcher.publisher import Publisher, build_event
 from dispatcher.settings import PROJECT_ROOT
-
 from tests.support.deployment import Deployment
+from tests.support.scheduler import run_release_job, time_passes
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -82,15 +82,6 @@ def test_a_schedule_survives_a_restart_of_the_worker(deployment: Deployment) -> 
     print(f"\narrived {(arrived - deliver_at).total_seconds():.2f} s after its time, across a restart")
 
 
-def release_held(deployment: Deployment, seconds_ahead: float) -> None:
-    """The scheduler's release job, run with its clock moved ahead as if that much time had passed."""
-    code = ("import datetime as dt; from dispatcher import clock; import schedules\n"
-            f"later = clock.now() + dt.timedelta(seconds={seconds_ahead})\n"
-            "with clock.use_clock(lambda: later):\n"
-            "    schedules.release_held_deliveries()\n")
-    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=deployment.env, check=True, timeout=60)
-
-
 def test_a_schedule_held_in_the_database_survives_restarts_and_is_released_once(deployment: Deployment) -> None:
     # given a notification due in an hour, held in the database, and every process restarted
     worker = deployment.worker().start()
@@ -100,10 +91,12 @@ def test_a_schedule_held_in_the_database_survives_restarts_and_is_released_once(
     worker.kill()
     worker.start()
     # when the scheduler's job runs at 58 min (too early), then at 59 min 59 s, twice (two schedulers)
-    release_held(deployment, 58 * 60)
+    time_passes(58 * 60)
+    run_release_job(deployment)
     assert in_app().held is True
-    release_held(deployment, 3599)
-    release_held(deployment, 3599)
+    time_passes(119)
+    run_release_job(deployment)
+    run_release_job(deployment)
     # then it is delivered, once
     wait_for(lambda: arrival("ana"), timeout=10, what="the released notification")
     wait_for(lambda: in_app().status == "sent", what="the delivery recorded")

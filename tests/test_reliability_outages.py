@@ -1,8 +1,9 @@
 """Outages of what Tidings talks to: every delivery lands within its retry budget, the rest keeps flowing.
 
-The processes run as the Procfile runs them: a `worker` group (ingest, in-app, maintenance) and a
-`sender` group (email, Discord, webhooks). An outage lasts its full length on the clock; meanwhile a
-probe published every few seconds must reach its channels promptly.
+The processes run as the Procfile runs them (tests/support/procfile.py reads it): a `worker` group
+(ingest, in-app, maintenance), a `sender` group (email) and a `hooks` group (Discord, webhooks). An
+outage lasts its full length on the clock; meanwhile a probe published every few seconds must reach
+its channels promptly.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from __future__ import annotations
 import json
 import random
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,13 +24,12 @@ from dispatcher.endpoints import new_secret
 from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User, WebhookEndpoint
 from dispatcher.publisher import Publisher, build_event
 from dispatcher.settings import Settings
-
 from tests.support.deployment import Deployment
 from tests.support.http import HttpServer, Received, Reply
+from tests.support.procfile import start_procfile
 from tests.support.smtp import SmtpServer
 from tests.support.tls import make_certificate
 from tests.support.wait import wait_for
-from tests.support.worker import ROOT, WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,45 +37,7 @@ OUTAGE = 60.0  # seconds, on the clock
 PROBE_EVERY = 2.0  # seconds between probes during an outage
 PROMPT = 5.0  # seconds within which a probe must reach every channel it goes to
 USERS = ["ana", "bo", "cara"]
-SENDER_THREADS = 8  # as in the Procfile
 SECRET = new_secret()
-
-
-# --- The Procfile's process groups ---------------------------------------------------------------
-
-class ProcessGroup(WorkerProcess):
-    """One line of the Procfile: the stock dramatiq CLI, on some of the queues only (--queues)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, *, modules: list[str], queues: list[str],
-                 processes: int, threads: int) -> None:
-        super().__init__(env, log_path, processes=processes, threads=threads)
-        self.modules = modules
-        self.queues = queues
-
-    def start(self, *, timeout: float = 30.0) -> ProcessGroup:
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        command = [sys.executable, "-m", "dramatiq", *self.modules, "--processes", str(self.processes),
-                   "--threads", str(self.threads), "--queues", *self.queues]
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
-        wait_for(self._ready, timeout=timeout, interval=0.1, what=f"the {self.log_path.stem} group to be ready")
-        return self
-
-
-def start_procfile(deployment: Deployment) -> None:
-    """`worker` (2 × 8 threads: ingest, in-app, maintenance) and `sender` (1 × 8: email, Discord, webhooks)."""
-    queue = deployment.settings.queue
-    worker = ProcessGroup(deployment.env, deployment.tmp_path / "worker.log",
-                          modules=["dispatcher.worker", "schedules"],
-                          queues=[queue("ingest"), queue("in_app"), queue("maintenance")], processes=2, threads=8)
-    sender = ProcessGroup(deployment.env, deployment.tmp_path / "sender.log", modules=["dispatcher.worker"],
-                          queues=[queue("email"), queue("discord"), queue("webhook")], processes=1,
-                          threads=SENDER_THREADS)
-    deployment.workers += [worker, sender]
-    worker.start()
-    sender.start()
-    deployment.use_database()
 
 
 # --- The outside world ---------------------------------------------------------------------------
@@ -127,7 +87,7 @@ class FlakySmtp:
 class PeerRecordingServer(HttpServer):
     """HttpServer that also notes each request's client port as the header X-Test-Client-Port.
 
-    Each sender thread keeps its own connection, so the port tells one thread's requests apart.
+    Each hooks thread keeps its own connection, so the port tells one thread's requests apart.
     """
 
     def __init__(self, cert: Path, key: Path) -> None:

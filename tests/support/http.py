@@ -1,4 +1,9 @@
-"""A real HTTP(S) server on loopback for channel tests, with scripted responses."""
+"""A real HTTP(S) server on loopback for channel tests, with scripted responses.
+
+A reply can be slow in the ways a hostile or broken receiver is: late (delay),
+one byte at a time from its status line (trickle_headers) or only in its body
+(trickle_body), or far larger than anyone should read (repeat, chunked).
+"""
 
 from __future__ import annotations
 
@@ -21,6 +26,10 @@ class Reply:
     headers: dict[str, str] = dataclasses.field(default_factory=dict)
     body: bytes = b"{}"
     delay: float = 0.0  # seconds to wait before answering
+    trickle_headers: float = 0.0  # seconds before each byte of the whole answer, from its status line on
+    trickle_body: float = 0.0  # seconds before each byte of the body; the status line and headers go at once
+    repeat: int = 1  # the body is sent this many times over: a huge answer without a huge bytes object
+    chunked: bool = False  # Transfer-Encoding: chunked (a chunk per repeat) instead of a Content-Length
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +41,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # time.monotonic() when it arrived
+    client_port: int = 0  # the client's port: requests on one kept-alive connection share it
 
 
 class HttpServer:
@@ -42,6 +52,7 @@ class HttpServer:
         self.received: list[Received] = []
         self.replies: deque[Reply] = deque()
         self.default = Reply()
+        self.cut_short: list[float] = []  # time.monotonic() of each answer the client stopped reading
         self.lock = threading.Lock()
         server = self
 
@@ -53,19 +64,40 @@ class HttpServer:
                 body = self.rfile.read(length) if length else b""
                 with server.lock:
                     server.received.append(Received(self.command, self.path, dict(self.headers.items()), body,
-                                                    time.monotonic()))
+                                                    time.monotonic(), self.client_address[1]))
                     reply = server.replies.popleft() if server.replies else server.default
                 if reply.delay:
                     time.sleep(reply.delay)
-                self.send_response(reply.status)
-                for name, value in reply.headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(reply.body)))
                 try:
-                    self.end_headers()
-                    self.wfile.write(reply.body)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client gave up (a timeout test): nothing to answer
+                    self._answer(reply)
+                except OSError:  # the client gave up (a timeout or a size cap): nothing more to answer
+                    self.close_connection = True
+                    with server.lock:
+                        server.cut_short.append(time.monotonic())
+
+            def _answer(self, reply: Reply) -> None:
+                framing = ({"Transfer-Encoding": "chunked"} if reply.chunked
+                           else {"Content-Length": str(len(reply.body) * reply.repeat)})
+                reason = self.responses.get(reply.status, ("",))[0]
+                lines = [f"HTTP/1.1 {reply.status} {reason}",
+                         *(f"{name}: {value}" for name, value in {**reply.headers, **framing}.items())]
+                if reply.headers.get("Connection", "").lower() == "close":
+                    self.close_connection = True
+                part = b"%x\r\n%s\r\n" % (len(reply.body), reply.body) if reply.chunked else reply.body
+                self._send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), reply.trickle_headers)
+                for _ in range(reply.repeat if reply.body else 0):
+                    self._send(part, reply.trickle_headers or reply.trickle_body)
+                if reply.chunked:
+                    self._send(b"0\r\n\r\n", reply.trickle_headers or reply.trickle_body)
+
+            def _send(self, data: bytes, every: float) -> None:
+                """All of ``data`` at once, or a byte at a time, ``every`` seconds."""
+                if not every:
+                    self.wfile.write(data)
+                    return
+                for n in range(len(data)):
+                    time.sleep(every)
+                    self.wfile.write(data[n : n + 1])
 
             do_GET = do_POST = do_PUT = do_DELETE = _handle
 
