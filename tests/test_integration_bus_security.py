@@ -435,3 +435,25 @@ def test_an_oversized_event_is_logged_with_its_id_and_source(deployment: Deploym
     [rejection] = Rejection.select()
     assert (rejection.event_id, rejection.source) == ("big-1", "/teams/big")
     assert InboxItem.select().count() == 0
+
+
+def test_a_replayed_dead_letter_keeps_the_authority_of_its_first_publisher(secured: Deployment, users: BusUsers,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    # given a user, and the producer's forged upsert of it dead-lettered for want of authority
+    from dispatcher.cli import main
+
+    as_tidings(secured, build_event("tidings.user.upsert", {"id": "ana", "email": "ana@example.com"}))
+    wait_for(lambda: User.get_or_none(User.id == "ana"), what="ana")
+    with connected(users.producer, secured) as producer:
+        producer.send(build_event("tidings.user.upsert", {"id": "ana", "email": "ana@attacker.example"},
+                                  source="/producer"), user_id=users.producer.name)
+    wait_rejected(secured, 1)
+    # when the operator replays every dead letter (the CLI publishes as Tidings' own user, guest)
+    assert main(["dlq", "replay", "--all"], settings=secured.settings) == 0
+    assert "replayed 1 of 1" in capsys.readouterr().out
+    # then the letter is judged as the producer's again: rejected (back in the dead-letter queue), nothing changed
+    wait_for(lambda: len(rejected(secured)) == 2, what="the replayed letter's rejection")
+    first, again = rejected(secured)
+    assert again["publisher"] == users.producer.name and again["reason"] == first["reason"]
+    wait_for(lambda: len(secured.dead_letters()) == 1, what="the letter back in the dead-letter queue")
+    assert User.get_by_id("ana").email == "ana@example.com"
