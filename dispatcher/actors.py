@@ -16,6 +16,7 @@ from typing import Any
 
 import dramatiq
 import structlog
+from dramatiq.common import xq_name
 from dramatiq.middleware import CurrentMessage
 
 from channels import REGISTRY, channel_class, load_channel
@@ -76,10 +77,11 @@ def _log_rejection(event: object, ids: dict[str, str] | None, envelope: Envelope
                    error: InvalidEvent) -> None:
     """Log why, and keep the reason for `tidings dlq` (the dead-lettered body cannot carry it)."""
     ids = readable_ids(event) or ids or {}
-    log.warning("event_rejected", reason=str(error), dead_letter_queue=settings.queue("ingest") + ".XQ",
+    message = CurrentMessage.get_current_message()
+    queue = message.queue_name if message is not None else settings.queue("ingest")  # ingest_retry for a retry
+    log.warning("event_rejected", reason=str(error), dead_letter_queue=xq_name(queue),
                 publisher=envelope.publisher if envelope else None,
                 routing_key=envelope.routing_key[:200] if envelope and envelope.routing_key else None, **ids)
-    message = CurrentMessage.get_current_message()
     if message is not None:
         Rejection.insert(message_id=message.message_id, reason=str(error), event_id=ids.get("id"),
                          type=ids.get("type"), source=ids.get("source"), rejected_at=clock.now()).on_conflict(
