@@ -16,14 +16,14 @@ import dramatiq
 import structlog
 from periodiq import cron
 
-from dispatcher import clock
-from dispatcher.actors import enqueue_deliveries
-from dispatcher.broker import catalog, settings
-from dispatcher.cleanup import cleanup
-from dispatcher.digests import due_digests, make_digest
-from dispatcher.jobs import claim_slot
-from dispatcher.maintenance import release_due_deliveries, stale_deliveries
-from dispatcher.rankings import ANNOUNCE_WINDOW, announce, recompute
+from dispatcher.core import clock
+from dispatcher.jobs.cleanup import cleanup
+from dispatcher.jobs.digests import due_digests, make_digest
+from dispatcher.jobs.maintenance import release_due_deliveries, stale_deliveries
+from dispatcher.jobs.slots import claim_slot
+from dispatcher.rankings.ledger import ANNOUNCE_WINDOW, announce, recompute
+from dispatcher.runtime.actors import enqueue_deliveries
+from dispatcher.runtime.broker import catalog, settings
 
 log = structlog.get_logger("tidings.schedules")
 MAINTENANCE = settings.queue("maintenance")

@@ -33,9 +33,9 @@ sys.path.insert(0, str(ROOT))
 import peewee  # noqa: E402
 import pika  # noqa: E402
 
-from dispatcher.db import database  # noqa: E402
-from dispatcher.models import Delivery, DeliveryStatus, Event, User  # noqa: E402
-from dispatcher.publisher import Publisher, build_event  # noqa: E402
+from dispatcher.amqp.publisher import Publisher, build_event  # noqa: E402
+from dispatcher.storage.db import database  # noqa: E402
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User  # noqa: E402
 from tests.support.deployment import Deployment  # noqa: E402
 from tests.support.services import RABBITMQ_URL  # noqa: E402
 from tests.support.smtp import SmtpServer  # noqa: E402

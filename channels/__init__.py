@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-from dispatcher.settings import Settings
+from dispatcher.core.settings import Settings
 
 from .base import Channel, Notification
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
-from dispatcher.catalog import NotificationType
-from dispatcher.events import CloudEvent
-from dispatcher.models import User
-from dispatcher.rendering import Rendered
-from dispatcher.settings import Settings
+from dispatcher.core.catalog import NotificationType
+from dispatcher.core.events import CloudEvent
+from dispatcher.core.rendering import Rendered
+from dispatcher.core.settings import Settings
+from dispatcher.storage.models import User
 
 
 @dataclasses.dataclass(frozen=True)

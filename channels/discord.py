@@ -28,11 +28,11 @@ import jinja2
 import requests
 import structlog
 
-from dispatcher import clock
-from dispatcher.errors import DeliveryError, DeliverySkipped
-from dispatcher.models import DisabledTarget
-from dispatcher.rendering import get_renderer
-from dispatcher.settings import Settings
+from dispatcher.core import clock
+from dispatcher.core.errors import DeliveryError, DeliverySkipped
+from dispatcher.core.rendering import get_renderer
+from dispatcher.core.settings import Settings
+from dispatcher.storage.models import DisabledTarget
 
 from .base import Channel, Notification
 from .discord_format import escape_context, escape_markdown, fit_message

@@ -29,10 +29,10 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 
-from dispatcher import clock
-from dispatcher.errors import ConfigError, DeliveryError, DeliverySkipped
-from dispatcher.rendering import one_line
-from dispatcher.settings import Settings
+from dispatcher.core import clock
+from dispatcher.core.errors import ConfigError, DeliveryError, DeliverySkipped
+from dispatcher.core.rendering import one_line
+from dispatcher.core.settings import Settings
 
 from .base import Channel, Notification
 

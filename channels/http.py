@@ -29,8 +29,8 @@ import requests
 import structlog
 from urllib3.exceptions import ReadTimeoutError
 
-from dispatcher.errors import DeliveryError
-from dispatcher.settings import Settings
+from dispatcher.core.errors import DeliveryError
+from dispatcher.core.settings import Settings
 
 from .egress import EgressCheckingAdapter, EgressRefused, describe, sockets_watched
 

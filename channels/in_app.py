@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dispatcher import clock
-from dispatcher.models import InboxItem
+from dispatcher.core import clock
+from dispatcher.storage.models import InboxItem
 
 from .base import Channel, Notification
 

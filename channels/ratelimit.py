@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from dispatcher.errors import DeliveryError
+from dispatcher.core.errors import DeliveryError
 
 #: A request waits in its thread this long at most; beyond, it is retried later.
 MAX_WAIT = 5.0

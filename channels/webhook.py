@@ -20,14 +20,14 @@ from typing import Any
 
 import structlog
 
-from dispatcher import clock
-from dispatcher.catalog import without_personal
-from dispatcher.endpoints import secret_key
-from dispatcher.errors import DeliveryError, DeliverySkipped
-from dispatcher.events import format_time
-from dispatcher.models import User, WebhookEndpoint
-from dispatcher.publisher import Publisher, PublishError, build_event
-from dispatcher.settings import Settings
+from dispatcher.amqp.publisher import Publisher, PublishError, build_event
+from dispatcher.commands.endpoints import secret_key
+from dispatcher.core import clock
+from dispatcher.core.catalog import without_personal
+from dispatcher.core.errors import DeliveryError, DeliverySkipped
+from dispatcher.core.events import format_time
+from dispatcher.core.settings import Settings
+from dispatcher.storage.models import User, WebhookEndpoint
 
 from .base import Channel, Notification
 from .http import HttpClient, redact_url

@@ -10,13 +10,13 @@ import dramatiq.errors
 import pika.exceptions
 import structlog
 
-from .actors import DELIVERY_ACTORS, ingest
-from .broker import broker, catalog, settings
-from .errors import ConfigError
-from .middleware import BootMiddleware
-from .migrate import migrate_when_free
-from .settings import redact_url
-from .topology import declare_topology
+from dispatcher.amqp.topology import declare_topology
+from dispatcher.core.errors import ConfigError
+from dispatcher.core.settings import redact_url
+from dispatcher.runtime.actors import DELIVERY_ACTORS, ingest
+from dispatcher.runtime.broker import broker, catalog, settings
+from dispatcher.runtime.middleware import BootMiddleware
+from dispatcher.storage.migrate import migrate_when_free
 
 
 def boot() -> None:

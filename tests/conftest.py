@@ -12,14 +12,13 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from dispatcher.catalog import Catalog, load_catalog
-from dispatcher.db import database, init_database
-from dispatcher.migrate import migrate
-from dispatcher.models import ALL_MODELS
-from dispatcher.settings import PROJECT_ROOT
-
-from tests.support.services import POSTGRES_ADMIN_DSN, RABBITMQ_URL, require
+from dispatcher.core.catalog import Catalog, load_catalog
+from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.storage.db import database, init_database
+from dispatcher.storage.migrate import migrate
+from dispatcher.storage.models import ALL_MODELS
 from tests.support.deployment import Deployment
+from tests.support.services import POSTGRES_ADMIN_DSN, RABBITMQ_URL, require
 from tests.support.smtp import SmtpServer
 
 # Tests must never pick up an operator's TIDINGS_* settings.

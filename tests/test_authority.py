@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from dispatcher import clock
-from dispatcher.admission import admit
-from dispatcher.authority import OPERATOR, Authority, Sender
-from dispatcher.catalog import Catalog, load_catalog, without_personal
-from dispatcher.errors import InvalidEvent, Unauthorized
-from dispatcher.intake import CONTENT_TYPE, Envelope
-from dispatcher.settings import PROJECT_ROOT, Settings
+from dispatcher.amqp.intake import CONTENT_TYPE, Envelope
+from dispatcher.core import clock
+from dispatcher.core.authority import OPERATOR, Authority, Sender
+from dispatcher.core.catalog import Catalog, load_catalog, without_personal
+from dispatcher.core.errors import InvalidEvent, Unauthorized
+from dispatcher.core.settings import PROJECT_ROOT, Settings
+from dispatcher.pipeline.admission import admit
 
 NOW = dt.datetime(2026, 5, 9, 12, 0)
 SETTINGS = Settings(command_users=("ops",))
@@ -139,7 +139,7 @@ def test_personal_keys_are_removed_at_any_depth_and_by_dotted_path() -> None:
 
 
 def test_a_dotted_personal_path_must_name_keys(tmp_path: Path) -> None:
-    from dispatcher.errors import ConfigError
+    from dispatcher.core.errors import ConfigError
 
     (tmp_path / "catalog.toml").write_text('[types."a.b"]\npersonal = ["payout..iban"]\n')
     with pytest.raises(ConfigError, match="dotted paths"):

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from dispatcher.catalog import Catalog, load_catalog
-from dispatcher.errors import ConfigError
-from dispatcher.rendering import Renderer
-from dispatcher.settings import PROJECT_ROOT
+from dispatcher.core.catalog import Catalog, load_catalog
+from dispatcher.core.errors import ConfigError
+from dispatcher.core.rendering import Renderer
+from dispatcher.core.settings import PROJECT_ROOT
 
 TEMPLATES = PROJECT_ROOT / "templates"
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.migrate import SCHEMA_VERSION
-from dispatcher.models import InboxItem
-from dispatcher.settings import PROJECT_ROOT, Settings
-
+from dispatcher.cli.main import main
+from dispatcher.core.settings import PROJECT_ROOT, Settings
+from dispatcher.storage.migrate import SCHEMA_VERSION
+from dispatcher.storage.models import InboxItem
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
@@ -169,9 +168,9 @@ def test_webhook_endpoints_are_added_listed_rotated_and_disabled_without_showing
 
 def test_schedule_lists_shows_and_cancels_scheduled_deliveries(capsys, settings: Settings) -> None:
     # given a notification scheduled for later, applied as the worker would
-    from dispatcher.console import Context
-    from dispatcher.events import CloudEvent
-    from dispatcher.ingest import ingest_event
+    from dispatcher.cli.console import Context
+    from dispatcher.core.events import CloudEvent
+    from dispatcher.pipeline.ingest import ingest_event
 
     ctx = Context(settings)
     ctx.database()

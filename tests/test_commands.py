@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from dispatcher import clock
-from dispatcher.authority import OPERATOR
-from dispatcher.catalog import Catalog
-from dispatcher.commands import REDACTED, apply_command
-from dispatcher.errors import InvalidCommand, InvalidEvent
-from dispatcher.events import CloudEvent
-from dispatcher.models import Preference, Subscription, User
-from dispatcher.preferences import topic_subscribers
+from dispatcher.commands.registry import REDACTED, apply_command
+from dispatcher.core import clock
+from dispatcher.core.authority import OPERATOR
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import InvalidCommand, InvalidEvent
+from dispatcher.core.events import CloudEvent
+from dispatcher.pipeline.preferences import topic_subscribers
+from dispatcher.storage.models import Preference, Subscription, User
 
 T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.timezone.utc)
 _ids = itertools.count()
@@ -427,8 +427,8 @@ def test_an_operators_command_applies_over_a_record_dated_in_the_future(db: str,
 
 def test_an_operators_webhook_disable_applies_over_an_endpoint_dated_in_the_future(db: str, catalog: Catalog) -> None:
     # given an endpoint taken over by a command dated 2999
-    from dispatcher.endpoints import new_secret
-    from dispatcher.models import WebhookEndpoint
+    from dispatcher.commands.endpoints import new_secret
+    from dispatcher.storage.models import WebhookEndpoint
 
     apply_command(command("webhook.upsert", {"id": "partner", "url": "https://evil.test/hook", "secret": new_secret(),
                                              "types": ["*"]}, at=dt.datetime(2999, 1, 1, tzinfo=dt.timezone.utc)),
@@ -444,9 +444,9 @@ def test_an_operators_webhook_disable_applies_over_an_endpoint_dated_in_the_futu
 
 def test_a_commands_secrets_and_addresses_are_not_kept_in_the_events_table(db: str, catalog: Catalog) -> None:
     # given
-    from dispatcher.endpoints import new_secret
-    from dispatcher.ingest import ingest_event
-    from dispatcher.models import Event
+    from dispatcher.commands.endpoints import new_secret
+    from dispatcher.pipeline.ingest import ingest_event
+    from dispatcher.storage.models import Event
 
     secret = new_secret()
     commands = [command("webhook.upsert", {"id": "p", "url": "https://h.test/hook?token=abc", "secret": secret,

@@ -9,16 +9,16 @@ from collections.abc import Iterator
 import pytest
 
 from channels.base import Channel, Notification
-from dispatcher import clock
-from dispatcher.catalog import Catalog
-from dispatcher.db import transaction
-from dispatcher.delivery import EARLY_TOLERANCE, Outcome, claim, record, retry_delay, run_delivery
-from dispatcher.errors import DeliveryError, DeliverySkipped
-from dispatcher.events import CloudEvent
-from dispatcher.ingest import ingest_event
-from dispatcher.maintenance import stale_deliveries
-from dispatcher.models import Delivery, DeliveryStatus
-from dispatcher.settings import Settings
+from dispatcher.core import clock
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import DeliveryError, DeliverySkipped
+from dispatcher.core.events import CloudEvent
+from dispatcher.core.settings import Settings
+from dispatcher.jobs.maintenance import stale_deliveries
+from dispatcher.pipeline.delivery import EARLY_TOLERANCE, Outcome, claim, record, retry_delay, run_delivery
+from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.storage.db import transaction
+from dispatcher.storage.models import Delivery, DeliveryStatus
 
 T0 = dt.datetime(2026, 5, 9, 12, 0)
 STALE_AFTER = 600.0
@@ -530,7 +530,7 @@ def test_a_schedule_gives_up_after_its_last_attempt(db: str, catalog: Catalog, s
 
 def test_held_retries_are_released_once_when_due(db: str, catalog: Catalog) -> None:
     # given one retry due in an hour and one delivery that is not held
-    from dispatcher.maintenance import release_due_deliveries
+    from dispatcher.jobs.maintenance import release_due_deliveries
 
     with clock.use_clock(at(0)):
         held, not_held = new_deliveries(catalog, "u1", "u2")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import re
 import shutil
-import itertools
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -21,14 +21,13 @@ from channels.base import Notification
 from channels.discord import DEFAULT_COLOUR, LIMITER, DiscordChannel, colour, execute_url, target_key
 from channels.discord_format import ELLIPSIS, embed_length, escape_markdown, fit_embed, fit_message, truncate
 from channels.ratelimit import RateLimiter
-from dispatcher.catalog import Catalog
-from dispatcher.db import database
-from dispatcher.errors import DeliveryError, DeliverySkipped
-from dispatcher.events import CloudEvent
-from dispatcher.models import DisabledTarget, User
-from dispatcher.rendering import Renderer, Rendered
-from dispatcher.settings import PROJECT_ROOT, Settings
-
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import DeliveryError, DeliverySkipped
+from dispatcher.core.events import CloudEvent
+from dispatcher.core.rendering import Rendered, Renderer
+from dispatcher.core.settings import PROJECT_ROOT, Settings
+from dispatcher.storage.db import database
+from dispatcher.storage.models import DisabledTarget, User
 from tests.support.http import HttpServer, Reply
 from tests.support.services import free_port
 from tests.support.tls import make_certificate

@@ -10,11 +10,10 @@ from typing import Any
 import pika
 import pytest
 
-from dispatcher.cli import main
-from dispatcher.cli_dlq import SWEEP_NOTE
-from dispatcher.models import InboxItem, Rejection
-from dispatcher.publisher import Publisher
-
+from dispatcher.amqp.publisher import Publisher
+from dispatcher.cli.dlq import SWEEP_NOTE
+from dispatcher.cli.main import main
+from dispatcher.storage.models import InboxItem, Rejection
 from tests.support.deployment import Deployment
 from tests.support.wait import wait_for
 
@@ -245,7 +244,7 @@ def test_list_counts_the_other_dead_letter_queues_and_show_prints_a_dead_deliver
 
 
 def test_a_preview_is_one_line_and_masks_webhook_secrets_and_discord_tokens() -> None:
-    from dispatcher.dlq import DeadLetter
+    from dispatcher.ops.dead_letters import DeadLetter
 
     def preview(body: bytes) -> str:
         return DeadLetter(queue="q.XQ", message_id="m", body=body, message={}, exchange="e", routing_key="k",

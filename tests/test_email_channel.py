@@ -14,15 +14,14 @@ import structlog
 
 from channels.base import Notification
 from channels.email import SmtpChannel
-from dispatcher.catalog import Catalog
-from dispatcher.delivery import run_delivery
-from dispatcher.errors import DeliveryError, DeliverySkipped
-from dispatcher.events import CloudEvent
-from dispatcher.ingest import ingest_event
-from dispatcher.models import Delivery, DeliveryStatus, User
-from dispatcher.rendering import Renderer
-from dispatcher.settings import PROJECT_ROOT, Settings
-
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import DeliveryError, DeliverySkipped
+from dispatcher.core.events import CloudEvent
+from dispatcher.core.rendering import Renderer
+from dispatcher.core.settings import PROJECT_ROOT, Settings
+from dispatcher.pipeline.delivery import run_delivery
+from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.storage.models import Delivery, DeliveryStatus, User
 from tests.support.services import free_port
 from tests.support.smtp import SmtpServer
 from tests.support.tls import make_certificate, server_context

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from dispatcher.catalog import Catalog
-from dispatcher.errors import InvalidEvent
-from dispatcher.events import MAX_RECIPIENTS, decode_body, parse_event
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import InvalidEvent
+from dispatcher.core.events import MAX_RECIPIENTS, decode_body, parse_event
 
 
 def invite(**overrides: Any) -> dict[str, Any]:

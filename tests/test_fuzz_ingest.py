@@ -22,17 +22,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dispatcher.admission import admit
-from dispatcher.authority import Authority
-from dispatcher.catalog import Catalog
-from dispatcher.errors import InvalidEvent
-from dispatcher.events import CloudEvent
-from dispatcher.ingest import IngestResult, ingest_event
-from dispatcher.intake import CONTENT_TYPE, Envelope, Intake
-from dispatcher.models import InboxItem, Rejection
-from dispatcher.scheduling import check_schedule
-from dispatcher.settings import DEFAULT_MAX_EVENT_BYTES, Settings
-
+from dispatcher.amqp.intake import CONTENT_TYPE, Envelope, Intake
+from dispatcher.core.authority import Authority
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import InvalidEvent
+from dispatcher.core.events import CloudEvent
+from dispatcher.core.settings import DEFAULT_MAX_EVENT_BYTES, Settings
+from dispatcher.core.timing import check_schedule
+from dispatcher.pipeline.admission import admit
+from dispatcher.pipeline.ingest import IngestResult, ingest_event
+from dispatcher.storage.models import InboxItem, Rejection
 from tests.support.deployment import Deployment
 from tests.support.wait import wait_for
 

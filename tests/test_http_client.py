@@ -20,8 +20,8 @@ from structlog.testing import capture_logs
 
 from channels.egress import address_allowed
 from channels.http import HttpClient, redact_url
-from dispatcher.errors import DeliveryError
-from dispatcher.settings import Settings
+from dispatcher.core.errors import DeliveryError
+from dispatcher.core.settings import Settings
 from tests.support.http import HttpServer, Reply
 from tests.support.services import free_port
 from tests.support.tls import make_certificate

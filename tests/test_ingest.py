@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from dispatcher import clock
-from dispatcher.catalog import Catalog
-from dispatcher.delivery import claim
-from dispatcher.errors import InvalidCommand
-from dispatcher.events import CloudEvent
-from dispatcher.ingest import ingest_event
-from dispatcher.models import Delivery, DeliveryStatus, Event, Preference, Subscription, User
+from dispatcher.core import clock
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import InvalidCommand
+from dispatcher.core.events import CloudEvent
+from dispatcher.pipeline.delivery import claim
+from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, Preference, Subscription, User
 
 CHANNELS = ["in_app", "email"]
 T0 = dt.datetime(2026, 5, 9, 12, 0)

@@ -9,8 +9,8 @@ import dramatiq
 import pika
 import pytest
 
-from dispatcher.errors import InvalidEvent
-from dispatcher.intake import ORIGINAL_PUBLISHER_HEADER, Envelope, Intake, check_content_type, check_routing_key
+from dispatcher.amqp.intake import ORIGINAL_PUBLISHER_HEADER, Envelope, Intake, check_content_type, check_routing_key
+from dispatcher.core.errors import InvalidEvent
 
 MAX_EVENT_BYTES = 4096
 

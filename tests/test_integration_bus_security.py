@@ -26,10 +26,19 @@ import pika
 import pika.exceptions
 import pytest
 
-from dispatcher.endpoints import new_secret
-from dispatcher.intake import CONTENT_TYPE
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection, Subscription, User, WebhookEndpoint
-from dispatcher.publisher import Publisher, build_event
+from dispatcher.amqp.intake import CONTENT_TYPE
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.commands.endpoints import new_secret
+from dispatcher.storage.models import (
+    Delivery,
+    DeliveryStatus,
+    Event,
+    InboxItem,
+    Rejection,
+    Subscription,
+    User,
+    WebhookEndpoint,
+)
 from tests.support.deployment import Deployment
 from tests.support.wait import wait_for
 
@@ -265,7 +274,7 @@ def test_dramatiq_shaped_bodies_with_a_far_eta_are_dead_lettered_and_do_not_stal
 def test_a_future_dated_command_is_rejected_and_later_corrections_apply(secured: Deployment,
                                                                         users: BusUsers) -> None:
     # given
-    from dispatcher.console import Context
+    from dispatcher.cli.console import Context
 
     Context(secured.settings).command("tidings.user.upsert", {"id": "ana", "email": "ana@example.com"})
     poison = build_event("tidings.user.upsert", {"id": "ana", "email": "ana@poisoned.example"},
@@ -295,8 +304,8 @@ def test_a_future_dated_command_is_rejected_and_later_corrections_apply(secured:
 def test_the_cli_corrects_records_already_poisoned_with_a_future_time(deployment: Deployment,
                                                                       capsys: pytest.CaptureFixture[str]) -> None:
     # given a user and an endpoint whose changed_at the old code let a command set to 2999
-    from dispatcher.cli import main
-    from dispatcher.console import Context
+    from dispatcher.cli.console import Context
+    from dispatcher.cli.main import main
 
     context = Context(deployment.settings)
     context.command("tidings.user.upsert", {"id": "ana", "email": "ana@poisoned.example"})
@@ -442,7 +451,7 @@ def test_an_oversized_event_is_logged_with_its_id_and_source(deployment: Deploym
 def test_a_replayed_dead_letter_keeps_the_authority_of_its_first_publisher(secured: Deployment, users: BusUsers,
                                                                           capsys: pytest.CaptureFixture[str]) -> None:
     # given a user, and the producer's forged upsert of it dead-lettered for want of authority
-    from dispatcher.cli import main
+    from dispatcher.cli.main import main
 
     as_tidings(secured, build_event("tidings.user.upsert", {"id": "ana", "email": "ana@example.com"}))
     wait_for(lambda: User.get_or_none(User.id == "ana"), what="ana")

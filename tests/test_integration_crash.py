@@ -8,9 +8,8 @@ from collections import Counter
 import pytest
 from peewee import fn
 
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
-from dispatcher.publisher import Publisher, build_event
-
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, User
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for

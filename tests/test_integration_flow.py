@@ -13,9 +13,8 @@ from typing import Any
 import pika
 import pytest
 
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection, User
-from dispatcher.settings import PROJECT_ROOT
-
+from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection, User
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
@@ -214,9 +213,9 @@ def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(running: Dep
 
 def test_the_periodic_sweep_delivers_what_a_lost_message_left_pending(running: Deployment, catalog) -> None:
     # given deliveries recorded an hour ago whose messages never reached RabbitMQ
-    from dispatcher import clock
-    from dispatcher.events import CloudEvent
-    from dispatcher.ingest import ingest_event
+    from dispatcher.core import clock
+    from dispatcher.core.events import CloudEvent
+    from dispatcher.pipeline.ingest import ingest_event
 
     an_hour_ago = clock.now() - dt.timedelta(hours=1)
     event = CloudEvent(id="lost-1", source="/tests", type="team.invite.sent", data=invite(["ana"]))

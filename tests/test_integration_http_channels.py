@@ -10,11 +10,11 @@ import pytest
 from standardwebhooks import Webhook
 
 from channels.http import redact_url
-from dispatcher.cli import main
-from dispatcher.endpoints import new_secret
-from dispatcher.models import Delivery, Event, WebhookEndpoint
-from dispatcher.publisher import Publisher, build_event
-from dispatcher.settings import PROJECT_ROOT
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.cli.main import main
+from dispatcher.commands.endpoints import new_secret
+from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.storage.models import Delivery, Event, WebhookEndpoint
 from tests.support.deployment import Deployment
 from tests.support.http import HttpServer, Reply
 from tests.support.scheduler import run_release_job, time_passes

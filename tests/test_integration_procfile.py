@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from dispatcher.models import InboxItem, User
-from dispatcher.publisher import Publisher, build_event
-from dispatcher.settings import PROJECT_ROOT
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.storage.models import InboxItem, User
 from tests.support.deployment import Deployment
 from tests.support.procfile import option, procfile_groups
 from tests.support.smtp import SmtpServer

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from dispatcher.models import Delivery, Event, InboxItem
-from dispatcher.publisher import Publisher, build_event
-from dispatcher.settings import PROJECT_ROOT
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.storage.models import Delivery, Event, InboxItem
 from tests.support.deployment import Deployment
 from tests.support.scheduler import run_release_job, time_passes
 from tests.support.wait import wait_for

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.endpoints import new_secret
-from dispatcher.models import Delivery, DeliveryStatus, Event, User, WebhookEndpoint
-from dispatcher.publisher import Publisher, build_event
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.commands.endpoints import new_secret
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User, WebhookEndpoint
 from tests.support.deployment import Deployment
 from tests.support.http import HttpServer, Reply
 from tests.support.procfile import start_procfile

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
-from dispatcher.logs import RedactRecords, configure_logging, redact, redact_text
+from dispatcher.core.logs import RedactRecords, configure_logging, redact, redact_text
 
 ADDRESS = "mallory@evil.test"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from dispatcher.db import database
-from dispatcher.errors import ConfigError
-from dispatcher.migrate import SCHEMA_VERSION, current_version, migrate
-from dispatcher.models import ALL_MODELS, SchemaVersion, User
+from dispatcher.core.errors import ConfigError
+from dispatcher.storage.db import database
+from dispatcher.storage.migrate import SCHEMA_VERSION, current_version, migrate
+from dispatcher.storage.models import ALL_MODELS, SchemaVersion, User
 
 
 def test_migrating_an_empty_database_creates_the_schema(db: str) -> None:
@@ -86,7 +86,7 @@ def test_processes_migrating_at_the_same_moment_apply_each_step_once(db: str) ->
 
 def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(db: str) -> None:
     # given a database as version 1 left it: no HTTP-channel tables, no delivery.held column
-    from dispatcher.models import DisabledTarget, WebhookEndpoint
+    from dispatcher.storage.models import DisabledTarget, WebhookEndpoint
 
     database.drop_tables([DisabledTarget, WebhookEndpoint])
     database.execute_sql('DROP INDEX "delivery_held_next_attempt_at"')
@@ -106,7 +106,7 @@ def test_a_version_1_database_is_upgraded_in_place_keeping_its_rows(db: str) -> 
 
 def test_a_version_2_database_gains_the_time_features_in_place(db: str) -> None:
     # given a database as version 2 left it
-    from dispatcher.models import JobRun, MatchResult, RankingSnapshot
+    from dispatcher.storage.models import JobRun, MatchResult, RankingSnapshot
 
     database.drop_tables([MatchResult, RankingSnapshot, JobRun])
     database.execute_sql('DROP INDEX "event_cancel_key"')
@@ -127,7 +127,7 @@ def test_a_start_beside_another_process_holding_the_database_tries_again_then_mi
     # given a database that answers "locked" twice, as SQLite can to a process starting beside another
     import peewee
 
-    from dispatcher.migrate import migrate_when_free
+    from dispatcher.storage.migrate import migrate_when_free
 
     answers: list[object] = [peewee.OperationalError("database is locked")] * 2 + [(3, SCHEMA_VERSION)]
     waits: list[float] = []
@@ -148,7 +148,7 @@ def test_a_start_beside_another_process_holding_the_database_tries_again_then_mi
 
 def test_a_version_4_database_gains_publishers_and_loses_future_times_and_stored_secrets(db: str) -> None:
     # given a database as version 4 left it, with a record a forged command dated 2999 and a stored secret
-    from dispatcher.models import Event
+    from dispatcher.storage.models import Event
 
     database.execute_sql('ALTER TABLE "event" DROP COLUMN "publisher"')
     SchemaVersion.update(version=4).execute()

@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from dispatcher.catalog import NotificationType
-from dispatcher.models import Preference, Subscription
-from dispatcher.preferences import load_preferences, resolve_channels, topic_subscribers
+from dispatcher.core.catalog import NotificationType
+from dispatcher.pipeline.preferences import load_preferences, resolve_channels, topic_subscribers
+from dispatcher.storage.models import Preference, Subscription
 
 CHANNELS = ["in_app", "email", "discord", "webhook"]
 T0 = dt.datetime(2026, 5, 9, 12, 0)

@@ -10,8 +10,8 @@ import dramatiq
 import pika
 import pytest
 
-from dispatcher.intake import CONTENT_TYPE, Intake
-from dispatcher.rabbitmq import TidingsBroker
+from dispatcher.amqp.intake import CONTENT_TYPE, Intake
+from dispatcher.amqp.rabbitmq import TidingsBroker
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration

@@ -14,18 +14,23 @@ import pika
 import pytest
 from structlog.testing import capture_logs
 
-from dispatcher import clock
-from dispatcher.catalog import Catalog
-from dispatcher.cli import main
-from dispatcher.errors import InvalidEvent
-from dispatcher.events import CloudEvent, parse_event
-from dispatcher.ingest import ingest_event
-from dispatcher.models import Delivery, Event, MatchResult, RankingSnapshot, Subscription
-from dispatcher.rankings import (
-    RankChange, change_events, changes_since, record_result, recompute, standings,
+from dispatcher.cli.main import main
+from dispatcher.core import clock
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import InvalidEvent
+from dispatcher.core.events import CloudEvent, parse_event
+from dispatcher.core.settings import Settings
+from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.rankings.ledger import (
+    RankChange,
+    change_events,
+    changes_since,
+    recompute,
+    record_result,
+    standings,
 )
-from dispatcher.settings import Settings
-from dispatcher.standings import MatchRecord, Placing, battle_royale_standings, overall_standings
+from dispatcher.rankings.standings import MatchRecord, Placing, battle_royale_standings, overall_standings
+from dispatcher.storage.models import Delivery, Event, MatchResult, RankingSnapshot, Subscription
 
 T0 = dt.datetime(2026, 5, 9, 10, 0)
 _ids = itertools.count()

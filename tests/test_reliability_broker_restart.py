@@ -1,19 +1,24 @@
-"""RabbitMQ stopped and started in the middle of a burst: workers reconnect by themselves, nothing is lost."""
+"""RabbitMQ stopped and started in the middle of a burst: workers reconnect by themselves, nothing is lost.
+
+The outage is on a private RabbitMQ node of this test's own (tests/support/rabbit_node.py), never on the
+machine's shared broker: the deployment, its workers and the producer all use that node.
+"""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 
 import pika.exceptions
 import pytest
 
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User
-from dispatcher.publisher import Publisher, PublishError, build_event
-
+from dispatcher.amqp.publisher import Publisher, PublishError, build_event
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, User
 from tests.support.deployment import Deployment
+from tests.support.rabbit_node import PrivateRabbitNode
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 
@@ -23,8 +28,22 @@ EVENTS = 300
 USERS = ["ana", "bo", "cara"]
 
 
-def rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
+@pytest.fixture
+def node() -> Iterator[PrivateRabbitNode]:
+    """A RabbitMQ node of this test's own, stopped and its directory removed afterwards."""
+    with PrivateRabbitNode() as node:
+        print(f"\nprivate RabbitMQ node {node.name} on port {node.port} up in {node.started_in:.1f} s")
+        yield node
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, node: PrivateRabbitNode, smtp_server: SmtpServer) -> Iterator[Deployment]:
+    """The deployment on the private node (this overrides conftest's, which uses the shared broker)."""
+    deployment = Deployment(tmp_path, node.url, smtp_server.port)
+    yield deployment
+    if not node.app_running:  # the test failed during the outage: teardown deletes queues on the node
+        node.start_app()
+    deployment.teardown()
 
 
 def broker_up(url: str) -> bool:
@@ -57,10 +76,11 @@ def publish_until_confirmed(url: str, exchange: str, events: list[dict], *, pace
     return retries
 
 
-def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(deployment: Deployment,
+def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(deployment: Deployment, node: PrivateRabbitNode,
                                                                       smtp_server: SmtpServer) -> None:
     # given a worker, three users, and a producer publishing a burst with confirms
     url = deployment.env["TIDINGS_BROKER_URL"]
+    assert url == node.url
     deployment.worker(threads=8).start()
     deployment.use_database()
     with Publisher(url, deployment.exchange) as publisher:
@@ -73,13 +93,13 @@ def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(deployment
     producer = threading.Thread(target=lambda: outcome.update(retries=publish_until_confirmed(
         url, deployment.exchange, events, pace=0.02)))
     producer.start()
-    # when RabbitMQ's application stops mid-burst, and starts again
+    # when RabbitMQ's application (on the private node) stops mid-burst, and starts again
     wait_for(lambda: Event.select().where(Event.source == "/burst").count() >= 30, timeout=30, what="the burst")
-    rabbitmqctl("stop_app")
+    node.stop_app()
     stopped_at = time.monotonic()
     processed_when_stopped = Event.select().where(Event.source == "/burst").count()
     wait_for(lambda: time.monotonic() - stopped_at >= 3, timeout=10, interval=0.1, what="3 s of outage")
-    rabbitmqctl("start_app")
+    node.start_app()
     wait_for(lambda: broker_up(url), timeout=60, interval=0.5, what="RabbitMQ to be back")
     outage = time.monotonic() - stopped_at
     producer.join(timeout=180)

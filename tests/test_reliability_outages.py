@@ -9,8 +9,6 @@ its channels promptly.
 from __future__ import annotations
 
 import json
-import random
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -20,13 +18,14 @@ from pathlib import Path
 import pytest
 from standardwebhooks import Webhook
 
-from dispatcher.endpoints import new_secret
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, User, WebhookEndpoint
-from dispatcher.publisher import Publisher, build_event
-from dispatcher.settings import Settings
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.commands.endpoints import new_secret
+from dispatcher.core.settings import Settings
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, User, WebhookEndpoint
 from tests.support.deployment import Deployment
 from tests.support.http import HttpServer, Received, Reply
 from tests.support.procfile import start_procfile
+from tests.support.rabbit_node import port_outside_the_ephemeral_range
 from tests.support.smtp import SmtpServer
 from tests.support.tls import make_certificate
 from tests.support.wait import wait_for
@@ -41,23 +40,6 @@ SECRET = new_secret()
 
 
 # --- The outside world ---------------------------------------------------------------------------
-
-def port_outside_the_ephemeral_range() -> int:
-    """A free port that no outgoing connection can take as its local port while our server is down.
-
-    A port from free_port() is in the kernel's ephemeral range: during a minute's outage an outgoing
-    connection on this busy machine may take it, and the server cannot come back (seen here once).
-    """
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for port in random.sample(range(max(1024, low - 12000), low), 50):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise AssertionError("no free port below the ephemeral range")
-
 
 class FlakySmtp:
     """An SMTP server on a fixed port that goes down and comes back (a new server on the same port)."""

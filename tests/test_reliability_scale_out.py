@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 from peewee import fn
 
-from dispatcher.migrate import SCHEMA_VERSION
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, SchemaVersion, User
-from dispatcher.publisher import Publisher, build_event
-
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.storage.migrate import SCHEMA_VERSION
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, SchemaVersion, User
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for

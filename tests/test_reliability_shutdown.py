@@ -9,9 +9,8 @@ from email.message import EmailMessage
 import pika
 import pytest
 
-from dispatcher.models import Delivery, DeliveryStatus, Event, User
-from dispatcher.publisher import Publisher, build_event
-
+from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for

@@ -10,20 +10,20 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from dispatcher import clock
-from dispatcher.authority import Sender
-from dispatcher.catalog import Catalog
-from dispatcher.cleanup import cleanup
-from dispatcher.commands import apply_command
-from dispatcher.digests import due_digests, make_digest
-from dispatcher.errors import InvalidEvent
-from dispatcher.events import CloudEvent
-from dispatcher.ingest import ingest_event
-from dispatcher.jobs import claim_slot
-from dispatcher.maintenance import release_due_deliveries
-from dispatcher.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
-from dispatcher.scheduling import check_schedule, check_time, digest_slot, quiet_until
-from dispatcher.settings import Settings
+from dispatcher.commands.registry import apply_command
+from dispatcher.core import clock
+from dispatcher.core.authority import Sender
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import InvalidEvent
+from dispatcher.core.events import CloudEvent
+from dispatcher.core.settings import Settings
+from dispatcher.core.timing import check_schedule, check_time, digest_slot, quiet_until
+from dispatcher.jobs.cleanup import cleanup
+from dispatcher.jobs.digests import due_digests, make_digest
+from dispatcher.jobs.maintenance import release_due_deliveries
+from dispatcher.jobs.slots import claim_slot
+from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
 
 UTC = dt.timezone.utc
 _ids = itertools.count()

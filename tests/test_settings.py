@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.errors import ConfigError
-from dispatcher.settings import (
+from dispatcher.core.errors import ConfigError
+from dispatcher.core.settings import (
     DEFAULT_BROKER_URL,
     DEFAULT_DATABASE_URL,
     DEFAULT_MAX_EVENT_BYTES,

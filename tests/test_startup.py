@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.settings import PROJECT_ROOT
-
+from dispatcher.core.settings import PROJECT_ROOT
 from tests.support.deployment import Deployment
 
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from dispatcher import clock
-from dispatcher.unsubscribe import InvalidToken, make_token, read_token, unsubscribe_url, verify_token
+from dispatcher.core import clock
+from dispatcher.core.unsubscribe import InvalidToken, make_token, read_token, unsubscribe_url, verify_token
 
 SECRET = "s3cret-key-of-at-least-32-characters"
 TTL = 30 * 24 * 3600.0

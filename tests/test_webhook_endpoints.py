@@ -11,14 +11,14 @@ import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from channels.webhook import message_id, public_body, retry_after_seconds, signature_header
-from dispatcher import clock
-from dispatcher.catalog import Catalog
-from dispatcher.commands import apply_command
-from dispatcher.endpoints import endpoints_for, new_secret
-from dispatcher.errors import InvalidCommand
-from dispatcher.events import CloudEvent
-from dispatcher.ingest import ingest_event
-from dispatcher.models import Delivery, WebhookEndpoint
+from dispatcher.commands.endpoints import endpoints_for, new_secret
+from dispatcher.commands.registry import apply_command
+from dispatcher.core import clock
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.errors import InvalidCommand
+from dispatcher.core.events import CloudEvent
+from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.storage.models import Delivery, WebhookEndpoint
 
 T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.timezone.utc)
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
@@ -164,8 +164,8 @@ def test_the_webhook_id_is_stable_per_event_and_endpoint() -> None:
 def test_the_body_leaves_out_personal_keys_and_recipients_email_addresses(db: str, catalog: Catalog) -> None:
     # given a payout whose data holds a personal key and a recipient's address
     from channels.base import Notification
-    from dispatcher.models import User
-    from dispatcher.rendering import Rendered
+    from dispatcher.core.rendering import Rendered
+    from dispatcher.storage.models import User
 
     User.create(id="ana", email="Ana@Example.com", changed_at=T0.replace(tzinfo=None))
     data = {"recipients": ["ana"], "amount": "250.00", "currency": "EUR", "iban": "DE89 3704 0044 0532 0130 00",

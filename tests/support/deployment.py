@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pika
 
-from dispatcher.db import database, init_database
-from dispatcher.settings import PROJECT_ROOT, Settings
+from dispatcher.core.settings import PROJECT_ROOT, Settings
+from dispatcher.storage.db import database, init_database
 
 from .worker import WorkerProcess
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dispatcher.supervisor import read_procfile
+from dispatcher.ops.supervisor import read_procfile
 
 from .deployment import Deployment
 from .wait import wait_for

@@ -10,8 +10,8 @@ import datetime as dt
 import subprocess
 import sys
 
-from dispatcher.models import Delivery, DeliveryStatus
-from dispatcher.settings import PROJECT_ROOT
+from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.storage.models import Delivery, DeliveryStatus
 
 from .deployment import Deployment
 

@@ -1,0 +1,106 @@
+"""`tidings schedule …`: scheduled deliveries, their status and times, and cancelling them."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from dispatcher.cli.console import Context, print_json, print_table
+from dispatcher.core.errors import TidingsError
+from dispatcher.storage.models import Delivery, Event
+
+#: A delivery counts as scheduled when it was due this long after it was created.
+SCHEDULED_AFTER = dt.timedelta(seconds=1)
+
+
+def _row(delivery: Delivery) -> dict[str, Any]:
+    return {
+        "event_id": delivery.event.event_id,
+        "source": delivery.event.source,
+        "type": delivery.event.type,
+        "user": delivery.user_id,
+        "channel": delivery.channel,
+        "status": delivery.status,
+        "due_at": delivery.next_attempt_at.isoformat() + "Z",
+        "sent_at": delivery.sent_at.isoformat() + "Z" if delivery.sent_at else None,
+        "cancel_key": delivery.event.cancel_key,
+    }
+
+
+def cmd_schedule_list(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.database()
+    query = Delivery.select(Delivery, Event).join(Event).order_by(Delivery.next_attempt_at.desc()).limit(args.limit)
+    if args.status:
+        query = query.where(Delivery.status == args.status)
+    rows = [_row(d) for d in query if d.next_attempt_at - d.created_at >= SCHEDULED_AFTER]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["due_at", "status", "type", "user", "channel", "event_id", "cancel_key"])
+    return 0
+
+
+def _event(ctx: Context, event_id: str, source: str | None) -> Event:
+    ctx.database()
+    query = Event.select().where(Event.event_id == event_id)
+    if source:
+        query = query.where(Event.source == source)
+    events = list(query)
+    if len(events) != 1:
+        raise TidingsError(f"no event with id {event_id!r}" if not events else
+                           f"several events have id {event_id!r}; pick one with --source")
+    return events[0]
+
+
+def cmd_schedule_show(ctx: Context, args: argparse.Namespace) -> int:
+    event = _event(ctx, args.event_id, args.source)
+    rows = [_row(d) for d in Delivery.select(Delivery, Event).join(Event).where(Delivery.event == event)
+            .order_by(Delivery.user_id, Delivery.channel)]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["user", "channel", "status", "due_at", "sent_at"])
+    return 0
+
+
+def cmd_schedule_cancel(ctx: Context, args: argparse.Namespace) -> int:
+    if args.key:
+        data: dict[str, Any] = {"cancel_key": args.key}
+        events = Event.select().where(Event.cancel_key == args.key)
+    elif args.event_id:
+        event = _event(ctx, args.event_id, args.source)
+        data = {"source": event.source, "id": event.event_id}
+        events = Event.select().where(Event.id == event.id)
+    else:
+        raise TidingsError("name an EVENT_ID, or --key CANCEL_KEY")
+    if args.user:
+        data["recipients"] = args.user
+    ctx.command("tidings.notification.cancel", data)
+    query = Delivery.select(Delivery.status).where(Delivery.event.in_(events))
+    if args.user:
+        query = query.where(Delivery.user_id.in_(args.user))
+    statuses = [status for (status,) in query.tuples()]
+    cancelled = statuses.count("cancelled")
+    others = {s: statuses.count(s) for s in sorted(set(statuses)) if s != "cancelled"}
+    print(f"cancelled: {cancelled}" + (f"; unchanged: {others}" if others else ""))
+    return 0
+
+
+def add_parser(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> None:
+    """The `schedule` subcommands."""
+    schedule = sub.add_parser("schedule", help="scheduled deliveries").add_subparsers(dest="action", required=True)
+    p = command(schedule, "list", cmd_schedule_list, "scheduled deliveries, latest due first")
+    p.add_argument("--status", choices=("pending", "sent", "cancelled", "failed", "skipped", "sending"))
+    p.add_argument("--limit", type=int, default=100)
+    p.add_argument("--json", action="store_true")
+    p = command(schedule, "show", cmd_schedule_show, "the deliveries of one event, with their times")
+    p.add_argument("event_id")
+    p.add_argument("--source")
+    p.add_argument("--json", action="store_true")
+    p = command(schedule, "cancel", cmd_schedule_cancel, "cancel what has not gone out yet")
+    p.add_argument("event_id", nargs="?")
+    p.add_argument("--source")
+    p.add_argument("--key", help="cancel every event with this cancel_key")
+    p.add_argument("--user", nargs="+", help="only these recipients")

@@ -1,0 +1,1 @@
+"""Control commands (`tidings.*`): users, preferences, topics, cancel, webhook endpoints."""

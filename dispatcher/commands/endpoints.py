@@ -1,0 +1,122 @@
+"""Signed-webhook endpoints: the tidings.webhook.upsert command, and which endpoints take a type.
+
+An endpoint receives every event whose type matches one of its glob patterns,
+whatever the users' preferences.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import secrets
+from typing import Any
+
+from dispatcher.commands.base import Command
+from dispatcher.core.errors import InvalidCommand
+from dispatcher.core.events import MAX_ID_LENGTH
+from dispatcher.storage.db import is_sqlite
+from dispatcher.storage.models import WebhookEndpoint
+
+SECRET_PREFIX = "whsec_"
+FIELDS = ("url", "secret", "types", "enabled", "owner")
+MAX_PATTERNS = 100
+
+
+def new_secret() -> str:
+    """A Standard Webhooks secret: "whsec_" + base64 of 32 random bytes."""
+    return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def secret_key(secret: str) -> bytes:
+    """The HMAC key a "whsec_…" secret stands for."""
+    return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
+
+
+def check_secret(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith(SECRET_PREFIX):
+        raise InvalidCommand('secret must be "whsec_" followed by base64 (24 to 64 random bytes)')
+    try:
+        key = base64.b64decode(value.removeprefix(SECRET_PREFIX), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidCommand("secret: the part after whsec_ is not base64") from None
+    if not 24 <= len(key) <= 64:
+        raise InvalidCommand(f"secret must hold 24 to 64 bytes, not {len(key)}")
+    return value
+
+
+def check_url(value: object) -> str:
+    if not isinstance(value, str) or not value.startswith("https://") or len(value) > 2048 or " " in value:
+        raise InvalidCommand("url must be an https:// URL of at most 2048 characters")
+    return value
+
+
+def check_types(value: object) -> list[str]:
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= MAX_PATTERNS
+        or not all(isinstance(p, str) and 0 < len(p) <= 255 for p in value)
+    ):
+        raise InvalidCommand(f"types must be a list of 1 to {MAX_PATTERNS} glob patterns such as \"match.*\"")
+    return list(dict.fromkeys(value))
+
+
+def check_owner(value: object) -> str | None:
+    if value is not None and (not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH):
+        raise InvalidCommand("owner must be a user id, or null")
+    return value
+
+
+def check_enabled(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidCommand("enabled must be true or false")
+    return value
+
+
+CHECKS = {"url": check_url, "secret": check_secret, "types": check_types, "enabled": check_enabled,
+          "owner": check_owner}
+
+
+def upsert_endpoint(command: Command) -> str:
+    """Create or change an endpoint; fields absent are kept. A new secret starts a rotation.
+
+    An operator's command (the CLI) always applies, whatever time the endpoint claims.
+    """
+    data, changed_at = command.data, command.changed_at
+    endpoint_id = data.get("id")
+    if not isinstance(endpoint_id, str) or not 0 < len(endpoint_id) <= MAX_ID_LENGTH:
+        raise InvalidCommand(f"data.id must be an endpoint id: a string of 1 to {MAX_ID_LENGTH} characters")
+    unknown = set(data) - {"id", *FIELDS}
+    if unknown:
+        raise InvalidCommand(f"tidings.webhook.upsert: unknown fields {sorted(unknown)[:10]}")
+    values: dict[str, Any] = {name: CHECKS[name](data[name]) for name in FIELDS if name in data}
+    query = WebhookEndpoint.select().where(WebhookEndpoint.id == endpoint_id)
+    existing = query.first() if is_sqlite() else query.for_update().first()  # SQLite: the transaction locks
+    if existing is None:
+        missing = [name for name in ("url", "secret", "types") if name not in values]
+        if missing:
+            raise InvalidCommand(f"tidings.webhook.upsert: a new endpoint needs {', '.join(missing)}")
+        WebhookEndpoint.create(id=endpoint_id, changed_at=changed_at, **values)
+        return "applied"
+    if existing.changed_at > changed_at and not command.sender.operator:
+        return "stale"
+    if values.get("secret", existing.secret) != existing.secret:
+        values.update(previous_secret=existing.secret, rotated_at=changed_at)
+    if values.get("enabled") is False and existing.enabled:
+        values["disabled_reason"] = "disabled by tidings.webhook.upsert"
+    if (values.get("enabled") is True and not existing.enabled) or values.get("url", existing.url) != existing.url:
+        values.update(disabled_reason=None, failing_since=None)
+    WebhookEndpoint.update(changed_at=changed_at, **values).where(WebhookEndpoint.id == endpoint_id).execute()
+    return "applied"
+
+
+def endpoints_for(type_name: str) -> list[str]:
+    """The ids of the enabled endpoints with a pattern matching ``type_name``."""
+    query = WebhookEndpoint.select(WebhookEndpoint.id, WebhookEndpoint.types).where(
+        WebhookEndpoint.enabled == True  # noqa: E712 - peewee expression
+    )
+    return [
+        endpoint.id
+        for endpoint in query.order_by(WebhookEndpoint.id)
+        if any(fnmatch.fnmatchcase(type_name, pattern) for pattern in endpoint.types)
+    ]

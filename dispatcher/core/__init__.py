@@ -1,0 +1,1 @@
+"""What every layer uses: errors, the clock, settings, the catalog, events, times, rendering, logs, authority."""

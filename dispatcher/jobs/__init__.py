@@ -1,0 +1,1 @@
+"""Periodic work that schedules.py runs: releasing held deliveries, the sweep, digests, cleanups, job slots."""

@@ -1,0 +1,1 @@
+"""Operations tools: dead letters, the Procfile supervisor, the event JSON Schema."""

@@ -1,0 +1,1 @@
+"""The way of one event: admission, ingest (recipients, preferences, delivery rows), delivery."""

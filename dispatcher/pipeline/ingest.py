@@ -1,0 +1,152 @@
+"""Turn one checked event into delivery rows, exactly once per (source, id).
+
+The event key, the command it carries or the deliveries it creates are
+written in one transaction: a crash before commit leaves nothing, so the
+redelivered message starts over; after commit, the key makes it a duplicate.
+
+Each delivery gets the time it is due: now, the event's deliver_at, or the end
+of the user's quiet hours (email and Discord, not for critical types). One due
+within MAX_MESSAGE_DELAY gets a delayed message now; a later one is ``held`` in
+the database for the scheduler's release job. An email for a user who chose
+the digest for that type waits with status "digest".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from dispatcher.commands.endpoints import endpoints_for
+from dispatcher.commands.registry import ANONYMOUS, apply_command, stored_data
+from dispatcher.core import clock
+from dispatcher.core.authority import Sender
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.events import CloudEvent
+from dispatcher.core.timing import MAX_MESSAGE_DELAY, due_time, quiet_until
+from dispatcher.pipeline.preferences import digest_users, load_preferences, resolve_channels, topic_subscribers
+from dispatcher.rankings.ledger import record_result
+from dispatcher.storage.db import transaction
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
+
+INSERT_BATCH = 500
+#: The channel of signed webhooks: a delivery's user_id holds the endpoint id.
+WEBHOOK = "webhook"
+MATCH_COMPLETED = "match.completed"
+#: Channels whose deliveries wait for the end of the user's quiet hours (in-app never does).
+QUIET_CHANNELS = ("email", "discord")
+
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestResult:
+    """What ingesting one event did, and which deliveries now need a message."""
+
+    outcome: str  # "accepted", "duplicate", "applied" or "stale"
+    to_enqueue: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (delivery id, channel)
+    recipients: int = 0
+    due: dict[int, dt.datetime] = dataclasses.field(default_factory=dict)  # those of to_enqueue due later
+
+
+def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str], *, sender: Sender = ANONYMOUS) -> IngestResult:
+    """Record ``event`` and its deliveries on ``channels``, or recognise it as seen.
+
+    ``sender`` is who published it (admission checked its authority): kept with the event, and
+    deciding what a command may reach.
+    """
+    with transaction():
+        inserted = list(
+            Event.insert(
+                source=event.source,
+                event_id=event.id,
+                type=event.type,
+                subject=event.subject,
+                time=clock.to_utc_naive(event.time) if event.time else None,
+                data=stored_data(event),
+                cancel_key=event.cancel_key,
+                received_at=clock.now(),
+                publisher=sender.publisher,
+            )
+            .on_conflict_ignore()
+            .returning(Event.id)
+            .tuples()
+            .execute()
+        )
+        if not inserted:
+            row_id = Event.select(Event.id).where(Event.source == event.source, Event.event_id == event.id).scalar()
+            to_enqueue, due = _never_attempted(row_id)
+            return IngestResult("duplicate", to_enqueue, due=due)
+        if event.is_command:
+            return IngestResult(apply_command(event, catalog, sender))
+        if event.type == MATCH_COMPLETED:
+            record_result(event, inserted[0][0])  # the rankings ledger, in the same transaction
+        recipients = _recipients(event)
+        _create_deliveries(inserted[0][0], event, catalog, channels, recipients)
+        to_enqueue, due = _never_attempted(inserted[0][0])
+        return IngestResult("accepted", to_enqueue, recipients=len(recipients), due=due)
+
+
+def _recipients(event: CloudEvent) -> list[str]:
+    """data.recipients then the topic's subscribers, each user once, in that order."""
+    users = list(event.recipients)
+    if event.topic:
+        users.extend(topic_subscribers(event.topic))
+    return list(dict.fromkeys(users))
+
+
+def _create_deliveries(
+    event_row_id: int, event: CloudEvent, catalog: Catalog, channels: list[str], recipients: list[str]
+) -> None:
+    """Insert the delivery rows, each with its status, due time and whether it is held."""
+    kind = catalog.get(event.type)
+    assert kind is not None, "parse_event admits only catalog types"
+    preferences = load_preferences(recipients, kind.name)
+    user_channels = [channel for channel in channels if channel != WEBHOOK]
+    targets = [
+        (user_id, channel)
+        for user_id in recipients
+        for channel in resolve_channels(kind, preferences.get(user_id, {}), user_channels)
+    ]
+    if WEBHOOK in channels:  # endpoints take their types whatever the users' preferences
+        targets.extend((endpoint_id, WEBHOOK) for endpoint_id in endpoints_for(kind.name))
+    now, due = clock.now(), due_time(event)
+    users = {} if kind.critical else _users(recipients)
+    digest = set() if kind.critical or kind.internal else digest_users(recipients, kind.name)
+    rows = []
+    for target, channel in targets:
+        status, when = DeliveryStatus.PENDING, due
+        if channel == "email" and target in digest:
+            status = DeliveryStatus.DIGEST
+        elif channel in QUIET_CHANNELS and target in users:
+            user = users[target]
+            when = quiet_until(due, user.timezone, user.quiet_start, user.quiet_end) or due
+        rows.append({"event": event_row_id, "user_id": target, "channel": channel, "status": status,
+                     "created_at": now, "updated_at": now, "next_attempt_at": when,
+                     "held": (when - now).total_seconds() > MAX_MESSAGE_DELAY})
+    for start in range(0, len(rows), INSERT_BATCH):
+        Delivery.insert_many(rows[start : start + INSERT_BATCH]).execute()
+
+
+def _users(user_ids: list[str]) -> dict[str, User]:
+    """The users among ``user_ids`` that have quiet hours."""
+    found: dict[str, User] = {}
+    for start in range(0, len(user_ids), INSERT_BATCH):
+        query = User.select(User.id, User.timezone, User.quiet_start, User.quiet_end).where(
+            User.id.in_(user_ids[start : start + INSERT_BATCH]), User.quiet_start.is_null(False))
+        found.update((user.id, user) for user in query)
+    return found
+
+
+def _never_attempted(event_row_id: int) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
+    """Deliveries of the event that need a message now: pending, not held, never claimed.
+
+    Also when each is due, for those due later. After a crash between commit and
+    enqueue, the redelivered event finds them here; enqueueing one twice is
+    harmless because a delivery is claimed once.
+    """
+    query = Delivery.select(Delivery.id, Delivery.channel, Delivery.next_attempt_at).where(
+        Delivery.event == event_row_id, Delivery.status == DeliveryStatus.PENDING, Delivery.attempts == 0,
+        Delivery.held == False,  # noqa: E712 - peewee expression
+    )
+    rows = list(query.order_by(Delivery.id).tuples())
+    now = clock.now()
+    return [(d, c) for d, c, _ in rows], {d: when for d, _, when in rows if when > now}

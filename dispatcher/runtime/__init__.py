@@ -1,0 +1,1 @@
+"""What wires dramatiq: the broker, its middleware, the actors."""

@@ -1,0 +1,1 @@
+"""The database: the connection, the models and their migrations."""

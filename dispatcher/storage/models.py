@@ -1,0 +1,236 @@
+"""Storage models. Times are naive UTC (see clock.py).
+
+Every side effect is keyed in the database so that redeliveries are harmless:
+``Event`` on (source, event_id), ``Delivery`` on (event, user_id, channel),
+``InboxItem`` on its delivery.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import peewee
+
+from dispatcher.core import clock
+from dispatcher.storage.db import database
+
+
+class JSONField(peewee.TextField):
+    """JSON stored as text, the same on SQLite and PostgreSQL."""
+
+    def db_value(self, value: Any) -> str | None:
+        return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def python_value(self, value: str | None) -> Any:
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class SchemaVersion(BaseModel):
+    """The schema version `tidings migrate` last brought the database to."""
+
+    version = peewee.IntegerField()
+
+
+class User(BaseModel):
+    """Someone who can be notified; written by tidings.user.upsert."""
+
+    id = peewee.CharField(max_length=255, primary_key=True)
+    email = peewee.CharField(max_length=320, null=True)
+    name = peewee.CharField(max_length=255, null=True)
+    timezone = peewee.CharField(max_length=64, default="UTC")
+    locale = peewee.CharField(max_length=35, null=True)
+    discord_webhook_url = peewee.TextField(null=True)
+    digest_time = peewee.CharField(max_length=5, default="08:00")  # local "HH:MM"
+    quiet_start = peewee.CharField(max_length=5, null=True)  # local "HH:MM"; with quiet_end
+    quiet_end = peewee.CharField(max_length=5, null=True)
+    changed_at = peewee.DateTimeField()
+    created_at = peewee.DateTimeField(default=clock.now)
+
+
+class Preference(BaseModel):
+    """A user's choice for one (type or "*", channel)."""
+
+    user_id = peewee.CharField(max_length=255)
+    type = peewee.CharField(max_length=255)
+    channel = peewee.CharField(max_length=32)
+    enabled = peewee.BooleanField()
+    mode = peewee.CharField(max_length=16, default="immediate")  # email: "immediate" or "digest"
+    changed_at = peewee.DateTimeField()
+
+    class Meta:
+        indexes = ((("user_id", "type", "channel"), True),)
+
+
+class Subscription(BaseModel):
+    """A user's membership of a topic; kept when inactive so that order holds."""
+
+    topic = peewee.CharField(max_length=255)
+    user_id = peewee.CharField(max_length=255)
+    active = peewee.BooleanField()
+    changed_at = peewee.DateTimeField()
+
+    class Meta:
+        indexes = ((("topic", "user_id"), True),)
+
+
+class Event(BaseModel):
+    """An accepted event; its (source, event_id) key makes processing happen once."""
+
+    source = peewee.CharField(max_length=1020)
+    event_id = peewee.CharField(max_length=1020)
+    type = peewee.CharField(max_length=255, index=True)
+    subject = peewee.TextField(null=True)
+    cancel_key = peewee.CharField(max_length=255, null=True, index=True)  # data.cancel_key
+    time = peewee.DateTimeField(null=True)
+    data = JSONField()  # a command's secrets and addresses are not kept (commands.stored_data)
+    received_at = peewee.DateTimeField(default=clock.now, index=True)
+    publisher = peewee.CharField(max_length=255, null=True)  # the RabbitMQ user that published it; None: anonymous
+
+    class Meta:
+        indexes = ((("source", "event_id"), True),)
+
+
+class DeliveryStatus:
+    PENDING = "pending"
+    SENDING = "sending"  # claimed by a worker; the side effect may be under way
+    SENT = "sent"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+    CANCELLED = "cancelled"
+    DIGEST = "digest"  # waiting for the user's daily digest
+    DIGESTED = "digested"  # sent as part of a digest
+
+    FINAL = (SENT, SKIPPED, FAILED, CANCELLED, DIGESTED)
+
+
+class Delivery(BaseModel):
+    """One event to one user on one channel, with its outcome."""
+
+    event = peewee.ForeignKeyField(Event, backref="deliveries", on_delete="CASCADE")
+    user_id = peewee.CharField(max_length=255, index=True)
+    channel = peewee.CharField(max_length=32)
+    status = peewee.CharField(max_length=16, default=DeliveryStatus.PENDING)
+    attempts = peewee.IntegerField(default=0)
+    last_error = peewee.TextField(null=True)
+    #: When the next attempt is due: creation, or the end of a retry's backoff.
+    next_attempt_at = peewee.DateTimeField(default=clock.now)
+    #: True while a retry waits in the database (too far ahead for a delayed message).
+    held = peewee.BooleanField(default=False)
+    claimed_by = peewee.CharField(max_length=64, null=True)
+    claimed_at = peewee.DateTimeField(null=True)
+    created_at = peewee.DateTimeField(default=clock.now)
+    updated_at = peewee.DateTimeField(default=clock.now)
+    sent_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = (
+            (("event", "user_id", "channel"), True),
+            (("status", "next_attempt_at"), False),
+            (("held", "next_attempt_at"), False),
+        )
+
+
+class InboxItem(BaseModel):
+    """An in-app notification: what the user sees in the product's inbox."""
+
+    delivery = peewee.ForeignKeyField(Delivery, unique=True, on_delete="CASCADE")
+    user_id = peewee.CharField(max_length=255)
+    type = peewee.CharField(max_length=255)
+    title = peewee.TextField()
+    body = peewee.TextField()
+    url = peewee.TextField(null=True)
+    data = JSONField()
+    created_at = peewee.DateTimeField(default=clock.now)
+    read_at = peewee.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("user_id", "created_at"), False),)
+
+
+class DisabledTarget(BaseModel):
+    """An HTTP target that told us it is gone (Discord 404/401): never called again.
+
+    Keyed by a hash of the URL, so a user who sets a new webhook URL is served again.
+    """
+
+    key = peewee.CharField(max_length=64, primary_key=True)  # sha256 hex of the URL
+    channel = peewee.CharField(max_length=32)
+    description = peewee.CharField(max_length=255)  # the URL without its secret part
+    reason = peewee.TextField()
+    disabled_at = peewee.DateTimeField(default=clock.now)
+
+
+class WebhookEndpoint(BaseModel):
+    """A receiver of signed webhooks (Standard Webhooks), written by tidings.webhook.upsert."""
+
+    id = peewee.CharField(max_length=255, primary_key=True)
+    url = peewee.TextField()
+    secret = peewee.CharField(max_length=255)
+    previous_secret = peewee.CharField(max_length=255, null=True)  # still signs until rotated_at + overlap
+    rotated_at = peewee.DateTimeField(null=True)
+    types = JSONField()  # glob patterns such as "match.*"
+    enabled = peewee.BooleanField(default=True)
+    disabled_reason = peewee.TextField(null=True)
+    owner = peewee.CharField(max_length=255, null=True)  # a user id told when it is disabled
+    failing_since = peewee.DateTimeField(null=True)
+    changed_at = peewee.DateTimeField()
+    created_at = peewee.DateTimeField(default=clock.now)
+
+
+class MatchResult(BaseModel):
+    """One match.completed event, as the rankings ledger keeps it."""
+
+    event = peewee.ForeignKeyField(Event, unique=True, on_delete="CASCADE")
+    tournament_id = peewee.CharField(max_length=255, index=True)
+    match_id = peewee.CharField(max_length=255, null=True)
+    winner = peewee.CharField(max_length=255, null=True)  # a team id
+    participants = JSONField()  # [{team_id, score, placement, kills}]
+    completed_at = peewee.DateTimeField()
+
+
+class RankingSnapshot(BaseModel):
+    """Standings as one recompute left them; the previous versions are kept."""
+
+    scope = peewee.CharField(max_length=255)  # "overall" or "tournament:<id>"
+    version = peewee.IntegerField()
+    standings = JSONField()  # [{team_id, rank, points, ...}], best first
+    computed_at = peewee.DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = ((("scope", "version"), True),)
+
+
+class JobRun(BaseModel):
+    """A periodic job's run for one slot (its scheduled time): two schedulers cannot both run it."""
+
+    job = peewee.CharField(max_length=64)
+    slot = peewee.CharField(max_length=32)  # e.g. "2026-11-23T08:15"
+    started_at = peewee.DateTimeField(default=clock.now)
+
+    class Meta:
+        indexes = ((("job", "slot"), True),)
+
+
+class Rejection(BaseModel):
+    """Why an incoming message was dead-lettered, by the message id the encoder gives its body."""
+
+    message_id = peewee.CharField(max_length=64, primary_key=True)
+    reason = peewee.TextField()
+    event_id = peewee.CharField(max_length=1020, null=True)
+    type = peewee.CharField(max_length=255, null=True)
+    source = peewee.CharField(max_length=1020, null=True)
+    rejected_at = peewee.DateTimeField(default=clock.now)
+
+
+ALL_MODELS: list[type[BaseModel]] = [
+    SchemaVersion, User, Preference, Subscription, Event, Delivery, InboxItem, DisabledTarget, WebhookEndpoint,
+    MatchResult, RankingSnapshot, JobRun, Rejection,
+]
