@@ -160,8 +160,12 @@ def run_tidings(args: argparse.Namespace, tmp: Path) -> dict:
             for i, user in enumerate(users):
                 data = {"id": user, "email": f"user{i}@bench.test", "name": f"Bench User {i}"}
                 publisher.publish(build_event("tidings.user.upsert", data, source=source))
-            wait_until(lambda: User.select().where(User.id.in_(users)).count() == 3,
-                       timeout=30, what="the 3 users to be upserted", worker=worker)
+            wait_until(
+                lambda: User.select().where(User.id.in_(users)).count() == 3,
+                timeout=30,
+                what="the 3 users to be upserted",
+                worker=worker,
+            )
 
             published: dict[str, float] = {}
             data = {"recipients": users, "team_name": "Bench Rovers", "inviter_name": "Ada"}
@@ -178,8 +182,10 @@ def run_tidings(args: argparse.Namespace, tmp: Path) -> dict:
             failed = {k: v for k, v in counts.items() if k[1] in (DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)}
             if failed:
                 raise BenchError(f"deliveries did not succeed: {failed}")
-            return (all(counts.get((c, DeliveryStatus.SENT), 0) == expected for c in CHANNELS)
-                    and len(smtp.messages) >= expected)
+            return (
+                all(counts.get((c, DeliveryStatus.SENT), 0) == expected for c in CHANNELS)
+                and len(smtp.messages) >= expected
+            )
 
         def progress() -> str:
             counts = sent_counts(source)
@@ -201,7 +207,7 @@ def run_tidings(args: argparse.Namespace, tmp: Path) -> dict:
         for event_id, channel, sent_at in rows:
             if isinstance(sent_at, str):  # SQLite hands back text when peewee cannot tell
                 sent_at = dt.datetime.fromisoformat(sent_at)
-            sent = sent_at.replace(tzinfo=dt.timezone.utc).timestamp()
+            sent = sent_at.replace(tzinfo=dt.UTC).timestamp()
             latencies[channel].append(sent - published[event_id])
             last_sent = max(last_sent, sent)
         elapsed = last_sent - published["bench-0"]
@@ -247,9 +253,18 @@ def summarize(runs: list[dict]) -> dict:
             values.append(value)
         return statistics.median(values)
 
-    keys = ["pika.msg_per_s", "pika.p50_ms", "pika.p99_ms", "tidings.publish_per_s", "tidings.events_per_s",
-            "tidings.deliveries_per_s", *(f"tidings.{c}.{p}" for c in CHANNELS for p in ("p50_ms", "p99_ms")),
-            "ratios.throughput", "ratios.in_app_p50", "ratios.email_p50"]
+    keys = [
+        "pika.msg_per_s",
+        "pika.p50_ms",
+        "pika.p99_ms",
+        "tidings.publish_per_s",
+        "tidings.events_per_s",
+        "tidings.deliveries_per_s",
+        *(f"tidings.{c}.{p}" for c in CHANNELS for p in ("p50_ms", "p99_ms")),
+        "ratios.throughput",
+        "ratios.in_app_p50",
+        "ratios.email_p50",
+    ]
     return {key: median(key) for key in keys}
 
 
@@ -278,25 +293,40 @@ def redacted_command() -> str:
 
 
 def print_table(runs: list[dict], medians: dict) -> None:
-    header = (f"{'run':>6} {'pika msg/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'pub ev/s':>8} {'ev/s':>7} "
-              f"{'deliv/s':>8} {'in_app p50':>10} {'p99':>7} {'email p50':>9} {'p99':>7} | {'thr x':>6} "
-              f"{'in_app p50 x':>12} {'email p50 x':>11}")
+    header = (
+        f"{'run':>6} {'pika msg/s':>10} {'p50 ms':>7} {'p99 ms':>7} | {'pub ev/s':>8} {'ev/s':>7} "
+        f"{'deliv/s':>8} {'in_app p50':>10} {'p99':>7} {'email p50':>9} {'p99':>7} | {'thr x':>6} "
+        f"{'in_app p50 x':>12} {'email p50 x':>11}"
+    )
     print(header)
     print("-" * len(header))
     rows = [(str(i + 1), r["pika"], r["tidings"], r["ratios"]) for i, r in enumerate(runs)]
     m = medians
-    rows.append(("median", {"msg_per_s": m["pika.msg_per_s"], "p50_ms": m["pika.p50_ms"], "p99_ms": m["pika.p99_ms"]},
-                 {"publish_per_s": m["tidings.publish_per_s"], "events_per_s": m["tidings.events_per_s"],
-                  "deliveries_per_s": m["tidings.deliveries_per_s"],
-                  **{c: {p: m[f"tidings.{c}.{p}"] for p in ("p50_ms", "p99_ms")} for c in CHANNELS}},
-                 {"throughput": m["ratios.throughput"], "in_app_p50": m["ratios.in_app_p50"],
-                  "email_p50": m["ratios.email_p50"]}))
+    rows.append(
+        (
+            "median",
+            {"msg_per_s": m["pika.msg_per_s"], "p50_ms": m["pika.p50_ms"], "p99_ms": m["pika.p99_ms"]},
+            {
+                "publish_per_s": m["tidings.publish_per_s"],
+                "events_per_s": m["tidings.events_per_s"],
+                "deliveries_per_s": m["tidings.deliveries_per_s"],
+                **{c: {p: m[f"tidings.{c}.{p}"] for p in ("p50_ms", "p99_ms")} for c in CHANNELS},
+            },
+            {
+                "throughput": m["ratios.throughput"],
+                "in_app_p50": m["ratios.in_app_p50"],
+                "email_p50": m["ratios.email_p50"],
+            },
+        )
+    )
     for name, p, t, r in rows:
-        print(f"{name:>6} {p['msg_per_s']:>10.0f} {p['p50_ms']:>7.1f} {p['p99_ms']:>7.1f} | "
-              f"{t['publish_per_s']:>8.0f} {t['events_per_s']:>7.1f} {t['deliveries_per_s']:>8.1f} "
-              f"{t['in_app']['p50_ms']:>10.0f} {t['in_app']['p99_ms']:>7.0f} "
-              f"{t['email']['p50_ms']:>9.0f} {t['email']['p99_ms']:>7.0f} | {r['throughput']:>6.3f} "
-              f"{r['in_app_p50']:>12.1f} {r['email_p50']:>11.1f}")
+        print(
+            f"{name:>6} {p['msg_per_s']:>10.0f} {p['p50_ms']:>7.1f} {p['p99_ms']:>7.1f} | "
+            f"{t['publish_per_s']:>8.0f} {t['events_per_s']:>7.1f} {t['deliveries_per_s']:>8.1f} "
+            f"{t['in_app']['p50_ms']:>10.0f} {t['in_app']['p99_ms']:>7.0f} "
+            f"{t['email']['p50_ms']:>9.0f} {t['email']['p99_ms']:>7.0f} | {r['throughput']:>6.3f} "
+            f"{r['in_app_p50']:>12.1f} {r['email_p50']:>11.1f}"
+        )
 
 
 def main() -> int:
@@ -307,9 +337,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="threads per worker process")
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temp dir per run")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds allowed for all deliveries per run")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="events per second to publish (the baseline gets 3x as many messages per second); "
-                             "default 0: a burst, as fast as the publisher goes")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="events per second to publish (the baseline gets 3x as many messages per second); "
+        "default 0: a burst, as fast as the publisher goes",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: --events 100 --runs 1")
     args = parser.parse_args()
     if args.quick:
@@ -320,11 +354,16 @@ def main() -> int:
     machine = machine_info()
     print(f"command: {redacted_command()}")
     print("machine: " + ", ".join(f"{k}={v}" for k, v in machine.items()))
-    database_label = (f"{urllib.parse.urlsplit(args.database_url).scheme} (--database-url)" if args.database_url
-                      else "sqlite (fresh temp file per run)")
+    database_label = (
+        f"{urllib.parse.urlsplit(args.database_url).scheme} (--database-url)"
+        if args.database_url
+        else "sqlite (fresh temp file per run)"
+    )
     pacing = f"paced at {args.rate:g} events/s" if args.rate > 0 else "published as a burst"
-    print(f"setup: {args.events} events x 3 users x 2 channels per run, {pacing}, {args.runs} run(s), "
-          f"{args.processes} process(es) x {args.threads} threads, database {database_label}\n")
+    print(
+        f"setup: {args.events} events x 3 users x 2 channels per run, {pacing}, {args.runs} run(s), "
+        f"{args.processes} process(es) x {args.threads} threads, database {database_label}\n"
+    )
 
     runs = []
     for i in range(args.runs):
@@ -337,20 +376,24 @@ def main() -> int:
             "email_p50": tidings["email"]["p50_ms"] / pika_result["p50_ms"],
         }
         runs.append({"pika": pika_result, "tidings": tidings, "ratios": ratios})
-        print(f"run {i + 1}/{args.runs}: pika {pika_result['msg_per_s']:.0f} msg/s, "
-              f"tidings {tidings['deliveries_per_s']:.1f} deliveries/s", file=sys.stderr)
+        print(
+            f"run {i + 1}/{args.runs}: pika {pika_result['msg_per_s']:.0f} msg/s, "
+            f"tidings {tidings['deliveries_per_s']:.1f} deliveries/s",
+            file=sys.stderr,
+        )
 
     medians = summarize(runs)
     print_table(runs, medians)
-    print("\nthr x = Tidings deliveries/s / pika msg/s;  p50 x = Tidings p50 / pika p50 (per run; median row = "
-          "median of each column)")
+    print(
+        "\nthr x = Tidings deliveries/s / pika msg/s;  p50 x = Tidings p50 / pika p50 (per run; median row = "
+        "median of each column)"
+    )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "command": redacted_command(),
-        "finished_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(),
         "machine": machine,
-        "parameters": {k: v for k, v in vars(args).items() if k != "database_url"}
-        | {"database": database_label},
+        "parameters": {k: v for k, v in vars(args).items() if k != "database_url"} | {"database": database_label},
         "runs": runs,
         "medians": medians,
     }

@@ -64,6 +64,7 @@ LIMITER = RateLimiter()
 
 # --- Requests and responses ----------------------------------------------------------------------
 
+
 def target_key(url: str) -> str:
     """The key of a webhook URL in DisabledTarget and the limiter: its sha256, so no token is kept."""
     return hashlib.sha256(url.encode()).hexdigest()
@@ -78,7 +79,7 @@ def execute_url(url: str) -> str:
     parts = urllib.parse.urlsplit(url)
     path = parts.path
     if path.startswith("/api/webhooks/"):
-        path = "/api/v10/" + path[len("/api/"):]
+        path = "/api/v10/" + path[len("/api/") :]
     query = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != "wait"]
     query.append(("wait", "true"))
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, urllib.parse.urlencode(query), ""))
@@ -107,8 +108,10 @@ def retry_after(response: requests.Response) -> float:
 def rate_limit_headers(response: requests.Response) -> tuple[int, float] | None:
     """(X-RateLimit-Remaining, X-RateLimit-Reset-After) if the response has both."""
     try:
-        remaining, reset_after = int(response.headers["X-RateLimit-Remaining"]), float(
-            response.headers["X-RateLimit-Reset-After"])
+        remaining, reset_after = (
+            int(response.headers["X-RateLimit-Remaining"]),
+            float(response.headers["X-RateLimit-Reset-After"]),
+        )
     except (KeyError, ValueError):
         return None
     return (remaining, reset_after) if math.isfinite(reset_after) and reset_after >= 0 else None
@@ -149,6 +152,7 @@ def description_from_text(text: str, url: str | None) -> str:
 
 # --- The channel ---------------------------------------------------------------------------------
 
+
 class DiscordChannel(Channel):
     """Posts each delivery as an embed to the user's Discord webhook, or to the server channel's."""
 
@@ -187,12 +191,12 @@ class DiscordChannel(Channel):
         type_name = notification.kind.name
         when = notification.event.time or clock.now()
         if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
+            when = when.replace(tzinfo=dt.UTC)
         embed: dict[str, Any] = {
             "title": notification.rendered.subject,
             "description": self.description(notification),
             "color": colour(type_name),
-            "timestamp": when.astimezone(dt.timezone.utc).isoformat(),
+            "timestamp": when.astimezone(dt.UTC).isoformat(),
             "footer": {"text": f"Tidings · {type_name}"},
         }
         if is_link(notification.url):
@@ -205,7 +209,8 @@ class DiscordChannel(Channel):
         type_name = notification.kind.name
         try:
             markdown = get_renderer(self.settings.templates_dir).render_optional(
-                type_name, "discord.md", escape_context(notification.template_context))
+                type_name, "discord.md", escape_context(notification.template_context)
+            )
         except jinja2.TemplateError as e:
             raise DeliveryError(f"template error in {type_name}/discord.md: {e}", permanent=True) from e
         if markdown is not None:
@@ -227,18 +232,21 @@ class DiscordChannel(Channel):
         reason = discord_error(response)
         if status in (401, 404):
             self.disable(key, redacted, reason)
-            raise DeliveryError(f"the Discord webhook {redacted} is gone, not called again: {reason}",
-                                permanent=True)
+            raise DeliveryError(f"the Discord webhook {redacted} is gone, not called again: {reason}", permanent=True)
         raise DeliveryError(f"{reason} for {redacted}", permanent=status < 500)
 
     def disable(self, key: str, redacted: str, reason: str) -> None:
         """Record that the webhook is gone, so that no delivery calls it again."""
         now = clock.now()
-        DisabledTarget.insert(key=key, channel=self.name, description=redacted[:255], reason=reason,
-                              disabled_at=now).on_conflict(
+        DisabledTarget.insert(
+            key=key, channel=self.name, description=redacted[:255], reason=reason, disabled_at=now
+        ).on_conflict(
             conflict_target=[DisabledTarget.key],
-            update={DisabledTarget.reason: reason, DisabledTarget.description: redacted[:255],
-                    DisabledTarget.disabled_at: now},
+            update={
+                DisabledTarget.reason: reason,
+                DisabledTarget.description: redacted[:255],
+                DisabledTarget.disabled_at: now,
+            },
         ).execute()
         log.warning("discord_webhook_disabled", webhook=redacted, reason=reason)
 

@@ -22,6 +22,7 @@ AUTHOR_LIMIT = 256
 EMBEDS_TOTAL_LIMIT = 6000  # title, description, fields, footer and author of all embeds together
 ELLIPSIS = "…"
 
+
 def truncate(text: str, limit: int) -> str:
     """``text`` if it fits in ``limit`` characters, else cut to fit, ending with "…"."""
     if len(text) <= limit:
@@ -34,9 +35,13 @@ def truncate(text: str, limit: int) -> str:
 def embed_length(embed: dict[str, Any]) -> int:
     """The characters of ``embed`` that count towards Discord's 6000 in total."""
     fields = embed.get("fields") or []
-    return (len(embed.get("title", "")) + len(embed.get("description", ""))
-            + len((embed.get("footer") or {}).get("text", "")) + len((embed.get("author") or {}).get("name", ""))
-            + sum(len(field.get("name", "")) + len(field.get("value", "")) for field in fields))
+    return (
+        len(embed.get("title", ""))
+        + len(embed.get("description", ""))
+        + len((embed.get("footer") or {}).get("text", ""))
+        + len((embed.get("author") or {}).get("name", ""))
+        + sum(len(field.get("name", "")) + len(field.get("value", "")) for field in fields)
+    )
 
 
 def fit_embed(embed: dict[str, Any], budget: int = EMBEDS_TOTAL_LIMIT) -> dict[str, Any]:
@@ -53,9 +58,14 @@ def fit_embed(embed: dict[str, Any], budget: int = EMBEDS_TOTAL_LIMIT) -> dict[s
         if key in fitted:
             fitted[key] = {**fitted[key], part: truncate(fitted[key].get(part, ""), limit)}
     if "fields" in fitted:
-        fitted["fields"] = [{**field, "name": truncate(field["name"], FIELD_NAME_LIMIT),
-                             "value": truncate(field["value"], FIELD_VALUE_LIMIT)}
-                            for field in fitted["fields"][:FIELDS_LIMIT]]
+        fitted["fields"] = [
+            {
+                **field,
+                "name": truncate(field["name"], FIELD_NAME_LIMIT),
+                "value": truncate(field["value"], FIELD_VALUE_LIMIT),
+            }
+            for field in fitted["fields"][:FIELDS_LIMIT]
+        ]
     excess = embed_length(fitted) - budget
     if excess > 0 and fitted.get("description"):
         fitted["description"] = truncate(fitted["description"], len(fitted["description"]) - excess)

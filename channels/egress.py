@@ -74,9 +74,14 @@ def describe(address: Address) -> str:
     """A refused address and why it is not public, for error messages: '::ffff:127.0.0.1 (loopback)'."""
     judged = _embedded_ipv4(address) or address
     shown = f"::ffff:{address.ipv4_mapped}" if getattr(address, "ipv4_mapped", None) else str(address)
-    for kind, matches in (("unspecified", judged.is_unspecified), ("loopback", judged.is_loopback),
-                          ("link-local", judged.is_link_local), ("multicast", judged.is_multicast),
-                          ("carrier-grade NAT", judged in CGNAT), ("reserved", judged.is_reserved)):
+    for kind, matches in (
+        ("unspecified", judged.is_unspecified),
+        ("loopback", judged.is_loopback),
+        ("link-local", judged.is_link_local),
+        ("multicast", judged.is_multicast),
+        ("carrier-grade NAT", judged in CGNAT),
+        ("reserved", judged.is_reserved),
+    ):
         if matches:
             return f"{shown} ({kind})"
     return f"{shown} (private)"
@@ -160,7 +165,8 @@ class _CheckedConnection:
             return sock
         if isinstance(error, TimeoutError):
             raise ConnectTimeoutError(
-                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})") from error
+                self, f"Connection to {self.host} timed out. (connect timeout={self.timeout})"
+            ) from error
         if error is not None:
             raise NewConnectionError(self, f"Failed to establish a new connection: {error}") from error
         if refused:
@@ -197,8 +203,9 @@ class _CheckedPoolManager(PoolManager):
         self.allowed_networks = allowed_networks
         self.pool_classes_by_scheme = {"http": _CheckedHTTPConnectionPool, "https": _CheckedHTTPSConnectionPool}
 
-    def _new_pool(self, scheme: str, host: str, port: int,
-                  request_context: dict[str, Any] | None = None) -> HTTPConnectionPool:
+    def _new_pool(
+        self, scheme: str, host: str, port: int, request_context: dict[str, Any] | None = None
+    ) -> HTTPConnectionPool:
         pool = super()._new_pool(scheme, host, port, request_context)
         # Not through connection_pool_kw: every key there must be a field of urllib3's PoolKey.
         pool.conn_kw["allowed_networks"] = self.allowed_networks
@@ -214,11 +221,13 @@ class EgressCheckingAdapter(HTTPAdapter):
         self.allowed_networks = tuple(allowed_networks)  # init_poolmanager, called below, needs it
         super().__init__()
 
-    def init_poolmanager(self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK,
-                         **pool_kwargs: Any) -> None:
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = DEFAULT_POOLBLOCK, **pool_kwargs: Any
+    ) -> None:
         self._pool_connections, self._pool_maxsize, self._pool_block = connections, maxsize, block
-        self.poolmanager = _CheckedPoolManager(self.allowed_networks, num_pools=connections, maxsize=maxsize,
-                                               block=block, **pool_kwargs)
+        self.poolmanager = _CheckedPoolManager(
+            self.allowed_networks, num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs
+        )
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         raise requests.exceptions.ProxyError("proxies are not supported: they would bypass the egress check")

@@ -94,8 +94,9 @@ def classify(error: Exception, address: str = "") -> DeliveryError:
     if isinstance(error, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in error.recipients.values()]
         detail = "; ".join(f"{code} {_text(msg)}" for code, msg in error.recipients.values())
-        return DeliveryError(f"recipient refused: {without_address(detail, address)}",
-                             permanent=all(500 <= c < 600 for c in codes))
+        return DeliveryError(
+            f"recipient refused: {without_address(detail, address)}", permanent=all(500 <= c < 600 for c in codes)
+        )
     if isinstance(error, smtplib.SMTPResponseException):
         text = without_address(_text(error.smtp_error), address)
         return DeliveryError(f"SMTP {error.smtp_code} {text}", permanent=500 <= error.smtp_code < 600)
@@ -152,13 +153,15 @@ class SmtpChannel(Channel):
         try:
             to = mailbox(name, address)
         except HEADER_ERRORS as e:
-            raise DeliveryError(f"the user's email address cannot be a To header ({type(e).__name__})",
-                                permanent=True) from None
+            raise DeliveryError(
+                f"the user's email address cannot be a To header ({type(e).__name__})", permanent=True
+            ) from None
         try:
             return self._message(notification, to)
         except (*HEADER_ERRORS, UnicodeError) as e:
-            raise DeliveryError(f"the notification cannot be made into an email ({type(e).__name__})",
-                                permanent=True) from None
+            raise DeliveryError(
+                f"the notification cannot be made into an email ({type(e).__name__})", permanent=True
+            ) from None
 
     def _message(self, notification: Notification, to: Address) -> EmailMessage:
         rendered = notification.rendered
@@ -166,7 +169,7 @@ class SmtpChannel(Channel):
         message["From"] = self.mail_from
         message["To"] = to
         message["Subject"] = one_line(rendered.subject)
-        message["Date"] = email.utils.format_datetime(clock.now().replace(tzinfo=dt.timezone.utc))
+        message["Date"] = email.utils.format_datetime(clock.now().replace(tzinfo=dt.UTC))
         # Stable across retries, so a receiving system can drop a duplicate.
         digest = hashlib.sha256(f"{notification.event.source}\x00{notification.event.id}".encode()).hexdigest()[:16]
         message["Message-ID"] = f"<tidings.{notification.delivery_id}.{digest}@{self.domain}>"
@@ -186,8 +189,9 @@ class SmtpChannel(Channel):
         connection, fresh = self._connection()
         if not (address.isascii() and self.sender.isascii()) and not connection.has_extn("smtputf8"):
             # smtplib would raise SMTPNotSupportedError, which reads as a transient failure.
-            raise DeliveryError("the email address is not ASCII and the SMTP server does not offer SMTPUTF8",
-                                permanent=True)
+            raise DeliveryError(
+                "the email address is not ASCII and the SMTP server does not offer SMTPUTF8", permanent=True
+            )
         try:
             refused = connection.send_message(message, from_addr=self.sender, to_addrs=[address])
         except (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError):

@@ -41,6 +41,7 @@ KEPT_PATH_SEGMENTS = 3
 #: A response body is read this many bytes at a time.
 CHUNK_BYTES = 16 * 1024
 
+
 def redact_url(url: str) -> str:
     """scheme://host[:port]/first-path-segments, safe to log: tokens often end a webhook URL.
 
@@ -184,8 +185,9 @@ class HttpClient:
         deadline = Deadline(self.total_timeout)
         try:
             with deadline, sockets_watched(deadline.watch):
-                response = self._session().post(url, data=body, headers=headers, timeout=self.timeout,
-                                                allow_redirects=False, stream=True)
+                response = self._session().post(
+                    url, data=body, headers=headers, timeout=self.timeout, allow_redirects=False, stream=True
+                )
                 self._read_body(response, url, deadline)
             return response
         except requests.exceptions.RequestException as e:
@@ -202,8 +204,12 @@ class HttpClient:
             raise
         if content is None:
             response.close()  # the rest stays unread: closing drops the connection instead of reusing it
-            log.warning("http_response_too_large", url=redact_url(url), status=response.status_code,
-                        limit=f"{self.max_response_bytes} bytes (TIDINGS_HTTP_MAX_RESPONSE_BYTES)")
+            log.warning(
+                "http_response_too_large",
+                url=redact_url(url),
+                status=response.status_code,
+                limit=f"{self.max_response_bytes} bytes (TIDINGS_HTTP_MAX_RESPONSE_BYTES)",
+            )
             content = b""
         _set_content(response, content)
 
@@ -224,8 +230,9 @@ class HttpClient:
         return b"".join(chunks)
 
     def _too_late(self, url: str) -> DeliveryError:
-        return DeliveryError(f"POST to {redact_url(url)} did not finish within {self.total_timeout:g} s "
-                             "(TIDINGS_HTTP_TOTAL_TIMEOUT)")
+        return DeliveryError(
+            f"POST to {redact_url(url)} did not finish within {self.total_timeout:g} s (TIDINGS_HTTP_TOTAL_TIMEOUT)"
+        )
 
     def _session(self) -> requests.Session:
         """This thread's session, made on first use (and again after close())."""
@@ -265,17 +272,19 @@ def _set_content(response: requests.Response, content: bytes) -> None:
     response._content_consumed = True
 
 
-def classify(error: requests.exceptions.RequestException, url: str,
-             timeout: tuple[float, float]) -> DeliveryError:
+def classify(error: requests.exceptions.RequestException, url: str, timeout: tuple[float, float]) -> DeliveryError:
     """A refused egress or an unusable URL is permanent; connection trouble, timeouts and TLS errors are not."""
     where = redact_url(url)
     if isinstance(error, EgressRefused):
         listed = ", ".join(describe(a) for a in error.addresses)
         return DeliveryError(
             f"refused to connect to {where}: {error.host} resolves only to {listed}; Tidings connects only to "
-            "public addresses unless TIDINGS_ALLOW_PRIVATE_NETWORKS includes the range", permanent=True)
-    if isinstance(error, (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-                          requests.exceptions.InvalidURL)):
+            "public addresses unless TIDINGS_ALLOW_PRIVATE_NETWORKS includes the range",
+            permanent=True,
+        )
+    if isinstance(
+        error, (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL)
+    ):
         return DeliveryError(f"cannot POST to {where}: not a valid http:// or https:// URL", permanent=True)
     cause = _scrub(str(root_cause(error)), url)
     if isinstance(error, requests.exceptions.SSLError):
@@ -294,8 +303,11 @@ def root_cause(error: BaseException) -> BaseException:
     seen = {id(error)}
     while True:
         reason = getattr(error, "reason", None)  # urllib3's MaxRetryError
-        inner = reason if isinstance(reason, BaseException) else next(
-            (arg for arg in error.args if isinstance(arg, BaseException)), error.__cause__)
+        inner = (
+            reason
+            if isinstance(reason, BaseException)
+            else next((arg for arg in error.args if isinstance(arg, BaseException)), error.__cause__)
+        )
         if inner is None or id(inner) in seen:
             return error
         seen.add(id(inner))

@@ -12,6 +12,7 @@ from dispatcher.core.errors import DeliveryError
 #: A request waits in its thread this long at most; beyond, it is retried later.
 MAX_WAIT = 5.0
 
+
 @dataclasses.dataclass
 class Bucket:
     """What we know of one webhook's rate limit, in the limiter's clock."""
@@ -41,8 +42,13 @@ class RateLimiter:
 
     MAX_BUCKETS = 1024  # beyond, expired buckets are forgotten
 
-    def __init__(self, *, max_wait: float = MAX_WAIT, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        *,
+        max_wait: float = MAX_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.max_wait = max_wait
         self._clock = clock
         self._sleep = sleep
@@ -65,8 +71,9 @@ class RateLimiter:
                     return
             wait = until - now
             if wait > self.max_wait:
-                raise DeliveryError(f"Discord rate limit: the webhook may be called again in {wait:.1f} s",
-                                    retry_after=wait)
+                raise DeliveryError(
+                    f"Discord rate limit: the webhook may be called again in {wait:.1f} s", retry_after=wait
+                )
             self._sleep(wait)
 
     def update(self, key: str, remaining: int, reset_after: float) -> None:

@@ -50,8 +50,9 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(hmac.new(secret_key(secret), signed, hashlib.sha256).digest()).decode()
 
 
-def signature_header(endpoint: WebhookEndpoint, msg_id: str, timestamp: int, body: bytes, *,
-                     now: dt.datetime, overlap: float) -> str:
+def signature_header(
+    endpoint: WebhookEndpoint, msg_id: str, timestamp: int, body: bytes, *, now: dt.datetime, overlap: float
+) -> str:
     """The current secret's signature, and the previous one's while the rotation overlap lasts."""
     signatures = [sign(endpoint.secret, msg_id, timestamp, body)]
     if endpoint.previous_secret and endpoint.rotated_at and now < endpoint.rotated_at + dt.timedelta(seconds=overlap):
@@ -81,8 +82,13 @@ def public_body(notification: Notification) -> bytes:
     if recipients:
         emails = {e.lower() for (e,) in User.select(User.email).where(User.id.in_(recipients)).tuples() if e}
         data = scrub(data, emails)
-    body = {"id": event.id, "type": event.type, "source": event.source,
-            "time": format_time(event.time) if event.time else None, "data": data}
+    body = {
+        "id": event.id,
+        "type": event.type,
+        "source": event.source,
+        "time": format_time(event.time) if event.time else None,
+        "data": data,
+    }
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -99,8 +105,8 @@ def retry_after_seconds(value: str | None, now: dt.datetime) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return max(0.0, (when - now.replace(tzinfo=dt.timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=dt.UTC)
+    return max(0.0, (when - now.replace(tzinfo=dt.UTC)).total_seconds())
 
 
 class WebhookChannel(Channel):
@@ -124,14 +130,15 @@ class WebhookChannel(Channel):
         now = clock.now()
         body = public_body(notification)
         msg_id = message_id(notification.event.source, notification.event.id, endpoint.id)
-        timestamp = int(now.replace(tzinfo=dt.timezone.utc).timestamp())
+        timestamp = int(now.replace(tzinfo=dt.UTC).timestamp())
         headers = {
             "Content-Type": "application/json",
             "User-Agent": "Tidings-Webhooks/1",
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(endpoint, msg_id, timestamp, body, now=now,
-                                                  overlap=self.settings.secret_rotation_overlap),
+            "webhook-signature": signature_header(
+                endpoint, msg_id, timestamp, body, now=now, overlap=self.settings.secret_rotation_overlap
+            ),
         }
         try:
             response = self.client.post(endpoint.url, body=body, headers=headers)
@@ -162,15 +169,20 @@ class WebhookChannel(Channel):
         ).execute()
         since = endpoint.failing_since or now
         if (now - since).total_seconds() >= self.settings.webhook_disable_after:
-            reason = f"failing since {format_time(since.replace(tzinfo=dt.timezone.utc))}; last: {error}"
+            reason = f"failing since {format_time(since.replace(tzinfo=dt.UTC))}; last: {error}"
             self._disable(endpoint, reason, now)
             return DeliveryError(f"{error}; the endpoint is now disabled ({reason})", permanent=True)
         return error
 
     def _disable(self, endpoint: WebhookEndpoint, reason: str, now: dt.datetime) -> None:
-        changed = WebhookEndpoint.update(enabled=False, disabled_reason=reason).where(
-            WebhookEndpoint.id == endpoint.id, WebhookEndpoint.enabled == True  # noqa: E712 - peewee
-        ).execute()
+        changed = (
+            WebhookEndpoint.update(enabled=False, disabled_reason=reason)
+            .where(
+                WebhookEndpoint.id == endpoint.id,
+                WebhookEndpoint.enabled == True,  # noqa: E712 - peewee
+            )
+            .execute()
+        )
         log.warning("webhook_endpoint_disabled", endpoint=endpoint.id, url=redact_url(endpoint.url), reason=reason)
         if changed:
             self._notify_disabled(endpoint, reason, now)
@@ -179,17 +191,21 @@ class WebhookChannel(Channel):
         """Tell the endpoint's owner, or the operators, through Tidings itself."""
         recipients = [endpoint.owner] if endpoint.owner else list(self.settings.operators)
         if not recipients:
-            log.warning("webhook_disabled_notice_has_no_recipient", endpoint=endpoint.id,
-                        hint="set the endpoint's owner or TIDINGS_OPERATORS")
+            log.warning(
+                "webhook_disabled_notice_has_no_recipient",
+                endpoint=endpoint.id,
+                hint="set the endpoint's owner or TIDINGS_OPERATORS",
+            )
             return
         data = {
             "recipients": recipients,
             "title": f"Webhook endpoint {endpoint.id} was disabled",
             "message": f"Tidings stopped sending to {redact_url(endpoint.url)}: {reason}. "
-                       f"Fix the receiver, then enable it again (tidings webhooks enable {endpoint.id}).",
+            f"Fix the receiver, then enable it again (tidings webhooks enable {endpoint.id}).",
         }
-        event = build_event("system.announcement", data, source=NOTICE_SOURCE,
-                            id=f"disabled:{endpoint.id}:{now.isoformat()}")
+        event = build_event(
+            "system.announcement", data, source=NOTICE_SOURCE, id=f"disabled:{endpoint.id}:{now.isoformat()}"
+        )
         try:
             with Publisher(self.settings.broker_url, self.settings.exchange) as publisher:
                 publisher.publish(event)

@@ -34,8 +34,9 @@ def envelope(type_: str, publisher: str | None, **changes: Any) -> Envelope:
 
 def admitted(raw: dict[str, Any], publisher: str | None, catalog: Catalog, **changes: Any) -> Sender:
     with clock.use_clock(lambda: NOW):
-        _, sender = admit(raw, envelope(raw["type"], publisher, **changes), catalog=catalog, settings=SETTINGS,
-                          authority=AUTHORITY)
+        _, sender = admit(
+            raw, envelope(raw["type"], publisher, **changes), catalog=catalog, settings=SETTINGS, authority=AUTHORITY
+        )
     return sender
 
 
@@ -44,17 +45,23 @@ ANNOUNCEMENT = event("system.announcement", {"recipients": ["ana"], "title": "Fr
 INVITE = event("team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", "inviter_name": "Ada"})
 
 
-@pytest.mark.parametrize("raw", [UPSERT, ANNOUNCEMENT,
-                                 event("payment.verified", {"recipients": ["ana"], "amount": 1, "currency": "EUR",
-                                                            "reference": "r"}),
-                                 event("tidings.webhook.upsert", {"id": "x", "url": "https://evil.test/",
-                                                                  "secret": "whsec_x", "types": ["*"]}),
-                                 event("tidings.topic.subscribe", {"topic": "t", "user": "ana"}),
-                                 event("ranking.changed", {"recipients": ["ana"], "team_name": "Owls", "old_rank": 9,
-                                                           "new_rank": 1, "points": 99})])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        UPSERT,
+        ANNOUNCEMENT,
+        event("payment.verified", {"recipients": ["ana"], "amount": 1, "currency": "EUR", "reference": "r"}),
+        event("tidings.webhook.upsert", {"id": "x", "url": "https://evil.test/", "secret": "whsec_x", "types": ["*"]}),
+        event("tidings.topic.subscribe", {"topic": "t", "user": "ana"}),
+        event(
+            "ranking.changed", {"recipients": ["ana"], "team_name": "Owls", "old_rank": 9, "new_rank": 1, "points": 99}
+        ),
+    ],
+)
 @pytest.mark.parametrize("publisher", [None, "teams-service"])
 def test_a_producer_without_authority_cannot_send_commands_or_restricted_types(
-        catalog: Catalog, raw: dict[str, Any], publisher: str | None) -> None:
+    catalog: Catalog, raw: dict[str, Any], publisher: str | None
+) -> None:
     # given a producer that is neither in TIDINGS_COMMAND_USERS nor Tidings' own user (guest)
     # when / then
     with pytest.raises(Unauthorized, match="may not"):
@@ -63,7 +70,8 @@ def test_a_producer_without_authority_cannot_send_commands_or_restricted_types(
 
 @pytest.mark.parametrize("publisher", ["ops", "guest"])
 def test_command_users_and_tidings_own_user_may_send_commands_and_restricted_types(
-        catalog: Catalog, publisher: str) -> None:
+    catalog: Catalog, publisher: str
+) -> None:
     # given TIDINGS_COMMAND_USERS=ops, and guest, the user of TIDINGS_BROKER_URL
     # when
     senders = [admitted(raw, publisher, catalog) for raw in (UPSERT, ANNOUNCEMENT)]
@@ -82,7 +90,8 @@ def test_anyone_may_publish_an_ordinary_type_and_a_cancel(catalog: Catalog) -> N
 def test_a_restricted_type_admits_the_publishers_its_catalog_entry_lists(tmp_path: Path) -> None:
     # given a catalog whose payment.verified lists the billing service as a publisher
     (tmp_path / "catalog.toml").write_text(
-        '[types."payment.verified"]\nchannels = ["in_app"]\npublishers = ["billing"]\n')
+        '[types."payment.verified"]\nchannels = ["in_app"]\npublishers = ["billing"]\n'
+    )
     listed = load_catalog(tmp_path / "catalog.toml")
     raw = event("payment.verified", {"recipients": ["ana"]})
     # when / then
@@ -117,8 +126,13 @@ def test_the_content_type_is_checked_before_the_body_is_read(catalog: Catalog) -
     # given a body that is no event at all, sent as application/xml
     with pytest.raises(InvalidEvent, match="the content type is 'application/xml'"):
         with clock.use_clock(lambda: NOW):
-            admit(["<xml/>"], Envelope(content_type="application/xml"), catalog=catalog, settings=SETTINGS,
-                  authority=AUTHORITY)
+            admit(
+                ["<xml/>"],
+                Envelope(content_type="application/xml"),
+                catalog=catalog,
+                settings=SETTINGS,
+                authority=AUTHORITY,
+            )
 
 
 def test_the_operator_at_the_command_line_has_full_authority() -> None:
@@ -127,14 +141,20 @@ def test_the_operator_at_the_command_line_has_full_authority() -> None:
 
 def test_personal_keys_are_removed_at_any_depth_and_by_dotted_path() -> None:
     # given
-    data = {"iban": "DE1", "amount": 5,
-            "payout": {"iban": "DE2", "account": {"holder": "Ana", "bic": "X"}, "note": "ok"},
-            "history": [{"iban": "DE3", "amount": 1}, "text"]}
+    data = {
+        "iban": "DE1",
+        "amount": 5,
+        "payout": {"iban": "DE2", "account": {"holder": "Ana", "bic": "X"}, "note": "ok"},
+        "history": [{"iban": "DE3", "amount": 1}, "text"],
+    }
     # when
     public = without_personal(data, ("iban", "payout.account.holder"))
     # then
-    assert public == {"amount": 5, "payout": {"account": {"bic": "X"}, "note": "ok"},
-                      "history": [{"amount": 1}, "text"]}
+    assert public == {
+        "amount": 5,
+        "payout": {"account": {"bic": "X"}, "note": "ok"},
+        "history": [{"amount": 1}, "text"],
+    }
     assert "DE" not in json.dumps(public) and "Ana" not in json.dumps(public)
 
 

@@ -15,12 +15,25 @@ from dispatcher.core.settings import PROJECT_ROOT
 TEMPLATES = PROJECT_ROOT / "templates"
 
 EMAIL_BY_DEFAULT = {
-    "team.invite.sent", "team.invite.accepted", "tournament.registered", "tournament.completed",
-    "match.completed", "match.disputed", "sponsor.approved", "payout.received", "achievement.earned",
-    "payment.verified", "payment.refunded", "system.announcement",
+    "team.invite.sent",
+    "team.invite.accepted",
+    "tournament.registered",
+    "tournament.completed",
+    "match.completed",
+    "match.disputed",
+    "sponsor.approved",
+    "payout.received",
+    "achievement.earned",
+    "payment.verified",
+    "payment.refunded",
+    "system.announcement",
 }
 IN_APP_ONLY = {
-    "team.roster.changed", "tournament.bracket_ready", "match.scheduled", "match.started", "ranking.changed",
+    "team.roster.changed",
+    "tournament.bracket_ready",
+    "match.scheduled",
+    "match.started",
+    "ranking.changed",
     "promotion.started",
 }
 CRITICAL = {"payout.received", "payment.verified", "payment.refunded", "system.announcement"}
@@ -55,7 +68,8 @@ def write_catalog(tmp_path: Path, toml: str, *, templates_for: tuple[str, ...] =
 
 
 def test_the_shipped_catalog_has_exactly_the_eighteen_documented_types_and_the_internal_digest(
-        catalog: Catalog) -> None:
+    catalog: Catalog,
+) -> None:
     # given / when
     names = set(catalog.public_names())
 
@@ -67,13 +81,22 @@ def test_the_shipped_catalog_has_exactly_the_eighteen_documented_types_and_the_i
 
 def test_the_digest_lists_each_group_with_its_count_and_escapes_titles(catalog: Catalog, renderer: Renderer) -> None:
     # given
-    groups = [{"type": "match.completed", "description": "A match ended with a result.", "count": 2,
-               "items": [{"title": "<b>Owls</b> won", "url": "https://x.test/m/1"}, {"title": "Cats won", "url": None}]}]
+    groups = [
+        {
+            "type": "match.completed",
+            "description": "A match ended with a result.",
+            "count": 2,
+            "items": [{"title": "<b>Owls</b> won", "url": "https://x.test/m/1"}, {"title": "Cats won", "url": None}],
+        }
+    ]
     # when
     rendered = renderer.render("digest.daily", context({"date": "2026-03-08", "groups": groups}))
     # then
     assert rendered.subject == "Your notifications of 2026-03-08: 2 new"
-    assert "A match ended with a result. (2)" in rendered.text and "- <b>Owls</b> won <https://x.test/m/1>" in rendered.text
+    assert (
+        "A match ended with a result. (2)" in rendered.text
+        and "- <b>Owls</b> won <https://x.test/m/1>" in rendered.text
+    )
     assert "&lt;b&gt;Owls&lt;/b&gt; won" in rendered.html and '<a href="https://x.test/m/1">' in rendered.html
 
 
@@ -107,8 +130,9 @@ def test_only_payments_payouts_and_announcements_are_critical(catalog: Catalog) 
 
 def test_payment_types_mark_card_and_billing_data_as_personal(catalog: Catalog) -> None:
     # given / when
-    personal = {name: set(catalog.types[name].personal) for name in ("payment.verified", "payment.refunded",
-                                                                        "payout.received")}
+    personal = {
+        name: set(catalog.types[name].personal) for name in ("payment.verified", "payment.refunded", "payout.received")
+    }
 
     # then
     assert personal["payment.verified"] == personal["payment.refunded"] == {"card_last4", "billing_address"}
@@ -192,7 +216,9 @@ def test_the_subject_is_cut_to_250_characters(renderer: Renderer) -> None:
 
 def test_load_catalog_reads_a_valid_catalog(tmp_path: Path) -> None:
     # given
-    path = write_catalog(tmp_path, """
+    path = write_catalog(
+        tmp_path,
+        """
 [types."a.happened"]
 description = "A happened."
 channels = ["in_app", "discord"]
@@ -201,7 +227,9 @@ required = ["x"]
 personal = ["secret"]
 
 [types."b.happened"]
-""", templates_for=("a.happened", "b.happened"))
+""",
+        templates_for=("a.happened", "b.happened"),
+    )
 
     # when
     catalog = load_catalog(path, tmp_path)
@@ -209,7 +237,12 @@ personal = ["secret"]
     # then
     a, b = catalog.types["a.happened"], catalog.types["b.happened"]
     assert (a.description, a.channels, a.critical, a.required, a.personal) == (
-        "A happened.", {"in_app", "discord"}, True, ("x",), ("secret",))
+        "A happened.",
+        {"in_app", "discord"},
+        True,
+        ("x",),
+        ("secret",),
+    )
     assert (b.channels, b.critical, b.required) == ({"in_app"}, False, ())
 
 
@@ -256,8 +289,8 @@ def test_load_catalog_rejects_a_reserved_or_wildcard_type_name(tmp_path: Path, n
 @pytest.mark.parametrize(
     "entry, message",
     [
-        ("critical = \"yes\"", "critical must be true or false"),
-        ("required = \"x\"", "required must be a list of strings"),
+        ('critical = "yes"', "critical must be true or false"),
+        ('required = "x"', "required must be a list of strings"),
         ("personal = [1]", "personal must be a list of strings"),
     ],
 )
@@ -270,10 +303,13 @@ def test_load_catalog_rejects_malformed_values(tmp_path: Path, entry: str, messa
         load_catalog(path)
 
 
-@pytest.mark.parametrize("toml, message", [
-    ("this is = not toml [", "cannot read the catalog"),
-    ("[other]\nx = 1\n", "has no \\[types"),
-])
+@pytest.mark.parametrize(
+    "toml, message",
+    [
+        ("this is = not toml [", "cannot read the catalog"),
+        ("[other]\nx = 1\n", "has no \\[types"),
+    ],
+)
 def test_load_catalog_rejects_a_file_without_types(tmp_path: Path, toml: str, message: str) -> None:
     # given
     path = write_catalog(tmp_path, toml)

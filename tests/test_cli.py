@@ -38,14 +38,24 @@ def test_migrate_creates_the_schema_then_reports_it_up_to_date(capsys, settings:
 
 def test_users_prefs_and_topics_commands_apply_and_show_what_they_did(capsys, settings: Settings) -> None:
     # when
-    assert run(capsys, settings, "users", "upsert", "ana", "--email", "ana@example.com", "--timezone",
-               "Europe/Paris")[1] == "applied\n"
+    assert (
+        run(capsys, settings, "users", "upsert", "ana", "--email", "ana@example.com", "--timezone", "Europe/Paris")[1]
+        == "applied\n"
+    )
     assert run(capsys, settings, "prefs", "set", "ana", "*", "email", "off")[1] == "applied\n"
     assert run(capsys, settings, "topics", "subscribe", "team:1", "ana")[1] == "applied\n"
     # then
     users = json.loads(run(capsys, settings, "users", "list", "--json")[1])
-    assert users == [{"id": "ana", "email": "ana@example.com", "name": None, "timezone": "Europe/Paris",
-                      "locale": None, "discord_webhook": None}]
+    assert users == [
+        {
+            "id": "ana",
+            "email": "ana@example.com",
+            "name": None,
+            "timezone": "Europe/Paris",
+            "locale": None,
+            "discord_webhook": None,
+        }
+    ]
     prefs = json.loads(run(capsys, settings, "prefs", "show", "ana", "--json")[1])
     resolved = {row["type"]: row["channels"] for row in prefs["resolved"]}
     assert resolved["team.invite.sent"] == "in_app"  # email switched off for every type...
@@ -68,10 +78,17 @@ def test_bad_input_gets_a_clear_error_and_a_failing_status(capsys, settings: Set
 
 @pytest.mark.integration
 def test_publish_reports_an_event_no_queue_would_take(capsys, rabbitmq: str, tmp_path: Path) -> None:
-    settings = Settings.from_env({"TIDINGS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}",
-                                  "TIDINGS_EXCHANGE": f"unbound_{os.getpid()}"})
-    code, _, err = run(capsys, settings, "publish", "system.announcement", "--data",
-                       '{"recipients": ["ana"], "title": "Hi", "message": "Hello"}')
+    settings = Settings.from_env(
+        {"TIDINGS_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}", "TIDINGS_EXCHANGE": f"unbound_{os.getpid()}"}
+    )
+    code, _, err = run(
+        capsys,
+        settings,
+        "publish",
+        "system.announcement",
+        "--data",
+        '{"recipients": ["ana"], "title": "Hi", "message": "Hello"}',
+    )
     assert code == 1 and "no queue is bound for routing key 'system.announcement'" in err
 
 
@@ -80,8 +97,16 @@ def test_a_published_event_shows_in_the_inbox_and_its_deliveries(capsys, running
     # given
     settings = running.settings
     # when
-    code, out, _ = run(capsys, settings, "publish", "system.announcement", "--id", "ann-1", "--data",
-                       '{"recipients": ["ana"], "title": "Maintenance", "message": "Back at 10:00"}')
+    code, out, _ = run(
+        capsys,
+        settings,
+        "publish",
+        "system.announcement",
+        "--id",
+        "ann-1",
+        "--data",
+        '{"recipients": ["ana"], "title": "Maintenance", "message": "Back at 10:00"}',
+    )
     assert code == 0 and out.startswith("published system.announcement id=ann-1")
     running.use_database()
     wait_for(lambda: InboxItem.select().count() == 1, what="the inbox row")
@@ -94,7 +119,9 @@ def test_a_published_event_shows_in_the_inbox_and_its_deliveries(capsys, running
     report = json.loads(run(capsys, settings, "deliveries", "ann-1", "--json")[1])
     assert report["event"] == {"id": "ann-1", "source": "/tidings/cli", "type": "system.announcement"}
     assert [(d["user"], d["channel"], d["status"]) for d in report["deliveries"]] == [
-        ("ana", "email", "skipped"), ("ana", "in_app", "sent")]
+        ("ana", "email", "skipped"),
+        ("ana", "in_app", "sent"),
+    ]
 
 
 PROCESSES = 2  # the Procfile's worker line: --processes 2
@@ -102,14 +129,21 @@ PROCESSES = 2  # the Procfile's worker line: --processes 2
 
 @pytest.mark.integration
 @pytest.mark.slow
-def test_run_restarts_a_worker_that_died_and_stops_everything_on_sigterm(deployment: Deployment,
-                                                                         smtp_server: SmtpServer) -> None:
+def test_run_restarts_a_worker_that_died_and_stops_everything_on_sigterm(
+    deployment: Deployment, smtp_server: SmtpServer
+) -> None:
     # given `tidings run` supervising the worker
     log_path = deployment.tmp_path / "run.log"
     with open(log_path, "wb") as log:
-        supervisor = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "run", "--only", "worker"],
-                                      cwd=PROJECT_ROOT, env=deployment.env, stdout=log, stderr=subprocess.STDOUT)
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher.cli", "run", "--only", "worker"],
+            cwd=PROJECT_ROOT,
+            env=deployment.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         def started_pids() -> list[int]:
             text = log_path.read_text()
             return [int(line.split("pid=")[1].split()[0]) for line in text.splitlines() if "process_started" in line]
@@ -142,17 +176,36 @@ def test_the_documented_json_schema_is_the_one_the_catalog_generates(capsys, set
 
 
 def test_webhook_endpoints_are_added_listed_rotated_and_disabled_without_showing_secrets(
-        capsys, settings: Settings) -> None:
+    capsys, settings: Settings
+) -> None:
     # when
-    code, out, _ = run(capsys, settings, "webhooks", "add", "scores", "https://scores.example/api/hooks/TOKEN",
-                       "--types", "match.*", "ranking.changed", "--owner", "ana")
+    code, out, _ = run(
+        capsys,
+        settings,
+        "webhooks",
+        "add",
+        "scores",
+        "https://scores.example/api/hooks/TOKEN",
+        "--types",
+        "match.*",
+        "ranking.changed",
+        "--owner",
+        "ana",
+    )
     secret = out.split("secret: ")[1].split()[0]
     # then
     assert code == 0 and out.startswith("applied\n") and secret.startswith("whsec_")
     [listed] = json.loads(run(capsys, settings, "webhooks", "list", "--json")[1])
-    assert listed == {"id": "scores", "url": "https://scores.example/api/hooks/***",
-                      "types": ["match.*", "ranking.changed"], "enabled": True, "disabled_reason": None,
-                      "owner": "ana", "failing_since": None, "rotating_secret": False}
+    assert listed == {
+        "id": "scores",
+        "url": "https://scores.example/api/hooks/***",
+        "types": ["match.*", "ranking.changed"],
+        "enabled": True,
+        "disabled_reason": None,
+        "owner": "ana",
+        "failing_since": None,
+        "rotating_secret": False,
+    }
     # when
     out = run(capsys, settings, "webhooks", "rotate-secret", "scores")[1]
     rotated = out.split("secret: ")[1].split()[0]
@@ -174,15 +227,26 @@ def test_schedule_lists_shows_and_cancels_scheduled_deliveries(capsys, settings:
 
     ctx = Context(settings)
     ctx.database()
-    later = CloudEvent(id="rem-1", source="/matches", type="match.scheduled",
-                       data={"recipients": ["ana", "bo"], "tournament_name": "Cup", "opponent_name": "Owls",
-                             "starts_at": "2030-01-01T18:00:00Z", "deliver_at": "2030-01-01T17:00:00Z",
-                             "cancel_key": "match:42:reminder"})
+    later = CloudEvent(
+        id="rem-1",
+        source="/matches",
+        type="match.scheduled",
+        data={
+            "recipients": ["ana", "bo"],
+            "tournament_name": "Cup",
+            "opponent_name": "Owls",
+            "starts_at": "2030-01-01T18:00:00Z",
+            "deliver_at": "2030-01-01T17:00:00Z",
+            "cancel_key": "match:42:reminder",
+        },
+    )
     ingest_event(later, ctx.catalog, ["in_app"])
     # when / then
     listed = json.loads(run(capsys, settings, "schedule", "list", "--json")[1])
     assert [(r["user"], r["status"], r["due_at"]) for r in listed] == [
-        ("ana", "pending", "2030-01-01T17:00:00Z"), ("bo", "pending", "2030-01-01T17:00:00Z")]
+        ("ana", "pending", "2030-01-01T17:00:00Z"),
+        ("bo", "pending", "2030-01-01T17:00:00Z"),
+    ]
     assert run(capsys, settings, "schedule", "cancel", "rem-1", "--user", "bo")[1] == "cancelled: 1\n"
     shown = json.loads(run(capsys, settings, "schedule", "show", "rem-1", "--json")[1])
     assert [(r["user"], r["status"]) for r in shown] == [("ana", "pending"), ("bo", "cancelled")]

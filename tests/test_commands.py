@@ -17,7 +17,7 @@ from dispatcher.core.events import CloudEvent
 from dispatcher.pipeline.preferences import topic_subscribers
 from dispatcher.storage.models import Preference, Subscription, User
 
-T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.UTC)
 _ids = itertools.count()
 
 
@@ -35,8 +35,10 @@ def user(user_id: str = "u1") -> User:
 
 def test_a_user_upsert_creates_the_user(db: str, catalog: Catalog) -> None:
     # given
-    event = command("user.upsert", {"id": "u1", "email": "ada@example.com", "name": "Ada",
-                                    "timezone": "Europe/Paris", "locale": "fr-FR"})
+    event = command(
+        "user.upsert",
+        {"id": "u1", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/Paris", "locale": "fr-FR"},
+    )
 
     # when
     outcome = apply_command(event, catalog)
@@ -45,7 +47,11 @@ def test_a_user_upsert_creates_the_user(db: str, catalog: Catalog) -> None:
     assert outcome == "applied"
     created = user()
     assert (created.email, created.name, created.timezone, created.locale) == (
-        "ada@example.com", "Ada", "Europe/Paris", "fr-FR")
+        "ada@example.com",
+        "Ada",
+        "Europe/Paris",
+        "fr-FR",
+    )
     assert created.changed_at == T0.replace(tzinfo=None)
 
 
@@ -63,8 +69,10 @@ def test_a_new_user_without_a_timezone_gets_utc(db: str, catalog: Catalog) -> No
 
 def test_a_later_user_upsert_changes_only_the_given_fields(db: str, catalog: Catalog) -> None:
     # given
-    apply_command(command("user.upsert", {"id": "u1", "email": "ada@example.com", "name": "Ada",
-                                          "timezone": "Europe/Paris"}), catalog)
+    apply_command(
+        command("user.upsert", {"id": "u1", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/Paris"}),
+        catalog,
+    )
 
     # when
     outcome = apply_command(command("user.upsert", {"id": "u1", "name": "Ada L."}, at=later(1)), catalog)
@@ -78,8 +86,10 @@ def test_a_later_user_upsert_changes_only_the_given_fields(db: str, catalog: Cat
 
 def test_null_clears_a_user_field_and_resets_the_timezone_to_utc(db: str, catalog: Catalog) -> None:
     # given
-    apply_command(command("user.upsert", {"id": "u1", "email": "ada@example.com", "name": "Ada",
-                                          "timezone": "Europe/Paris"}), catalog)
+    apply_command(
+        command("user.upsert", {"id": "u1", "email": "ada@example.com", "name": "Ada", "timezone": "Europe/Paris"}),
+        catalog,
+    )
 
     # when
     apply_command(command("user.upsert", {"id": "u1", "email": None, "timezone": None}, at=later(1)), catalog)
@@ -94,8 +104,9 @@ def test_an_older_user_upsert_does_not_overwrite_a_newer_one(db: str, catalog: C
     apply_command(command("user.upsert", {"id": "u1", "name": "New name"}, at=later(5)), catalog)
 
     # when
-    outcome = apply_command(command("user.upsert", {"id": "u1", "name": "Old name", "email": "old@example.com"},
-                                    at=later(1)), catalog)
+    outcome = apply_command(
+        command("user.upsert", {"id": "u1", "name": "Old name", "email": "old@example.com"}, at=later(1)), catalog
+    )
 
     # then
     assert outcome == "stale"
@@ -122,8 +133,10 @@ def test_a_command_time_with_an_offset_is_compared_in_utc(db: str, catalog: Cata
     paris = dt.timezone(dt.timedelta(hours=2))
 
     # when
-    outcome = apply_command(command("user.upsert", {"id": "u1", "name": "Earlier"},
-                                    at=dt.datetime(2026, 5, 9, 13, 30, tzinfo=paris)), catalog)
+    outcome = apply_command(
+        command("user.upsert", {"id": "u1", "name": "Earlier"}, at=dt.datetime(2026, 5, 9, 13, 30, tzinfo=paris)),
+        catalog,
+    )
 
     # then
     assert outcome == "stale"
@@ -238,10 +251,16 @@ def stored_preferences(user_id: str = "u1") -> dict[tuple[str, str], bool]:
 
 def test_preferences_set_stores_each_setting(db: str, catalog: Catalog) -> None:
     # given
-    event = command("preferences.set", {"user": "u1", "preferences": [
-        {"type": "team.invite.sent", "channel": "email", "enabled": False},
-        {"type": "*", "channel": "discord", "enabled": True},
-    ]})
+    event = command(
+        "preferences.set",
+        {
+            "user": "u1",
+            "preferences": [
+                {"type": "team.invite.sent", "channel": "email", "enabled": False},
+                {"type": "*", "channel": "discord", "enabled": True},
+            ],
+        },
+    )
 
     # when
     outcome = apply_command(event, catalog)
@@ -254,15 +273,18 @@ def test_preferences_set_stores_each_setting(db: str, catalog: Catalog) -> None:
 def test_a_later_preferences_set_overrides_and_an_older_one_is_stale(db: str, catalog: Catalog) -> None:
     # given
     setting = {"type": "team.invite.sent", "channel": "email"}
-    apply_command(command("preferences.set", {"user": "u1", "preferences": [{**setting, "enabled": False}]},
-                          at=later(5)), catalog)
+    apply_command(
+        command("preferences.set", {"user": "u1", "preferences": [{**setting, "enabled": False}]}, at=later(5)), catalog
+    )
 
     # when
-    stale = apply_command(command("preferences.set", {"user": "u1", "preferences": [{**setting, "enabled": True}]},
-                                  at=later(1)), catalog)
+    stale = apply_command(
+        command("preferences.set", {"user": "u1", "preferences": [{**setting, "enabled": True}]}, at=later(1)), catalog
+    )
     stored_after_stale = stored_preferences()
-    newer = apply_command(command("preferences.set", {"user": "u1", "preferences": [{**setting, "enabled": True}]},
-                                  at=later(9)), catalog)
+    newer = apply_command(
+        command("preferences.set", {"user": "u1", "preferences": [{**setting, "enabled": True}]}, at=later(9)), catalog
+    )
 
     # then
     assert stale == "stale"
@@ -279,8 +301,10 @@ def test_a_later_preferences_set_overrides_and_an_older_one_is_stale(db: str, ca
         ([], "preferences must be a non-empty list"),
         ({"type": "*", "channel": "email", "enabled": True}, "preferences must be a non-empty list"),
         (["email"], "each preference must be an object"),
-        ([{"type": "team.invite.exploded", "channel": "email", "enabled": True}],
-         "type 'team.invite.exploded' is neither \"\\*\" nor in the catalog"),
+        (
+            [{"type": "team.invite.exploded", "channel": "email", "enabled": True}],
+            "type 'team.invite.exploded' is neither \"\\*\" nor in the catalog",
+        ),
         ([{"channel": "email", "enabled": True}], "type 'None' is neither"),
         ([{"type": "*", "channel": "sms", "enabled": True}], "channel must be one of in_app, email, discord, webhook"),
         ([{"type": "*", "channel": "email", "enabled": "false"}], "enabled must be true or false"),
@@ -301,10 +325,16 @@ def test_preferences_set_validates_type_channel_and_enabled(
 
 def test_preferences_set_rejects_the_whole_list_when_one_item_is_bad(db: str, catalog: Catalog) -> None:
     # given
-    event = command("preferences.set", {"user": "u1", "preferences": [
-        {"type": "*", "channel": "email", "enabled": False},
-        {"type": "*", "channel": "fax", "enabled": True},
-    ]})
+    event = command(
+        "preferences.set",
+        {
+            "user": "u1",
+            "preferences": [
+                {"type": "*", "channel": "email", "enabled": False},
+                {"type": "*", "channel": "fax", "enabled": True},
+            ],
+        },
+    )
 
     # when / then
     with pytest.raises(InvalidCommand):
@@ -412,13 +442,16 @@ def test_a_subscription_command_with_bad_data_is_rejected(
 
 def test_an_operators_command_applies_over_a_record_dated_in_the_future(db: str, catalog: Catalog) -> None:
     # given a user whose record claims a change in 2999, as a forged command left it before admission checked times
-    apply_command(command("user.upsert", {"id": "u1", "email": "evil@attacker.test"},
-                          at=dt.datetime(2999, 1, 1, tzinfo=dt.timezone.utc)), catalog)
+    apply_command(
+        command("user.upsert", {"id": "u1", "email": "evil@attacker.test"}, at=dt.datetime(2999, 1, 1, tzinfo=dt.UTC)),
+        catalog,
+    )
 
     # when the owner corrects it on the bus, then the operator at the command line
     on_the_bus = apply_command(command("user.upsert", {"id": "u1", "email": "ana@example.com"}, at=later(1)), catalog)
-    at_the_cli = apply_command(command("user.upsert", {"id": "u1", "email": "ana@example.com"}, at=later(1)),
-                               catalog, OPERATOR)
+    at_the_cli = apply_command(
+        command("user.upsert", {"id": "u1", "email": "ana@example.com"}, at=later(1)), catalog, OPERATOR
+    )
 
     # then only the operator's applies, and the record's time comes back to the operator's
     assert (on_the_bus, at_the_cli) == ("stale", "applied")
@@ -430,9 +463,14 @@ def test_an_operators_webhook_disable_applies_over_an_endpoint_dated_in_the_futu
     from dispatcher.commands.endpoints import new_secret
     from dispatcher.storage.models import WebhookEndpoint
 
-    apply_command(command("webhook.upsert", {"id": "partner", "url": "https://evil.test/hook", "secret": new_secret(),
-                                             "types": ["*"]}, at=dt.datetime(2999, 1, 1, tzinfo=dt.timezone.utc)),
-                  catalog)
+    apply_command(
+        command(
+            "webhook.upsert",
+            {"id": "partner", "url": "https://evil.test/hook", "secret": new_secret(), "types": ["*"]},
+            at=dt.datetime(2999, 1, 1, tzinfo=dt.UTC),
+        ),
+        catalog,
+    )
 
     # when
     outcome = apply_command(command("webhook.upsert", {"id": "partner", "enabled": False}), catalog, OPERATOR)
@@ -449,10 +487,21 @@ def test_a_commands_secrets_and_addresses_are_not_kept_in_the_events_table(db: s
     from dispatcher.storage.models import Event
 
     secret = new_secret()
-    commands = [command("webhook.upsert", {"id": "p", "url": "https://h.test/hook?token=abc", "secret": secret,
-                                           "types": ["match.*"]}),
-                command("user.upsert", {"id": "u1", "email": "ana@example.com", "name": "Ana",
-                                        "discord_webhook_url": "https://discord.com/api/webhooks/1/TOKEN"})]
+    commands = [
+        command(
+            "webhook.upsert",
+            {"id": "p", "url": "https://h.test/hook?token=abc", "secret": secret, "types": ["match.*"]},
+        ),
+        command(
+            "user.upsert",
+            {
+                "id": "u1",
+                "email": "ana@example.com",
+                "name": "Ana",
+                "discord_webhook_url": "https://discord.com/api/webhooks/1/TOKEN",
+            },
+        ),
+    ]
 
     # when
     for event in commands:

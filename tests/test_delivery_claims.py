@@ -32,9 +32,12 @@ def at(seconds: float) -> clock.Clock:
 
 def new_deliveries(catalog: Catalog, *users: str, channel: str = "in_app", created: float = 0.0) -> list[int]:
     """Real pending delivery rows, one per user, created (at T0 + ``created`` s) as the ingest actor does."""
-    event = CloudEvent(id=f"evt-{next(_ids)}", source="/teams", type="team.invite.sent",
-                       data={"recipients": list(users), "team_name": "Owls", "inviter_name": "Ada",
-                             "url": "https://x.test/invites/1"})
+    event = CloudEvent(
+        id=f"evt-{next(_ids)}",
+        source="/teams",
+        type="team.invite.sent",
+        data={"recipients": list(users), "team_name": "Owls", "inviter_name": "Ada", "url": "https://x.test/invites/1"},
+    )
     with clock.use_clock(at(created)):
         result = ingest_event(event, catalog, [channel])
     return [delivery_id for delivery_id, _ in result.to_enqueue]
@@ -65,7 +68,11 @@ def test_a_pending_delivery_is_claimed_once(db: str, catalog: Catalog, at_t0: No
     assert claimed
     claimed_row = row(delivery_id)
     assert (claimed_row.status, claimed_row.claimed_by, claimed_row.claimed_at, claimed_row.attempts) == (
-        DeliveryStatus.SENDING, "msg-1", T0, 1)
+        DeliveryStatus.SENDING,
+        "msg-1",
+        T0,
+        1,
+    )
 
 
 def test_another_message_cannot_claim_a_fresh_claim(db: str, catalog: Catalog) -> None:
@@ -146,7 +153,11 @@ def test_record_by_the_holder_stores_the_outcome(db: str, catalog: Catalog) -> N
     # then
     sent = row(delivery_id)
     assert (sent.status, sent.sent_at, sent.updated_at, sent.last_error) == (
-        DeliveryStatus.SENT, T0 + dt.timedelta(seconds=3), T0 + dt.timedelta(seconds=3), None)
+        DeliveryStatus.SENT,
+        T0 + dt.timedelta(seconds=3),
+        T0 + dt.timedelta(seconds=3),
+        None,
+    )
 
 
 def test_recording_pending_releases_the_claim_for_the_next_attempt(db: str, catalog: Catalog, at_t0: None) -> None:
@@ -198,7 +209,8 @@ def test_stale_deliveries_are_the_long_overdue_pending_and_the_long_claimed(db: 
     # given
     with clock.use_clock(at(0)):
         old_pending, waiting_for_retry, old_sending, fresh_sending, old_sent, old_failed = new_deliveries(
-            catalog, "u1", "u2", "u3", "u4", "u5", "u6")
+            catalog, "u1", "u2", "u3", "u4", "u5", "u6"
+        )
         claim(old_sending, "msg-a", stale_after=STALE_AFTER)
         for finished, status in ((old_sent, DeliveryStatus.SENT), (old_failed, DeliveryStatus.FAILED)):
             claim(finished, "msg-b", stale_after=STALE_AFTER)
@@ -275,8 +287,9 @@ def settings() -> Settings:
     return Settings()
 
 
-def run(channel: Channel, delivery_id: int, settings: Settings, catalog: Catalog, *,
-        message_id: str = "msg-1") -> Outcome:
+def run(
+    channel: Channel, delivery_id: int, settings: Settings, catalog: Catalog, *, message_id: str = "msg-1"
+) -> Outcome:
     """Run the delivery as its message would: once it is due (the clock moves there if that is later)."""
     due, current = row(delivery_id).next_attempt_at, clock.now()
     with clock.use_clock(lambda: max(due, current)):
@@ -294,10 +307,16 @@ def test_a_delivery_that_succeeds_is_sent(db: str, catalog: Catalog, settings: S
     # then
     assert outcome == Outcome(DeliveryStatus.SENT)
     assert (row(delivery_id).status, row(delivery_id).sent_at, row(delivery_id).attempts) == (
-        DeliveryStatus.SENT, T0, 1)
+        DeliveryStatus.SENT,
+        T0,
+        1,
+    )
     [notification] = channel.delivered
     assert (notification.delivery_id, notification.user_id, notification.kind.name) == (
-        delivery_id, "u1", "team.invite.sent")
+        delivery_id,
+        "u1",
+        "team.invite.sent",
+    )
     assert notification.rendered.subject == "Ada invited you to join Owls"
     assert notification.url == "https://x.test/invites/1"
     assert notification.unsubscribe_url is None
@@ -314,7 +333,9 @@ def test_a_skipped_delivery_is_recorded_with_its_reason(db: str, catalog: Catalo
     # then
     assert outcome == Outcome(DeliveryStatus.SKIPPED)
     assert (row(delivery_id).status, row(delivery_id).last_error) == (
-        DeliveryStatus.SKIPPED, "the user has no email address")
+        DeliveryStatus.SKIPPED,
+        "the user has no email address",
+    )
 
 
 def test_a_permanent_error_fails_the_delivery_without_raising(db: str, catalog: Catalog, settings: Settings) -> None:
@@ -347,7 +368,11 @@ def test_a_transient_error_leaves_the_delivery_pending_and_asks_for_a_retry(
     assert settings.retry_min_backoff <= outcome.retry_in <= settings.retry_min_backoff * 1.25
     pending = row(delivery_id)
     assert (pending.status, pending.last_error, pending.claimed_by, pending.attempts) == (
-        DeliveryStatus.PENDING, "451 try again later", None, 1)
+        DeliveryStatus.PENDING,
+        "451 try again later",
+        None,
+        1,
+    )
     assert pending.next_attempt_at == T0 + dt.timedelta(seconds=outcome.retry_in)
 
 
@@ -376,7 +401,10 @@ def test_the_retry_after_a_transient_error_can_succeed(db: str, catalog: Catalog
     # then
     assert outcome == Outcome(DeliveryStatus.SENT)
     assert (row(delivery_id).status, row(delivery_id).last_error, row(delivery_id).attempts) == (
-        DeliveryStatus.SENT, None, 2)
+        DeliveryStatus.SENT,
+        None,
+        2,
+    )
     assert len(channel.delivered) == 2
 
 
@@ -394,7 +422,10 @@ def test_a_transient_error_after_the_last_allowed_retry_fails_the_delivery(db: s
     assert first.status == "retry"
     assert second == Outcome(DeliveryStatus.FAILED)
     assert (row(delivery_id).status, row(delivery_id).last_error, row(delivery_id).attempts) == (
-        DeliveryStatus.FAILED, "451 second", 2)
+        DeliveryStatus.FAILED,
+        "451 second",
+        2,
+    )
 
 
 def test_an_unexpected_error_is_retried_like_a_transient_one(db: str, catalog: Catalog, settings: Settings) -> None:
@@ -422,8 +453,7 @@ def test_an_unexpected_error_after_the_last_allowed_retry_fails_the_delivery(db:
 
     # then
     assert outcome == Outcome(DeliveryStatus.FAILED)
-    assert (row(delivery_id).status, row(delivery_id).last_error) == (
-        DeliveryStatus.FAILED, "RuntimeError: boom again")
+    assert (row(delivery_id).status, row(delivery_id).last_error) == (DeliveryStatus.FAILED, "RuntimeError: boom again")
 
 
 def test_an_unexpected_error_in_a_transactional_channel_propagates_and_rolls_the_batch_back(
@@ -442,7 +472,9 @@ def test_an_unexpected_error_in_a_transactional_channel_propagates_and_rolls_the
 
     # then: nothing of the batch is recorded, so the retried message starts over
     assert [(row(i).status, row(i).attempts, row(i).claimed_by) for i in (first_id, second_id)] == [
-        (DeliveryStatus.PENDING, 0, None), (DeliveryStatus.PENDING, 0, None)]
+        (DeliveryStatus.PENDING, 0, None),
+        (DeliveryStatus.PENDING, 0, None),
+    ]
     with transaction():
         retried = [run(channel, i, settings, catalog, message_id="msg-1") for i in (first_id, second_id)]
     assert retried == [Outcome(DeliveryStatus.SENT), Outcome(DeliveryStatus.SENT)]
@@ -506,8 +538,9 @@ def test_the_retry_delay_is_never_shorter_than_retry_after() -> None:
     assert delay == 3600.0
 
 
-def test_a_retry_far_ahead_is_held_in_the_database_not_in_a_message(db: str, catalog: Catalog,
-                                                                   settings: Settings) -> None:
+def test_a_retry_far_ahead_is_held_in_the_database_not_in_a_message(
+    db: str, catalog: Catalog, settings: Settings
+) -> None:
     # given a channel whose schedule retries an hour after the first failure
     delivery_id = new_delivery(catalog)
     channel = FakeChannel(settings, DeliveryError("503 try later"))

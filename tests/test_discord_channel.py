@@ -38,23 +38,37 @@ JSON = {"Content-Type": "application/json"}
 
 # --- Helpers and fixtures ------------------------------------------------------------------------
 
-def make_notification(catalog: Catalog, *, webhook_url: str | None = None, user: bool = True,
-                      type_name: str = "team.invite.sent", data: dict[str, Any] | None = None,
-                      rendered: Rendered | None = None, templates_dir: Path = PROJECT_ROOT / "templates",
-                      time: dt.datetime | None = dt.datetime(2026, 11, 23, 18, 30, tzinfo=dt.timezone.utc),
-                      ) -> Notification:
+
+def make_notification(
+    catalog: Catalog,
+    *,
+    webhook_url: str | None = None,
+    user: bool = True,
+    type_name: str = "team.invite.sent",
+    data: dict[str, Any] | None = None,
+    rendered: Rendered | None = None,
+    templates_dir: Path = PROJECT_ROOT / "templates",
+    time: dt.datetime | None = dt.datetime(2026, 11, 23, 18, 30, tzinfo=dt.UTC),
+) -> Notification:
     data = data or {"team_name": "Wolves", "inviter_name": "Bo", "url": "https://play.example/i/1"}
     event = CloudEvent(id="evt-1", source="/teams", type=type_name, data={"recipients": ["ana"], **data}, time=time)
-    context = {"data": data, "event": {"id": event.id, "type": event.type, "source": event.source, "time": None,
-                                       "subject": None},
-               "user": {"id": "ana", "name": "Ana", "email": None, "timezone": "UTC", "locale": None},
-               "url": data.get("url"), "unsubscribe_url": None}
+    context = {
+        "data": data,
+        "event": {"id": event.id, "type": event.type, "source": event.source, "time": None, "subject": None},
+        "user": {"id": "ana", "name": "Ana", "email": None, "timezone": "UTC", "locale": None},
+        "url": data.get("url"),
+        "unsubscribe_url": None,
+    }
     return Notification(
-        delivery_id=7, user_id="ana",
+        delivery_id=7,
+        user_id="ana",
         user=User(id="ana", name="Ana", timezone="UTC", discord_webhook_url=webhook_url) if user else None,
-        event=event, kind=catalog.types[type_name],
+        event=event,
+        kind=catalog.types[type_name],
         rendered=rendered or Renderer(templates_dir).render(type_name, context),
-        url=data.get("url"), template_context=context)
+        url=data.get("url"),
+        template_context=context,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,9 +108,15 @@ def posted_path(webhook: str) -> str:
 
 
 def make_settings(certificate: tuple[Path, Path], **extra: str) -> Settings:
-    return Settings.from_env({"TIDINGS_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-                              "TIDINGS_HTTP_CA_FILE": str(certificate[0]),
-                              "TIDINGS_HTTP_CONNECT_TIMEOUT": "2", "TIDINGS_HTTP_READ_TIMEOUT": "5", **extra})
+    return Settings.from_env(
+        {
+            "TIDINGS_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
+            "TIDINGS_HTTP_CA_FILE": str(certificate[0]),
+            "TIDINGS_HTTP_CONNECT_TIMEOUT": "2",
+            "TIDINGS_HTTP_READ_TIMEOUT": "5",
+            **extra,
+        }
+    )
 
 
 @pytest.fixture
@@ -112,6 +132,7 @@ def sent_json(server: HttpServer, index: int = -1) -> dict[str, Any]:
 
 # --- Pure helpers --------------------------------------------------------------------------------
 
+
 def test_truncate_keeps_short_text_and_cuts_long_text_to_the_limit_with_an_ellipsis() -> None:
     assert truncate("short", 10) == "short"
     assert truncate("x" * 10, 10) == "x" * 10
@@ -122,8 +143,13 @@ def test_truncate_keeps_short_text_and_cuts_long_text_to_the_limit_with_an_ellip
 
 def test_fit_embed_cuts_every_part_to_its_own_limit() -> None:
     # given an embed with every part too long, and too many fields
-    embed = {"title": "t" * 300, "description": "d" * 5000, "footer": {"text": "f" * 3000},
-             "author": {"name": "a" * 300}, "fields": [{"name": "n" * 300, "value": "v" * 2000}] * 30}
+    embed = {
+        "title": "t" * 300,
+        "description": "d" * 5000,
+        "footer": {"text": "f" * 3000},
+        "author": {"name": "a" * 300},
+        "fields": [{"name": "n" * 300, "value": "v" * 2000}] * 30,
+    }
     # when
     fitted = fit_embed(embed)
     # then
@@ -155,8 +181,11 @@ def test_fit_embed_drops_fields_from_the_end_when_the_description_is_not_enough(
 
 def test_fit_message_keeps_10_embeds_sharing_6000_characters_and_cuts_the_content() -> None:
     # given
-    payload = {"content": "c" * 2500, "embeds": [{"description": "d" * 4000} for _ in range(12)],
-               "allowed_mentions": {"parse": []}}
+    payload = {
+        "content": "c" * 2500,
+        "embeds": [{"description": "d" * 4000} for _ in range(12)],
+        "allowed_mentions": {"parse": []},
+    }
     # when
     fitted = fit_message(payload)
     # then
@@ -178,8 +207,10 @@ def test_markdown_is_escaped_but_urls_stay_whole() -> None:
 
 def test_execute_url_asks_for_wait_true_and_api_v10() -> None:
     assert execute_url("https://discord.com/api/webhooks/1/T") == "https://discord.com/api/v10/webhooks/1/T?wait=true"
-    assert (execute_url("https://discord.com/api/v9/webhooks/1/T?thread_id=5&wait=false")
-            == "https://discord.com/api/v9/webhooks/1/T?thread_id=5&wait=true")
+    assert (
+        execute_url("https://discord.com/api/v9/webhooks/1/T?thread_id=5&wait=false")
+        == "https://discord.com/api/v9/webhooks/1/T?thread_id=5&wait=true"
+    )
 
 
 def test_each_family_of_types_has_its_colour_and_unknown_ones_a_default() -> None:
@@ -198,6 +229,7 @@ def test_the_key_of_a_webhook_is_the_sha256_of_its_url() -> None:
 
 
 # --- The rate limiter, with a fake clock ---------------------------------------------------------
+
 
 class FakeTime:
     """A monotonic clock that only sleep() moves."""
@@ -224,8 +256,7 @@ def limiter(fake_time: FakeTime) -> RateLimiter:
     return RateLimiter(max_wait=5.0, clock=fake_time.clock, sleep=fake_time.sleep)
 
 
-def test_a_webhook_the_limiter_knows_nothing_of_is_called_at_once(limiter: RateLimiter,
-                                                                  fake_time: FakeTime) -> None:
+def test_a_webhook_the_limiter_knows_nothing_of_is_called_at_once(limiter: RateLimiter, fake_time: FakeTime) -> None:
     limiter.acquire("a")
     limiter.acquire("a")
     assert fake_time.sleeps == []
@@ -242,8 +273,9 @@ def test_after_a_short_block_the_next_request_waits_it_out(limiter: RateLimiter,
     assert fake_time.sleeps == [2.5]
 
 
-def test_after_a_long_block_the_delivery_is_retried_later_without_waiting(limiter: RateLimiter,
-                                                                          fake_time: FakeTime) -> None:
+def test_after_a_long_block_the_delivery_is_retried_later_without_waiting(
+    limiter: RateLimiter, fake_time: FakeTime
+) -> None:
     # given
     limiter.block("a", 30.0)
     fake_time.now += 10.0
@@ -316,7 +348,8 @@ integration = pytest.mark.integration
 
 @integration
 def test_a_notification_is_posted_as_one_embed_with_wait_true_and_no_mention_parsed(
-        sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog) -> None:
+    sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog
+) -> None:
     # given a user whose invitation text tries to ping everyone and someone
     url = webhook
     data = {"team_name": "Wolves", "inviter_name": "@everyone <@123>", "url": "https://play.example/i/1"}
@@ -340,17 +373,19 @@ def test_a_notification_is_posted_as_one_embed_with_wait_true_and_no_mention_par
 
 
 @integration
-def test_without_an_event_time_the_timestamp_is_now(sqlite_db: str, server: HttpServer, webhook: str,
-                                                   channel: DiscordChannel, catalog: Catalog) -> None:
-    before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+def test_without_an_event_time_the_timestamp_is_now(
+    sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog
+) -> None:
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
     channel.deliver(make_notification(catalog, webhook_url=webhook, time=None))
     timestamp = dt.datetime.fromisoformat(sent_json(server)["embeds"][0]["timestamp"])
-    assert before <= timestamp <= dt.datetime.now(dt.timezone.utc)
+    assert before <= timestamp <= dt.datetime.now(dt.UTC)
 
 
 @integration
 def test_the_users_webhook_comes_first_then_the_server_channel_then_the_delivery_is_skipped(
-        sqlite_db: str, server: HttpServer, certificate: tuple[Path, Path], catalog: Catalog) -> None:
+    sqlite_db: str, server: HttpServer, certificate: tuple[Path, Path], catalog: Catalog
+) -> None:
     # given a server channel webhook, and a user webhook
     user_url, server_url = server.url("/api/webhooks/1/USERTOKEN"), server.url("/api/webhooks/2/SERVERTOKEN")
     with_server = DiscordChannel(make_settings(certificate, TIDINGS_DISCORD_WEBHOOK_URL=server_url))
@@ -370,13 +405,18 @@ def test_the_users_webhook_comes_first_then_the_server_channel_then_the_delivery
         without_server.close()
     # then
     paths = [r.path.split("?")[0] for r in server.requests()]
-    assert paths == ["/api/v10/webhooks/1/USERTOKEN", "/api/v10/webhooks/2/SERVERTOKEN",
-                     "/api/v10/webhooks/2/SERVERTOKEN", "/api/v10/webhooks/1/USERTOKEN"]
+    assert paths == [
+        "/api/v10/webhooks/1/USERTOKEN",
+        "/api/v10/webhooks/2/SERVERTOKEN",
+        "/api/v10/webhooks/2/SERVERTOKEN",
+        "/api/v10/webhooks/1/USERTOKEN",
+    ]
 
 
 @integration
 def test_long_text_is_cut_with_an_ellipsis_and_the_embed_stays_within_6000_characters(
-        sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog) -> None:
+    sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog
+) -> None:
     # given
     rendered = Rendered(subject="T" * 300, text="x" * 10_000, html="")
     # when
@@ -390,34 +430,42 @@ def test_long_text_is_cut_with_an_ellipsis_and_the_embed_stays_within_6000_chara
 
 @integration
 def test_a_discord_template_writes_the_description_with_the_event_data_escaped(
-        sqlite_db: str, server: HttpServer, webhook: str, certificate: tuple[Path, Path], catalog: Catalog,
-        tmp_path: Path) -> None:
+    sqlite_db: str, server: HttpServer, webhook: str, certificate: tuple[Path, Path], catalog: Catalog, tmp_path: Path
+) -> None:
     # given a discord.md for team.invite.sent, and a team name that tries to add a link
     templates = tmp_path / "templates"
     shutil.copytree(PROJECT_ROOT / "templates", templates)
     (templates / "team.invite.sent" / "discord.md").write_text(
-        "**{{ data.inviter_name }}** invited you to **{{ data.team_name }}**. [Open]({{ url }})\n")
+        "**{{ data.inviter_name }}** invited you to **{{ data.team_name }}**. [Open]({{ url }})\n"
+    )
     channel = DiscordChannel(make_settings(certificate, TIDINGS_TEMPLATES_DIR=str(templates)))
     data = {"team_name": "[Free](https://evil.example)", "inviter_name": "Bo_", "url": "https://play.example/i/1"}
     try:
         # when
-        channel.deliver(make_notification(catalog, webhook_url=webhook, data=data,
-                                          templates_dir=templates))
+        channel.deliver(make_notification(catalog, webhook_url=webhook, data=data, templates_dir=templates))
     finally:
         channel.close()
     # then
     [embed] = sent_json(server)["embeds"]
-    assert embed["description"] == (r"**Bo\_** invited you to **\[Free\]\(https://evil.example)**. "
-                                    "[Open](https://play.example/i/1)")
+    assert embed["description"] == (
+        r"**Bo\_** invited you to **\[Free\]\(https://evil.example)**. "
+        "[Open](https://play.example/i/1)"
+    )
 
 
 @integration
 def test_a_429_is_retried_later_and_holds_every_thread_back_until_retry_after(
-        sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, certificate: tuple[Path, Path],
-        catalog: Catalog) -> None:
+    sqlite_db: str,
+    server: HttpServer,
+    webhook: str,
+    channel: DiscordChannel,
+    certificate: tuple[Path, Path],
+    catalog: Catalog,
+) -> None:
     # given a webhook that answers 429 with retry_after 2.5 after 0.2 s, then 200
-    server.reply_next(Reply(429, JSON, b'{"message": "You are being rate limited.", "retry_after": 2.5, '
-                                       b'"global": false}', delay=0.2))
+    server.reply_next(
+        Reply(429, JSON, b'{"message": "You are being rate limited.", "retry_after": 2.5, "global": false}', delay=0.2)
+    )
     notification = make_notification(catalog, webhook_url=webhook)
     # when
     with pytest.raises(DeliveryError, match="rate limit") as error:
@@ -457,7 +505,8 @@ def test_a_429_is_retried_later_and_holds_every_thread_back_until_retry_after(
 
 @integration
 def test_a_429_without_a_json_body_is_timed_by_its_retry_after_header(
-        sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog) -> None:
+    sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog
+) -> None:
     # given a 429 such as Cloudflare's, in HTML
     server.reply_next(Reply(429, {"Content-Type": "text/html", "Retry-After": "7"}, b"<html>banned</html>"))
     # when
@@ -474,10 +523,12 @@ def test_a_429_without_a_json_body_is_timed_by_its_retry_after_header(
 
 @integration
 def test_no_requests_remaining_on_a_200_makes_the_next_request_wait_for_the_reset(
-        sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog) -> None:
+    sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog
+) -> None:
     # given
-    server.reply_next(Reply(200, {**JSON, "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
-                                  "X-RateLimit-Reset-After": "1.0"}))
+    server.reply_next(
+        Reply(200, {**JSON, "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "1.0"})
+    )
     notification = make_notification(catalog, webhook_url=webhook)
     # when
     channel.deliver(notification)
@@ -488,14 +539,28 @@ def test_no_requests_remaining_on_a_200_makes_the_next_request_wait_for_the_rese
 
 
 @integration
-@pytest.mark.parametrize(("status", "body", "reason"), [
-    (404, b'{"message": "Unknown Webhook", "code": 10015}', "Discord answered 404: Unknown Webhook (code 10015)"),
-    (401, b'{"message": "Invalid Webhook Token", "code": 50027}',
-     "Discord answered 401: Invalid Webhook Token (code 50027)"),
-], ids=["404", "401"])
+@pytest.mark.parametrize(
+    ("status", "body", "reason"),
+    [
+        (404, b'{"message": "Unknown Webhook", "code": 10015}', "Discord answered 404: Unknown Webhook (code 10015)"),
+        (
+            401,
+            b'{"message": "Invalid Webhook Token", "code": 50027}',
+            "Discord answered 401: Invalid Webhook Token (code 50027)",
+        ),
+    ],
+    ids=["404", "401"],
+)
 def test_a_webhook_that_is_gone_is_disabled_and_never_called_again(
-        db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog, status: int,
-        body: bytes, reason: str) -> None:
+    db: str,
+    server: HttpServer,
+    webhook: str,
+    channel: DiscordChannel,
+    catalog: Catalog,
+    status: int,
+    body: bytes,
+    reason: str,
+) -> None:
     # given
     url = webhook
     server.reply_next(Reply(status, JSON, body))
@@ -524,15 +589,29 @@ def test_a_webhook_that_is_gone_is_disabled_and_never_called_again(
 
 
 @integration
-@pytest.mark.parametrize(("reply", "permanent", "words"), [
-    (Reply(500, JSON, b'{"message": "Internal Server Error", "code": 0}'), False, "Discord answered 500"),
-    (Reply(502, {"Content-Type": "text/html"}, b"<html>Bad gateway</html>"), False, "Discord answered 502"),
-    (Reply(400, JSON, b'{"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {}}}'), True,
-     "Discord answered 400: Invalid Form Body (code 50035)"),
-], ids=["500", "502-html", "400"])
+@pytest.mark.parametrize(
+    ("reply", "permanent", "words"),
+    [
+        (Reply(500, JSON, b'{"message": "Internal Server Error", "code": 0}'), False, "Discord answered 500"),
+        (Reply(502, {"Content-Type": "text/html"}, b"<html>Bad gateway</html>"), False, "Discord answered 502"),
+        (
+            Reply(400, JSON, b'{"message": "Invalid Form Body", "code": 50035, "errors": {"embeds": {}}}'),
+            True,
+            "Discord answered 400: Invalid Form Body (code 50035)",
+        ),
+    ],
+    ids=["500", "502-html", "400"],
+)
 def test_a_5xx_is_transient_and_a_400_is_permanent_with_discords_message(
-        sqlite_db: str, server: HttpServer, webhook: str, channel: DiscordChannel, catalog: Catalog,
-        reply: Reply, permanent: bool, words: str) -> None:
+    sqlite_db: str,
+    server: HttpServer,
+    webhook: str,
+    channel: DiscordChannel,
+    catalog: Catalog,
+    reply: Reply,
+    permanent: bool,
+    words: str,
+) -> None:
     # given
     server.reply_next(reply)
     # when
@@ -546,7 +625,8 @@ def test_a_5xx_is_transient_and_a_400_is_permanent_with_discords_message(
 
 @integration
 def test_a_closed_port_is_a_transient_error_that_does_not_show_the_token(
-        sqlite_db: str, channel: DiscordChannel, catalog: Catalog) -> None:
+    sqlite_db: str, channel: DiscordChannel, catalog: Catalog
+) -> None:
     url = f"https://127.0.0.1:{free_port()}/api/webhooks/123/{TOKEN}"
     with pytest.raises(DeliveryError) as error:
         channel.deliver(make_notification(catalog, webhook_url=url))

@@ -32,13 +32,19 @@ def publish(deployment: Deployment, routing_key: str, body: bytes) -> None:
 
 
 def event(type_: str, data: dict[str, Any], *, id: str | None = None) -> bytes:
-    return json.dumps({"specversion": "1.0", "id": id or str(uuid.uuid4()), "source": "/tests", "type": type_,
-                       "data": data}).encode()
+    return json.dumps(
+        {"specversion": "1.0", "id": id or str(uuid.uuid4()), "source": "/tests", "type": type_, "data": data}
+    ).encode()
 
 
 def invite(**data: Any) -> dict[str, Any]:
-    return {"recipients": ["ana"], "team_name": "Wolves", "inviter_name": "Mira",
-            "url": "https://play.example/invites/1", **data}
+    return {
+        "recipients": ["ana"],
+        "team_name": "Wolves",
+        "inviter_name": "Mira",
+        "url": "https://play.example/invites/1",
+        **data,
+    }
 
 
 def xq_name(deployment: Deployment, queue: str = "ingest") -> str:
@@ -62,18 +68,34 @@ def xq_bodies(deployment: Deployment, queue: str = "ingest") -> list[bytes]:
     return bodies
 
 
-def put_in_xq(deployment: Deployment, body: bytes, queue: str = "ingest", routing_key: str = "team.invite.sent",
-              exchange: str | None = None) -> None:
+def put_in_xq(
+    deployment: Deployment,
+    body: bytes,
+    queue: str = "ingest",
+    routing_key: str = "team.invite.sent",
+    exchange: str | None = None,
+) -> None:
     """What RabbitMQ does when dramatiq nacks a message: the body, with an x-death header, in Q.XQ."""
-    death = {"count": 1, "reason": "rejected", "queue": deployment.settings.queue(queue),
-             "time": dt.datetime.now(dt.timezone.utc).replace(microsecond=0),
-             "exchange": deployment.exchange if exchange is None else exchange, "routing-keys": [routing_key]}
+    death = {
+        "count": 1,
+        "reason": "rejected",
+        "queue": deployment.settings.queue(queue),
+        "time": dt.datetime.now(dt.UTC).replace(microsecond=0),
+        "exchange": deployment.exchange if exchange is None else exchange,
+        "routing-keys": [routing_key],
+    }
     connection = pika.BlockingConnection(pika.URLParameters(deployment.settings.broker_url))
     channel = connection.channel()
     channel.confirm_delivery()
-    channel.basic_publish("", xq_name(deployment, queue), body,
-                          pika.BasicProperties(delivery_mode=2, headers={"x-death": [death]},
-                                               content_type="application/cloudevents+json"), mandatory=True)
+    channel.basic_publish(
+        "",
+        xq_name(deployment, queue),
+        body,
+        pika.BasicProperties(
+            delivery_mode=2, headers={"x-death": [death]}, content_type="application/cloudevents+json"
+        ),
+        mandatory=True,
+    )
     connection.close()
 
 
@@ -90,16 +112,26 @@ def given_rejected(deployment: Deployment, *bodies: tuple[str, bytes]) -> None:
 
 
 def test_list_shows_each_rejected_event_with_its_reason_and_routing_key_and_consumes_nothing(
-        capsys, running: Deployment) -> None:
+    capsys, running: Deployment
+) -> None:
     # given three events the worker rejected, one a command carrying a webhook secret
     secret = "whsec_" + "A" * 32
     given_rejected(
         running,
         ("team.invite.sent", event("team.invite.sent", {"recipients": ["ana"]}, id="r1")),
         ("match.scheduled", b"not json at all"),
-        ("tidings.webhook.upsert", json.dumps({"data": {"secret": secret, "id": "h1", "url": "ftp://x"},
-                                               "type": "tidings.webhook.upsert", "id": "c1",
-                                               "specversion": "1.0", "source": "/tests"}).encode()),
+        (
+            "tidings.webhook.upsert",
+            json.dumps(
+                {
+                    "data": {"secret": secret, "id": "h1", "url": "ftp://x"},
+                    "type": "tidings.webhook.upsert",
+                    "id": "c1",
+                    "specversion": "1.0",
+                    "source": "/tests",
+                }
+            ).encode(),
+        ),
     )
     before = xq_bodies(running)
     # when
@@ -111,13 +143,16 @@ def test_list_shows_each_rejected_event_with_its_reason_and_routing_key_and_cons
     rows = listed["dead_letters"]
     assert [r["size"] for r in rows] == [len(body) for body in before]
     assert {(r["routing_key"], r["exchange"], r["deaths"]) for r in rows} == {
-        ("team.invite.sent", running.exchange, 1), ("match.scheduled", running.exchange, 1),
-        ("tidings.webhook.upsert", running.exchange, 1)}
+        ("team.invite.sent", running.exchange, 1),
+        ("match.scheduled", running.exchange, 1),
+        ("tidings.webhook.upsert", running.exchange, 1),
+    }
     reasons = {r.message_id: r.reason for r in Rejection.select()}
     assert [r["reason"] for r in rows] == [reasons[r["message_id"]] for r in rows]
     by_key = {r["routing_key"]: r for r in rows}
     assert by_key["team.invite.sent"]["reason"] == (
-        "data lacks the keys team.invite.sent requires: team_name, inviter_name")
+        "data lacks the keys team.invite.sent requires: team_name, inviter_name"
+    )
     assert by_key["team.invite.sent"]["preview"].startswith('{"specversion": "1.0", "id": "r1"')
     assert by_key["match.scheduled"]["reason"].startswith("the body is not JSON")
     assert by_key["match.scheduled"]["preview"] == "not json at all"
@@ -143,13 +178,16 @@ def test_show_prints_the_whole_body_and_its_reason(capsys, running: Deployment) 
     assert "reason: data lacks the keys team.invite.sent requires" in out and "routing key: team.invite.sent" in out
     assert (shown["body_format"], shown["body"]) == ("json", json.loads(body))
     code, _, err = dlq(capsys, running, "show", "no-such-id")
-    assert (code, err) == (1, "tidings: error: no dead letter has message id 'no-such-id' "
-                              "(`tidings dlq list` shows them)\n")
+    assert (code, err) == (
+        1,
+        "tidings: error: no dead letter has message id 'no-such-id' (`tidings dlq list` shows them)\n",
+    )
     assert len(xq_bodies(running)) == 1
 
 
 def test_replaying_an_event_still_invalid_puts_it_back_with_its_reason_and_delivers_nothing(
-        capsys, running: Deployment) -> None:
+    capsys, running: Deployment
+) -> None:
     # given
     given_rejected(running, ("team.invite.sent", event("team.invite.sent", {"recipients": ["ana"]}, id="bad-1")))
     [row] = json.loads(dlq(capsys, running, "list", "--json")[1])["dead_letters"]
@@ -165,7 +203,8 @@ def test_replaying_an_event_still_invalid_puts_it_back_with_its_reason_and_deliv
 
 
 def test_a_valid_dead_letter_is_delivered_once_however_often_it_is_replayed(
-        capsys, caplog: pytest.LogCaptureFixture, running: Deployment) -> None:
+    capsys, caplog: pytest.LogCaptureFixture, running: Deployment
+) -> None:
     # given a valid event dead-lettered as RabbitMQ does it
     body = event("team.invite.sent", invite(), id="ok-1")
     put_in_xq(running, body)
@@ -201,8 +240,9 @@ def test_purge_refuses_without_yes_then_empties_the_queue(capsys, running: Deplo
     # when
     code, _, err = dlq(capsys, running, "purge")
     # then
-    assert code == 1 and err == (f"tidings: error: purge deletes the 2 messages in {xq_name(running)} for good: "
-                                 "add --yes to do it\n")
+    assert code == 1 and err == (
+        f"tidings: error: purge deletes the 2 messages in {xq_name(running)} for good: add --yes to do it\n"
+    )
     assert len(xq_bodies(running)) == 2
     # when
     code, out, _ = dlq(capsys, running, "purge", "--yes")
@@ -212,7 +252,8 @@ def test_purge_refuses_without_yes_then_empties_the_queue(capsys, running: Deplo
 
 
 def test_list_counts_the_other_dead_letter_queues_and_show_prints_a_dead_delivery_message(
-        capsys, running: Deployment) -> None:
+    capsys, running: Deployment
+) -> None:
     # given a delivery message whose retries ran out (once the worker's consumer declared the queue)
     def email_xq_declared() -> bool:
         counts = json.loads(dlq(capsys, running, "list", "--json")[1])["dead_letter_queues"]
@@ -221,22 +262,35 @@ def test_list_counts_the_other_dead_letter_queues_and_show_prints_a_dead_deliver
     wait_for(email_xq_declared, what="the email queues to be declared")
     message_id = str(uuid.uuid4())
     traceback = "Traceback (most recent call last):\n  ...\ndispatcher.errors.DeliveryError: SMTP 451\n"
-    message = {"queue_name": running.settings.queue("email"), "actor_name": "deliver_email", "args": [[41, 42]],
-               "kwargs": {}, "options": {"retries": 5, "traceback": traceback}, "message_id": message_id,
-               "message_timestamp": 1_700_000_000_000}
-    put_in_xq(running, json.dumps(message).encode(), queue="email", exchange="",
-              routing_key=running.settings.queue("email"))
+    message = {
+        "queue_name": running.settings.queue("email"),
+        "actor_name": "deliver_email",
+        "args": [[41, 42]],
+        "kwargs": {},
+        "options": {"retries": 5, "traceback": traceback},
+        "message_id": message_id,
+        "message_timestamp": 1_700_000_000_000,
+    }
+    put_in_xq(
+        running, json.dumps(message).encode(), queue="email", exchange="", routing_key=running.settings.queue("email")
+    )
     # when
     counts = json.loads(dlq(capsys, running, "list", "--json")[1])["dead_letter_queues"]
     code, out, _ = dlq(capsys, running, "list", "--queue", "email", "--json")
     text = dlq(capsys, running, "show", message_id)[1]
     # then
     assert counts[xq_name(running, "email")] == 1 and counts[xq_name(running)] == 0
-    assert set(counts) == {xq_name(running, q) for q in ("ingest", "ingest_retry", "in_app", "email", "discord",
-                                                         "webhook", "maintenance")}
+    assert set(counts) == {
+        xq_name(running, q) for q in ("ingest", "ingest_retry", "in_app", "email", "discord", "webhook", "maintenance")
+    }
     [row] = json.loads(out)["dead_letters"]
     assert code == 0 and (row["message_id"], row["actor"], row["args"], row["retries"], row["error"]) == (
-        message_id, "deliver_email", [[41, 42]], 5, "dispatcher.errors.DeliveryError: SMTP 451")
+        message_id,
+        "deliver_email",
+        [[41, 42]],
+        5,
+        "dispatcher.errors.DeliveryError: SMTP 451",
+    )
     assert "actor: deliver_email" in text and traceback.rstrip() in text
     code, _, err = dlq(capsys, running, "replay", message_id)
     assert code == 1 and SWEEP_NOTE in err
@@ -247,13 +301,24 @@ def test_a_preview_is_one_line_and_masks_webhook_secrets_and_discord_tokens() ->
     from dispatcher.ops.dead_letters import DeadLetter
 
     def preview(body: bytes) -> str:
-        return DeadLetter(queue="q.XQ", message_id="m", body=body, message={}, exchange="e", routing_key="k",
-                          dead_lettered_at=None, deaths=1, delivery_tag=1).preview
+        return DeadLetter(
+            queue="q.XQ",
+            message_id="m",
+            body=body,
+            message={},
+            exchange="e",
+            routing_key="k",
+            dead_lettered_at=None,
+            deaths=1,
+            delivery_tag=1,
+        ).preview
 
     assert preview(b'{"secret": "whsec_abc", "previous_secret":"whsec_old"}') == (
-        '{"secret": "***", "previous_secret":"***"}')
+        '{"secret": "***", "previous_secret":"***"}'
+    )
     assert preview(b'{"u": "https://discord.com/api/webhooks/123/tok-EN_1"}') == (
-        '{"u": "https://discord.com/api/webhooks/123/***"}')
+        '{"u": "https://discord.com/api/webhooks/123/***"}'
+    )
     assert preview(b"a\nb  whsec_QUJD+/= c") == "a b whsec_*** c"
     assert preview(b"x" * 100) == "x" * 80 + "…"
     assert preview(b"\xff" * 100) == repr(b"\xff" * 80)

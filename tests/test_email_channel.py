@@ -30,29 +30,57 @@ pytestmark = pytest.mark.integration
 
 
 def make_settings(smtp_url: str, **extra: str) -> Settings:
-    return Settings.from_env({"TIDINGS_SMTP_URL": smtp_url, "TIDINGS_SMTP_TIMEOUT": "5",
-                              "TIDINGS_MAIL_FROM": "Tidings <noreply@tidings.test>", **extra})
+    return Settings.from_env(
+        {
+            "TIDINGS_SMTP_URL": smtp_url,
+            "TIDINGS_SMTP_TIMEOUT": "5",
+            "TIDINGS_MAIL_FROM": "Tidings <noreply@tidings.test>",
+            **extra,
+        }
+    )
 
 
-def make_notification(catalog: Catalog, *, email: str | None = "ana@example.com", delivery_id: int = 7,
-                      unsubscribe_url: str | None = None, name: str | None = "Ana",
-                      team_name: str = "Wolves") -> Notification:
+def make_notification(
+    catalog: Catalog,
+    *,
+    email: str | None = "ana@example.com",
+    delivery_id: int = 7,
+    unsubscribe_url: str | None = None,
+    name: str | None = "Ana",
+    team_name: str = "Wolves",
+) -> Notification:
     data = {"team_name": team_name, "inviter_name": "<script>alert(1)</script>", "url": "https://play.example/i/1"}
-    event = CloudEvent(id="evt-1", source="/teams", type="team.invite.sent", data={"recipients": ["ana"], **data},
-                       time=dt.datetime(2026, 11, 23, tzinfo=dt.timezone.utc))
+    event = CloudEvent(
+        id="evt-1",
+        source="/teams",
+        type="team.invite.sent",
+        data={"recipients": ["ana"], **data},
+        time=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
+    )
     user = User(id="ana", email=email, name=name, timezone="UTC")
-    context = {"data": data, "event": {"id": event.id, "type": event.type, "source": event.source, "time": None,
-                                       "subject": None},
-               "user": {"id": "ana", "name": name, "email": email, "timezone": "UTC", "locale": None},
-               "url": data["url"], "unsubscribe_url": unsubscribe_url}
+    context = {
+        "data": data,
+        "event": {"id": event.id, "type": event.type, "source": event.source, "time": None, "subject": None},
+        "user": {"id": "ana", "name": name, "email": email, "timezone": "UTC", "locale": None},
+        "url": data["url"],
+        "unsubscribe_url": unsubscribe_url,
+    }
     rendered = Renderer(PROJECT_ROOT / "templates").render(event.type, context)
-    return Notification(delivery_id=delivery_id, user_id="ana", user=user, event=event,
-                        kind=catalog.types[event.type], rendered=rendered, url=data["url"],
-                        unsubscribe_url=unsubscribe_url)
+    return Notification(
+        delivery_id=delivery_id,
+        user_id="ana",
+        user=user,
+        event=event,
+        kind=catalog.types[event.type],
+        rendered=rendered,
+        url=data["url"],
+        unsubscribe_url=unsubscribe_url,
+    )
 
 
-def test_an_email_is_multipart_alternative_with_escaped_html_and_automatic_headers(smtp_server: SmtpServer,
-                                                                                   catalog: Catalog) -> None:
+def test_an_email_is_multipart_alternative_with_escaped_html_and_automatic_headers(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when
@@ -73,8 +101,7 @@ def test_an_email_is_multipart_alternative_with_escaped_html_and_automatic_heade
     assert smtp_server.handler.envelopes == [("noreply@tidings.test", ["ana@example.com"])]
 
 
-def test_the_message_id_is_the_same_on_every_attempt_of_one_delivery(smtp_server: SmtpServer,
-                                                                    catalog: Catalog) -> None:
+def test_the_message_id_is_the_same_on_every_attempt_of_one_delivery(smtp_server: SmtpServer, catalog: Catalog) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when
@@ -86,8 +113,9 @@ def test_the_message_id_is_the_same_on_every_attempt_of_one_delivery(smtp_server
     assert ids[0] == ids[1] != ids[2]
 
 
-def test_one_click_unsubscribe_headers_are_sent_when_there_is_an_unsubscribe_url(smtp_server: SmtpServer,
-                                                                                catalog: Catalog) -> None:
+def test_one_click_unsubscribe_headers_are_sent_when_there_is_an_unsubscribe_url(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     link = "https://play.example/unsubscribe/abc.def"
@@ -100,16 +128,16 @@ def test_one_click_unsubscribe_headers_are_sent_when_there_is_an_unsubscribe_url
     assert link in message.get_body(("plain",)).get_content()
 
 
-def test_a_user_without_an_email_address_is_skipped_with_the_reason(smtp_server: SmtpServer,
-                                                                   catalog: Catalog) -> None:
+def test_a_user_without_an_email_address_is_skipped_with_the_reason(smtp_server: SmtpServer, catalog: Catalog) -> None:
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     with pytest.raises(DeliverySkipped, match="no email address"):
         channel.deliver(make_notification(catalog, email=None))
     assert smtp_server.messages == []
 
 
-def test_a_4xx_reply_is_a_transient_error_and_a_5xx_reply_a_permanent_one(smtp_server: SmtpServer,
-                                                                         catalog: Catalog) -> None:
+def test_a_4xx_reply_is_a_transient_error_and_a_5xx_reply_a_permanent_one(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     smtp_server.reply_next("451 4.3.0 try again later", "550 5.1.1 no such mailbox")
@@ -144,7 +172,8 @@ def test_one_connection_is_reused_for_the_messages_of_a_thread(smtp_server: Smtp
 
 @pytest.mark.parametrize("check_idle_after", [0.0, 60.0], ids=["checked-with-noop", "found-at-mail-from"])
 def test_a_connection_the_server_dropped_is_replaced_without_failing_the_delivery(
-        catalog: Catalog, monkeypatch: pytest.MonkeyPatch, check_idle_after: float) -> None:
+    catalog: Catalog, monkeypatch: pytest.MonkeyPatch, check_idle_after: float
+) -> None:
     # given a channel holding a connection to a server that then restarts
     monkeypatch.setattr("channels.email.CHECK_IDLE_AFTER", check_idle_after)
     first = SmtpServer().start()
@@ -171,8 +200,7 @@ def test_starttls_delivers_when_the_certificate_verifies(certificate: tuple[Path
     cert, key = certificate
     server = SmtpServer(tls_context=server_context(cert, key), require_starttls=True).start()
     try:
-        channel = SmtpChannel(make_settings(f"smtp+starttls://127.0.0.1:{server.port}",
-                                            TIDINGS_SMTP_CA_FILE=str(cert)))
+        channel = SmtpChannel(make_settings(f"smtp+starttls://127.0.0.1:{server.port}", TIDINGS_SMTP_CA_FILE=str(cert)))
         # when
         channel.deliver(make_notification(catalog))
         # then
@@ -209,6 +237,7 @@ def test_smtps_delivers_over_tls_from_the_first_byte(certificate: tuple[Path, Pa
 # Headers built from user and event data, checked in the bytes the server received: that is what
 # a receiving mail system parses, whatever our own EmailMessage object believed it held.
 
+
 def received(server: SmtpServer) -> email.message.EmailMessage:
     [raw] = server.raw_messages
     return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
@@ -219,8 +248,9 @@ def to_addresses(server: SmtpServer) -> list[str]:
     return [address for _, address in email.utils.getaddresses(received(server).get_all("To", []))]
 
 
-def test_a_display_name_holding_a_comma_and_an_address_cannot_add_a_recipient(smtp_server: SmtpServer,
-                                                                             catalog: Catalog) -> None:
+def test_a_display_name_holding_a_comma_and_an_address_cannot_add_a_recipient(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when
@@ -232,8 +262,9 @@ def test_a_display_name_holding_a_comma_and_an_address_cannot_add_a_recipient(sm
     assert smtp_server.handler.envelopes == [("noreply@tidings.test", ["ana@example.com"])]
 
 
-def test_a_line_separator_in_a_display_name_is_a_space_and_adds_no_recipient(smtp_server: SmtpServer,
-                                                                            catalog: Catalog) -> None:
+def test_a_line_separator_in_a_display_name_is_a_space_and_adds_no_recipient(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when
@@ -244,8 +275,7 @@ def test_a_line_separator_in_a_display_name_is_a_space_and_adds_no_recipient(smt
     assert "\u2028".encode() not in smtp_server.raw_messages[0]
 
 
-def test_a_vertical_tab_in_a_display_name_does_not_stop_the_email(smtp_server: SmtpServer,
-                                                                  catalog: Catalog) -> None:
+def test_a_vertical_tab_in_a_display_name_does_not_stop_the_email(smtp_server: SmtpServer, catalog: Catalog) -> None:
     # given: a name that used to fail every email to this user with ValueError, retried forever
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when
@@ -256,8 +286,9 @@ def test_a_vertical_tab_in_a_display_name_does_not_stop_the_email(smtp_server: S
     assert b"\x0b" not in smtp_server.raw_messages[0]
 
 
-def test_bidi_overrides_are_removed_from_the_subject_and_the_display_name(smtp_server: SmtpServer,
-                                                                         catalog: Catalog) -> None:
+def test_bidi_overrides_are_removed_from_the_subject_and_the_display_name(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given: U+202E would show "Ana\u202egnp.exe" as "Anaexe.png" and turn the subject around
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when
@@ -269,8 +300,9 @@ def test_bidi_overrides_are_removed_from_the_subject_and_the_display_name(smtp_s
     assert to_addresses(smtp_server) == ["ana@example.com"]
 
 
-def test_a_subject_with_control_and_format_characters_is_cleaned_by_the_channel_itself(smtp_server: SmtpServer,
-                                                                                     catalog: Catalog) -> None:
+def test_a_subject_with_control_and_format_characters_is_cleaned_by_the_channel_itself(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given a rendered subject that did not come through the renderer's own cleaning
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     notification = make_notification(catalog)
@@ -282,9 +314,9 @@ def test_a_subject_with_control_and_format_characters_is_cleaned_by_the_channel_
 
 
 @pytest.mark.parametrize("address", ["ana@exam\x0bple.com", "ana@example.com, evil@attacker.test", "ana@", "ana"])
-def test_an_address_that_cannot_be_a_header_fails_permanently_without_naming_it(smtp_server: SmtpServer,
-                                                                                catalog: Catalog,
-                                                                                address: str) -> None:
+def test_an_address_that_cannot_be_a_header_fails_permanently_without_naming_it(
+    smtp_server: SmtpServer, catalog: Catalog, address: str
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when / then: permanent, so it is not retried forever, and the reason holds no address
@@ -309,8 +341,9 @@ def test_a_non_ascii_address_fails_permanently_when_the_server_has_no_smtputf8(c
         server.stop()
 
 
-def test_a_non_ascii_address_is_delivered_when_the_server_offers_smtputf8(smtp_server: SmtpServer,
-                                                                          catalog: Catalog) -> None:
+def test_a_non_ascii_address_is_delivered_when_the_server_offers_smtputf8(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     # when
@@ -321,10 +354,15 @@ def test_a_non_ascii_address_is_delivered_when_the_server_offers_smtputf8(smtp_s
 
 # SMTP replies often quote the recipient; the failure reason is logged and stored, so it must not.
 
-@pytest.mark.parametrize("reply", ["550 5.1.1 <ana@example.com>: Recipient address rejected: User unknown",
-                                   "550 5.1.1 <ANA@Example.COM>... User unknown"])
-def test_a_refused_recipient_is_not_named_in_the_error(smtp_server: SmtpServer, catalog: Catalog,
-                                                       reply: str) -> None:
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "550 5.1.1 <ana@example.com>: Recipient address rejected: User unknown",
+        "550 5.1.1 <ANA@Example.COM>... User unknown",
+    ],
+)
+def test_a_refused_recipient_is_not_named_in_the_error(smtp_server: SmtpServer, catalog: Catalog, reply: str) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     smtp_server.reply_to_rcpt_next(reply)
@@ -335,8 +373,9 @@ def test_a_refused_recipient_is_not_named_in_the_error(smtp_server: SmtpServer, 
     assert "ana@example.com" not in str(error.value).lower()
 
 
-def test_a_data_reply_quoting_the_recipient_is_not_named_in_the_error(smtp_server: SmtpServer,
-                                                                      catalog: Catalog) -> None:
+def test_a_data_reply_quoting_the_recipient_is_not_named_in_the_error(
+    smtp_server: SmtpServer, catalog: Catalog
+) -> None:
     # given
     channel = SmtpChannel(make_settings(f"smtp://127.0.0.1:{smtp_server.port}"))
     smtp_server.reply_next("554 5.7.1 message to ana@example.com refused as spam")
@@ -346,20 +385,23 @@ def test_a_data_reply_quoting_the_recipient_is_not_named_in_the_error(smtp_serve
     assert str(error.value) == "SMTP 554 5.7.1 message to <recipient> refused as spam"
 
 
-def test_a_delivery_refused_with_the_address_echoed_records_and_logs_no_address(db: str, catalog: Catalog,
-                                                                              smtp_server: SmtpServer) -> None:
+def test_a_delivery_refused_with_the_address_echoed_records_and_logs_no_address(
+    db: str, catalog: Catalog, smtp_server: SmtpServer
+) -> None:
     # given a real email delivery to a user, and a server that rejects the recipient quoting it
     User.create(id="ana", email="ana@example.com", name="Ana", changed_at=dt.datetime(2026, 1, 1))
-    event = CloudEvent(id="evt-550", source="/teams", type="team.invite.sent",
-                       data={"recipients": ["ana"], "team_name": "Wolves", "inviter_name": "Bo",
-                             "url": "https://play.example/i/1"})
+    event = CloudEvent(
+        id="evt-550",
+        source="/teams",
+        type="team.invite.sent",
+        data={"recipients": ["ana"], "team_name": "Wolves", "inviter_name": "Bo", "url": "https://play.example/i/1"},
+    )
     [(delivery_id, _)] = ingest_event(event, catalog, ["email"]).to_enqueue
     settings = make_settings(f"smtp://127.0.0.1:{smtp_server.port}")
     smtp_server.reply_to_rcpt_next("550 5.1.1 <ana@example.com>: Recipient address rejected: User unknown")
     # when
     with structlog.testing.capture_logs() as logs:
-        outcome = run_delivery(SmtpChannel(settings), delivery_id, message_id="m-1", settings=settings,
-                               catalog=catalog)
+        outcome = run_delivery(SmtpChannel(settings), delivery_id, message_id="m-1", settings=settings, catalog=catalog)
     # then
     assert outcome.status == DeliveryStatus.FAILED
     stored = Delivery.get_by_id(delivery_id).last_error

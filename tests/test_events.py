@@ -34,15 +34,23 @@ def with_data(**data: Any) -> dict[str, Any]:
 
 def test_a_valid_event_is_parsed_into_a_cloud_event(catalog: Catalog) -> None:
     # given
-    raw = invite(subject="team/42", data={"recipients": ["u1"], "topic": "team-42", "url": "https://x.test/t/42",
-                                          "team_name": "Owls", "inviter_name": "Ada"})
+    raw = invite(
+        subject="team/42",
+        data={
+            "recipients": ["u1"],
+            "topic": "team-42",
+            "url": "https://x.test/t/42",
+            "team_name": "Owls",
+            "inviter_name": "Ada",
+        },
+    )
 
     # when
     event = parse_event(raw, catalog)
 
     # then
     assert (event.id, event.source, event.type, event.subject) == ("evt-1", "/teams", "team.invite.sent", "team/42")
-    assert event.time == dt.datetime(2026, 5, 9, 18, 30, tzinfo=dt.timezone.utc)
+    assert event.time == dt.datetime(2026, 5, 9, 18, 30, tzinfo=dt.UTC)
     assert event.recipients == ["u1"]
     assert event.topic == "team-42"
     assert event.context == {"url": "https://x.test/t/42", "team_name": "Owls", "inviter_name": "Ada"}
@@ -130,8 +138,9 @@ def test_an_event_with_a_non_json_content_type_is_rejected(catalog: Catalog) -> 
         parse_event(raw, catalog)
 
 
-@pytest.mark.parametrize("content_type", ["application/json", "application/cloudevents+json",
-                                          "application/json; charset=utf-8"])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/cloudevents+json", "application/json; charset=utf-8"]
+)
 def test_json_content_types_are_accepted(catalog: Catalog, content_type: str) -> None:
     # given
     raw = invite(datacontenttype=content_type)
@@ -328,8 +337,7 @@ def test_decode_body_rejects_what_is_not_a_json_object(body: str | bytes, messag
         decode_body(body)
 
 
-@pytest.mark.parametrize("body", ["[" * 100_000, '{"a":' * 100_000, b"[" * 100_000,
-                                  "[" * 50_000 + "]" * 50_000])
+@pytest.mark.parametrize("body", ["[" * 100_000, '{"a":' * 100_000, b"[" * 100_000, "[" * 50_000 + "]" * 50_000])
 def test_decode_body_rejects_deep_nesting_as_an_invalid_event_not_a_recursion_error(body: str | bytes) -> None:
     # given / when / then
     with pytest.raises(InvalidEvent, match="the body is not JSON"):

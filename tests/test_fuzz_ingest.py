@@ -45,8 +45,9 @@ LIVENESS_SECONDS = 2.0
 MB = 1024 * 1024
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-WITH_DATABASE = settings(max_examples=200, deadline=None,
-                         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+WITH_DATABASE = settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 
 
 def intake(max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Intake:
@@ -56,11 +57,22 @@ def intake(max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Intake:
 def invite_event(**overrides: Any) -> dict[str, Any]:
     """A valid team.invite.sent with every optional attribute, so that removing one means something."""
     event: dict[str, Any] = {
-        "specversion": "1.0", "id": str(uuid.uuid4()), "source": "/fuzz", "type": "team.invite.sent",
-        "datacontenttype": "application/json", "time": "2026-05-09T18:30:00Z", "subject": "team/7",
-        "data": {"recipients": ["ana", "bo"], "team_name": "Wolves", "inviter_name": "Mira",
-                 "url": "https://play.example/invites/1", "deliver_at": "2020-01-01T00:00:00Z",
-                 "topic": "team:7", "cancel_key": "invite-7"},
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/fuzz",
+        "type": "team.invite.sent",
+        "datacontenttype": "application/json",
+        "time": "2026-05-09T18:30:00Z",
+        "subject": "team/7",
+        "data": {
+            "recipients": ["ana", "bo"],
+            "team_name": "Wolves",
+            "inviter_name": "Mira",
+            "url": "https://play.example/invites/1",
+            "deliver_at": "2020-01-01T00:00:00Z",
+            "topic": "team:7",
+            "cancel_key": "invite-7",
+        },
     }
     event.update(overrides)
     return event
@@ -85,9 +97,15 @@ class Rejected:
     reason: str
 
 
-def ingest_in_process(body: bytes, catalog: Catalog, *, codec: Intake | None = None, store: bool = False,
-                      envelope: Envelope | None = None, publisher: str | None = None,
-                      ) -> Rejected | CloudEvent | IngestResult:
+def ingest_in_process(
+    body: bytes,
+    catalog: Catalog,
+    *,
+    codec: Intake | None = None,
+    store: bool = False,
+    envelope: Envelope | None = None,
+    publisher: str | None = None,
+) -> Rejected | CloudEvent | IngestResult:
     """What the ingest actor does with a body, without the broker: why it is rejected, or what it made.
 
     ``envelope`` defaults to that of a producer (anonymous unless ``publisher``) following the contract:
@@ -100,8 +118,9 @@ def ingest_in_process(body: bytes, catalog: Catalog, *, codec: Intake | None = N
     if "error" in kwargs:
         return Rejected(kwargs["error"])
     try:
-        event, sender = admit(kwargs["event"], Envelope(**kwargs["envelope"]), catalog=catalog, settings=SETTINGS,
-                              authority=AUTHORITY)
+        event, sender = admit(
+            kwargs["event"], Envelope(**kwargs["envelope"]), catalog=catalog, settings=SETTINGS, authority=AUTHORITY
+        )
         return ingest_event(event, catalog, CHANNELS, sender=sender) if store else event
     except InvalidEvent as e:
         return Rejected(str(e))
@@ -135,21 +154,51 @@ def finishes_quickly() -> Iterator[None]:
 
 # Every code point, lone surrogates included: json.dumps escapes them, and "surrogatepass" writes them raw.
 any_character = st.characters(codec=None, exclude_categories=())
-nasty_strings = st.sampled_from([
-    "", " ", "\x00", "\u2028", "\u202e", "\ud800", "\udfff\ud800", "NaN", "null", "tidings.user.upsert",
-    "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-02-30T00:00:00Z", "2026-05-09T18:30:00",
-    "9000-01-01T00:00:00Z", "1970-01-01T00:00:00Z", "javascript:alert(1)", "https://", "x" * 256, "é" * 300,
-])
-json_scalars = (st.none() | st.booleans() | st.integers() | st.integers(0, 4200).map(lambda digits: -(10**digits))
-                | st.floats() | st.text(any_character, max_size=40) | nasty_strings)
+nasty_strings = st.sampled_from(
+    [
+        "",
+        " ",
+        "\x00",
+        "\u2028",
+        "\u202e",
+        "\ud800",
+        "\udfff\ud800",
+        "NaN",
+        "null",
+        "tidings.user.upsert",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-01:00",
+        "2026-02-30T00:00:00Z",
+        "2026-05-09T18:30:00",
+        "9000-01-01T00:00:00Z",
+        "1970-01-01T00:00:00Z",
+        "javascript:alert(1)",
+        "https://",
+        "x" * 256,
+        "é" * 300,
+    ]
+)
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(0, 4200).map(lambda digits: -(10**digits))
+    | st.floats()
+    | st.text(any_character, max_size=40)
+    | nasty_strings
+)
 json_values = st.recursive(
     json_scalars,
-    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(any_character, max_size=12), children,
-                                                                     max_size=6),
+    lambda children: (
+        st.lists(children, max_size=6) | st.dictionaries(st.text(any_character, max_size=12), children, max_size=6)
+    ),
     max_leaves=25,
 )
-huge_strings = st.builds(lambda char, size: char * size, st.sampled_from(["x", "é", "😀", "\x00", "\u202e"]),
-                         st.sampled_from([1021, 100_000, 1_000_000]))
+huge_strings = st.builds(
+    lambda char, size: char * size,
+    st.sampled_from(["x", "é", "😀", "\x00", "\u202e"]),
+    st.sampled_from([1021, 100_000, 1_000_000]),
+)
 
 
 @st.composite
@@ -159,10 +208,26 @@ def json_bodies(draw: st.DrawFn) -> bytes:
     return json.dumps(draw(json_values), ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
 
 
-EVENT_FIELDS = [("specversion",), ("id",), ("source",), ("type",), ("datacontenttype",), ("time",), ("subject",),
-                ("data",), ("data", "recipients"), ("data", "recipients", 0), ("data", "team_name"),
-                ("data", "inviter_name"), ("data", "url"), ("data", "deliver_at"), ("data", "topic"),
-                ("data", "cancel_key"), ("data", "extra"), ("unknown_attribute",)]
+EVENT_FIELDS = [
+    ("specversion",),
+    ("id",),
+    ("source",),
+    ("type",),
+    ("datacontenttype",),
+    ("time",),
+    ("subject",),
+    ("data",),
+    ("data", "recipients"),
+    ("data", "recipients", 0),
+    ("data", "team_name"),
+    ("data", "inviter_name"),
+    ("data", "url"),
+    ("data", "deliver_at"),
+    ("data", "topic"),
+    ("data", "cancel_key"),
+    ("data", "extra"),
+    ("unknown_attribute",),
+]
 
 
 def mutate(value: dict[str, Any], path: tuple[Any, ...], how: str, replacement: Any) -> dict[str, Any]:
@@ -196,19 +261,43 @@ def command(type_: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 VALID_COMMANDS = [
-    command("tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "name": "Ana", "timezone": "Europe/Paris",
-                                    "locale": "fr", "digest_time": "08:00", "quiet_start": "22:00",
-                                    "quiet_end": "07:00", "discord_webhook_url": "https://discord.example/x"}),
-    command("tidings.preferences.set", {"user": "ana", "preferences": [
-        {"type": "team.invite.sent", "channel": "email", "enabled": True, "mode": "digest"}]}),
+    command(
+        "tidings.user.upsert",
+        {
+            "id": "ana",
+            "email": "ana@example.com",
+            "name": "Ana",
+            "timezone": "Europe/Paris",
+            "locale": "fr",
+            "digest_time": "08:00",
+            "quiet_start": "22:00",
+            "quiet_end": "07:00",
+            "discord_webhook_url": "https://discord.example/x",
+        },
+    ),
+    command(
+        "tidings.preferences.set",
+        {
+            "user": "ana",
+            "preferences": [{"type": "team.invite.sent", "channel": "email", "enabled": True, "mode": "digest"}],
+        },
+    ),
     command("tidings.topic.subscribe", {"topic": "team:7", "user": "ana"}),
     command("tidings.topic.unsubscribe", {"topic": "team:7", "user": "ana"}),
     command("tidings.notification.cancel", {"cancel_key": "invite-7", "recipients": ["ana"]}),
     command("tidings.notification.cancel", {"source": "/fuzz", "id": "e1"}),
-    command("tidings.webhook.upsert", {"id": "hook", "url": "https://hooks.example/x", "types": ["team.*"],
-                                       "secret": "whsec_" + "A" * 44, "enabled": True, "owner": "ana"}),
+    command(
+        "tidings.webhook.upsert",
+        {
+            "id": "hook",
+            "url": "https://hooks.example/x",
+            "types": ["team.*"],
+            "secret": "whsec_" + "A" * 44,
+            "enabled": True,
+            "owner": "ana",
+        },
+    ),
 ]
-
 
 
 @st.composite
@@ -256,20 +345,26 @@ def test_any_json_value_is_accepted_or_rejected_with_a_reason(catalog: Catalog, 
 @FAST
 @given(body=dramatiq_shaped_bodies())
 def test_a_body_shaped_like_a_dramatiq_message_always_goes_to_ingest_and_is_rejected(
-        catalog: Catalog, body: bytes) -> None:
+    catalog: Catalog, body: bytes
+) -> None:
     # given a foreign body with dramatiq's keys
     # when
     decoded = intake().wrap(body)
     # then: it names no actor, queue or option of its own, and ingest rejects it with a reason
     assert (decoded["queue_name"], decoded["actor_name"], decoded["args"], decoded["options"]) == (
-        "t.ingest", "ingest", (), {})
+        "t.ingest",
+        "ingest",
+        (),
+        {},
+    )
     assert isinstance(ingest_in_process(body, catalog), Rejected)
 
 
 @WITH_DATABASE
 @given(event=almost_valid_events())
-def test_an_almost_valid_event_is_stored_or_rejected_with_a_reason(sqlite_db: str, catalog: Catalog,
-                                                                   event: dict[str, Any]) -> None:
+def test_an_almost_valid_event_is_stored_or_rejected_with_a_reason(
+    sqlite_db: str, catalog: Catalog, event: dict[str, Any]
+) -> None:
     # given a valid event with one field broken / when
     outcome = ingest_in_process(dumps(event), catalog, store=True)
     # then
@@ -278,8 +373,9 @@ def test_an_almost_valid_event_is_stored_or_rejected_with_a_reason(sqlite_db: st
 
 @WITH_DATABASE
 @given(event=almost_valid_commands())
-def test_an_almost_valid_command_is_applied_or_rejected_with_a_reason(sqlite_db: str, catalog: Catalog,
-                                                                     event: dict[str, Any]) -> None:
+def test_an_almost_valid_command_is_applied_or_rejected_with_a_reason(
+    sqlite_db: str, catalog: Catalog, event: dict[str, Any]
+) -> None:
     # given a valid control command with one field broken, from an authorised user / when
     outcome = ingest_in_process(dumps(event), catalog, store=True, publisher=SETTINGS.broker_user)
     # then
@@ -287,12 +383,19 @@ def test_an_almost_valid_command_is_applied_or_rejected_with_a_reason(sqlite_db:
 
 
 @FAST
-@given(deliver_at=json_values | st.builds(lambda moment, offset: moment.isoformat() + offset, st.datetimes(),
-                                          st.sampled_from(["Z", "+01:00", "-01:00", "+14:00", "-23:59", ""])))
+@given(
+    deliver_at=json_values
+    | st.builds(
+        lambda moment, offset: moment.isoformat() + offset,
+        st.datetimes(),
+        st.sampled_from(["Z", "+01:00", "-01:00", "+14:00", "-23:59", ""]),
+    )
+)
 def test_check_schedule_only_ever_raises_invalid_event(deliver_at: Any) -> None:
     # given an event whose deliver_at is anything (checked here even where parse_event would refuse it)
-    event = CloudEvent(id="s1", source="/fuzz", type="team.invite.sent",
-                       data={"recipients": ["ana"], "deliver_at": deliver_at})
+    event = CloudEvent(
+        id="s1", source="/fuzz", type="team.invite.sent", data={"recipients": ["ana"], "deliver_at": deliver_at}
+    )
     # when / then
     with contextlib.suppress(InvalidEvent):
         check_schedule(event, SETTINGS.schedule_horizon)
@@ -333,52 +436,79 @@ ACCEPTED = None
 NASTY = [
     pytest.param(b"[" * 100_000, RECURSION, id="100k-open-brackets"),
     pytest.param(deep_object_text(5000), RECURSION, id="object-5000-deep"),
-    pytest.param(invite_with_data(deep=nested(100)), TOO_DEEP,
-                 id="data-100-deep"),
-    pytest.param(invite_with_data(deep=nested(60)), ACCEPTED,
-                 id="data-60-deep"),
+    pytest.param(invite_with_data(deep=nested(100)), TOO_DEEP, id="data-100-deep"),
+    pytest.param(invite_with_data(deep=nested(60)), ACCEPTED, id="data-60-deep"),
     pytest.param(b"{" + b" " * TEN_MB + b"}", f"the body is {TEN_MB + 2} bytes, over the limit", id="10MB-of-spaces"),
     pytest.param(padded_event(TEN_MB), f"the body is {TEN_MB} bytes, over the limit", id="10MB-string-value"),
     pytest.param(b'{"specversion": "1.0", "id": "caf\xe9"}', NOT_UTF8, id="latin-1"),
     pytest.param(b"\xff\xfe\xfd" * 1000, NOT_UTF8, id="invalid-utf8"),
     pytest.param(invite().decode().encode("utf-16"), NOT_UTF8, id="utf16-with-bom"),
     pytest.param(b"\xef\xbb\xbf" + invite(), "the body is not JSON (Unexpected UTF-8 BOM", id="utf8-bom"),
-    pytest.param(invite_with_data(score=float("nan"), max=float("inf")),
-                 ACCEPTED, id="NaN-and-Infinity-in-data"),
+    pytest.param(invite_with_data(score=float("nan"), max=float("inf")), ACCEPTED, id="NaN-and-Infinity-in-data"),
     pytest.param(invite(id=float("nan")), "id must be a non-empty string", id="NaN-id"),
     pytest.param(invite(specversion=float("-inf")), 'specversion must be "1.0"', id="Infinity-specversion"),
-    pytest.param(invite_with_data(recipients=["u"] * 100_000),
-                 "data.recipients has 100000 entries, over 10000", id="100k-recipients"),
+    pytest.param(
+        invite_with_data(recipients=["u"] * 100_000),
+        "data.recipients has 100000 entries, over 10000",
+        id="100k-recipients",
+    ),
     pytest.param(invite(id="\x01\x1b[31m\u202e\u200b\x7f\ufeff"), ACCEPTED, id="control-characters-in-id"),
     pytest.param(invite(id="a\x00b"), NUL, id="NUL-in-id"),
     pytest.param(invite_with_data(recipients=["a\x00b"]), NUL, id="NUL-in-recipient"),
     pytest.param(invite(id="\u2028\t \u3000"), "id must be a non-empty string", id="whitespace-id"),
     pytest.param(invite(id="\ud800"), SURROGATE, id="lone-surrogate-id"),
-    pytest.param(invite_with_data(recipients=["\udfff"]), SURROGATE,
-                 id="lone-surrogate-recipient"),
+    pytest.param(invite_with_data(recipients=["\udfff"]), SURROGATE, id="lone-surrogate-recipient"),
     pytest.param(invite(type="t" * 100_000), "type is longer than 1020 characters", id="100k-char-type"),
-    pytest.param(invite(type="team.invite.sent\x1b"), "type 'team.invite.sent\\x1b' is not in the catalog",
-                 id="escape-in-type"),
-    pytest.param(invite(time="0001-01-01T00:00:00+01:00"),
-                 "time '0001-01-01T00:00:00+01:00' is out of range in UTC", id="time-before-year-1-in-UTC"),
-    pytest.param(invite_with_data(deliver_at="9999-12-31T23:59:59-01:00"),
-                 "data.deliver_at '9999-12-31T23:59:59-01:00' is out of range in UTC", id="deliver-at-after-9999"),
-    pytest.param(b'{"id": ' + b"9" * 5000 + b"}", "the body is not JSON (Exceeds the limit (4300 digits)",
-                 id="5000-digit-integer"),
-    pytest.param(b'{"id": "a", "id": "b", "specversion": "1.0", "specversion": 1}', 'specversion must be "1.0"',
-                 id="duplicate-keys"),
-    pytest.param(dumps({"queue_name": "q", "actor_name": "ingest", "args": [], "kwargs": {}, "options": {},
-                        "message_id": "m", "extra": 1}), "the body is shaped like a dramatiq message",
-                 id="dramatiq-keys-and-one-more"),
-    pytest.param(dumps({"queue_name": "q", "actor_name": "ingest", "args": 5, "kwargs": {}, "options": {},
-                        "message_id": "m"}), "the body is shaped like a dramatiq message",
-                 id="dramatiq-keys-of-wrong-types"),
+    pytest.param(
+        invite(type="team.invite.sent\x1b"), "type 'team.invite.sent\\x1b' is not in the catalog", id="escape-in-type"
+    ),
+    pytest.param(
+        invite(time="0001-01-01T00:00:00+01:00"),
+        "time '0001-01-01T00:00:00+01:00' is out of range in UTC",
+        id="time-before-year-1-in-UTC",
+    ),
+    pytest.param(
+        invite_with_data(deliver_at="9999-12-31T23:59:59-01:00"),
+        "data.deliver_at '9999-12-31T23:59:59-01:00' is out of range in UTC",
+        id="deliver-at-after-9999",
+    ),
+    pytest.param(
+        b'{"id": ' + b"9" * 5000 + b"}",
+        "the body is not JSON (Exceeds the limit (4300 digits)",
+        id="5000-digit-integer",
+    ),
+    pytest.param(
+        b'{"id": "a", "id": "b", "specversion": "1.0", "specversion": 1}',
+        'specversion must be "1.0"',
+        id="duplicate-keys",
+    ),
+    pytest.param(
+        dumps(
+            {
+                "queue_name": "q",
+                "actor_name": "ingest",
+                "args": [],
+                "kwargs": {},
+                "options": {},
+                "message_id": "m",
+                "extra": 1,
+            }
+        ),
+        "the body is shaped like a dramatiq message",
+        id="dramatiq-keys-and-one-more",
+    ),
+    pytest.param(
+        dumps({"queue_name": "q", "actor_name": "ingest", "args": 5, "kwargs": {}, "options": {}, "message_id": "m"}),
+        "the body is shaped like a dramatiq message",
+        id="dramatiq-keys-of-wrong-types",
+    ),
 ]
 
 
 @pytest.mark.parametrize("body, reason", NASTY)
 def test_a_nasty_body_is_rejected_with_a_clear_reason_or_accepted_quickly(
-        db: str, catalog: Catalog, body: bytes, reason: str | None) -> None:
+    db: str, catalog: Catalog, body: bytes, reason: str | None
+) -> None:
     # given a nasty body, a database of each kind, and a limit that lets the parser see all but the 10 MB ones
     codec = intake(max_event_bytes=MB)
     # when
@@ -394,21 +524,38 @@ def test_a_nasty_body_is_rejected_with_a_clear_reason_or_accepted_quickly(
 
 # Values of the wrong kind in commands and match results (found by fuzzing, fixed since).
 WRONG_KINDS = [
-    pytest.param(command("tidings.user.upsert", {"id": "ana", "timezone": "Europe"}),
-                 id="timezone-is-a-tzdata-directory"),
+    pytest.param(
+        command("tidings.user.upsert", {"id": "ana", "timezone": "Europe"}), id="timezone-is-a-tzdata-directory"
+    ),
     pytest.param(command("tidings.user.upsert", {"id": "ana", "timezone": "x" * 300}), id="timezone-of-300-bytes"),
-    pytest.param(command("tidings.preferences.set", {"user": "ana", "preferences": [
-        {"type": ["team.invite.sent"], "channel": "email", "enabled": True}]}), id="preference-type-is-a-list"),
-    pytest.param(command("match.completed", {
-        "recipients": ["ana"], "tournament_name": "Cup", "winner_name": "Wolves", "tournament_id": "cup",
-        "participants": [{"team_id": "wolves", "score": 1, "placement": 1, "kills": 0}], "winner": []}),
-        id="match-winner-is-a-list"),
+    pytest.param(
+        command(
+            "tidings.preferences.set",
+            {"user": "ana", "preferences": [{"type": ["team.invite.sent"], "channel": "email", "enabled": True}]},
+        ),
+        id="preference-type-is-a-list",
+    ),
+    pytest.param(
+        command(
+            "match.completed",
+            {
+                "recipients": ["ana"],
+                "tournament_name": "Cup",
+                "winner_name": "Wolves",
+                "tournament_id": "cup",
+                "participants": [{"team_id": "wolves", "score": 1, "placement": 1, "kills": 0}],
+                "winner": [],
+            },
+        ),
+        id="match-winner-is-a-list",
+    ),
 ]
 
 
 @pytest.mark.parametrize("event", WRONG_KINDS)
 def test_a_command_or_match_result_with_a_value_of_the_wrong_kind_is_rejected_with_a_reason(
-        sqlite_db: str, catalog: Catalog, event: dict[str, Any]) -> None:
+    sqlite_db: str, catalog: Catalog, event: dict[str, Any]
+) -> None:
     # given / when
     outcome = ingest_in_process(dumps(event), catalog, store=True)
     # then
@@ -472,7 +619,10 @@ def nasty_bodies() -> list[bytes]:
         invite(subject=7),
         invite(specversion="0.3"),
         b'{"id": ' + b"9" * 5000 + b"}",
-        b"", b"null", b"1e999999", b"\x00\x01\x02",
+        b"",
+        b"null",
+        b"1e999999",
+        b"\x00\x01\x02",
         dumps({"queue_name": "q", "actor_name": "ingest", "args": 5, "kwargs": {}, "options": {}, "message_id": "m"}),
     ]
 
@@ -483,9 +633,13 @@ def publish_raw(deployment: Deployment, bodies: list[bytes]) -> None:
     channel = connection.channel()
     channel.confirm_delivery()
     for body in bodies:
-        channel.basic_publish(deployment.exchange, "team.invite.sent", body,
-                              pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2),
-                              mandatory=True)
+        channel.basic_publish(
+            deployment.exchange,
+            "team.invite.sent",
+            body,
+            pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2),
+            mandatory=True,
+        )
     connection.close()
 
 
@@ -500,7 +654,8 @@ def dead_letter_count(deployment: Deployment) -> int:
 
 @pytest.mark.integration
 def test_a_worker_dead_letters_every_nasty_body_with_its_reason_and_keeps_serving(
-        deployment: Deployment, catalog: Catalog) -> None:
+    deployment: Deployment, catalog: Catalog
+) -> None:
     # given a worker with a 64 KiB limit, and what it should say of each body
     deployment.configure(TIDINGS_MAX_EVENT_BYTES=str(WORKER_LIMIT))
     worker = deployment.worker().start()
@@ -519,8 +674,12 @@ def test_a_worker_dead_letters_every_nasty_body_with_its_reason_and_keeps_servin
     # then the valid event gets through, and every bad one is dead-lettered with its reason
     wait_for(lambda: InboxItem.select().count() == 1, timeout=30, what="the valid event after the bad ones")
     wait_for(lambda: Rejection.select().count() == len(bad), timeout=30, interval=0.1, what="a rejection per body")
-    wait_for(lambda: dead_letter_count(deployment) == len(bad), timeout=30, interval=0.1,
-             what="every bad body in the dead-letter queue")
+    wait_for(
+        lambda: dead_letter_count(deployment) == len(bad),
+        timeout=30,
+        interval=0.1,
+        what="every bad body in the dead-letter queue",
+    )
     assert sorted(deployment.dead_letters()) == sorted(bad)
     assert {r.message_id: r.reason for r in Rejection.select()} == expected
     assert worker.proc is not None and worker.proc.poll() is None

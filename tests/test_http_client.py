@@ -108,8 +108,12 @@ def resolve(monkeypatch: pytest.MonkeyPatch, name: str, *answers: list[str]) -> 
             return real_getaddrinfo(host, port, *args, **kwargs)  # type: ignore[arg-type]
         lookups.append(host)
         addresses = answers[min(len(lookups), len(answers)) - 1]
-        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0)) if ":" in a
-                else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0))
+            if ":" in a
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+            for a in addresses
+        ]
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return lookups
@@ -164,32 +168,55 @@ def counting_server() -> Iterator[CountingServer]:
 # --- address_allowed ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("address", ["93.184.215.14", "8.8.8.8", "2606:4700::6810:84e5", "::ffff:8.8.8.8",
-                                     "64:ff9b::808:808"])
+@pytest.mark.parametrize(
+    "address", ["93.184.215.14", "8.8.8.8", "2606:4700::6810:84e5", "::ffff:8.8.8.8", "64:ff9b::808:808"]
+)
 def test_a_public_address_is_allowed(address: str) -> None:
     # given / when / then
     assert address_allowed(ipaddress.ip_address(address), ())
 
 
-@pytest.mark.parametrize("address", [
-    "127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "224.0.0.1",
-    "0.0.0.0", "::", "fe80::1", "fc00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "240.0.0.1", "255.255.255.255",
-    "ff0e::1", "64:ff9b::a00:1", "2002:7f00:1::", "::7f00:1",
-])
-def test_a_loopback_private_link_local_cgnat_multicast_reserved_or_unspecified_address_is_refused(
-        address: str) -> None:
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "224.0.0.1",
+        "0.0.0.0",
+        "::",
+        "fe80::1",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "ff0e::1",
+        "64:ff9b::a00:1",
+        "2002:7f00:1::",
+        "::7f00:1",
+    ],
+)
+def test_a_loopback_private_link_local_cgnat_multicast_reserved_or_unspecified_address_is_refused(address: str) -> None:
     # given / when / then
     assert not address_allowed(ipaddress.ip_address(address), ())
 
 
-@pytest.mark.parametrize(("address", "allowed", "expected"), [
-    ("127.0.0.1", "127.0.0.0/8", True),
-    ("::ffff:127.0.0.1", "127.0.0.0/8", True),
-    ("10.0.0.1", "127.0.0.0/8", False),
-    ("10.20.30.40", "10.20.0.0/16", True),
-    ("fd00::1", "fd00::/8", True),
-    ("::1", "127.0.0.0/8", False),
-])
+@pytest.mark.parametrize(
+    ("address", "allowed", "expected"),
+    [
+        ("127.0.0.1", "127.0.0.0/8", True),
+        ("::ffff:127.0.0.1", "127.0.0.0/8", True),
+        ("10.0.0.1", "127.0.0.0/8", False),
+        ("10.20.30.40", "10.20.0.0/16", True),
+        ("fd00::1", "fd00::/8", True),
+        ("::1", "127.0.0.0/8", False),
+    ],
+)
 def test_an_allowed_network_lets_its_addresses_back_in(address: str, allowed: str, expected: bool) -> None:
     # given
     networks = [ipaddress.ip_network(allowed)]
@@ -200,17 +227,20 @@ def test_an_allowed_network_lets_its_addresses_back_in(address: str, allowed: st
 # --- redact_url -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("url", "redacted"), [
-    ("https://discord.com/api/webhooks/123/TOKEN", "https://discord.com/api/webhooks/123/***"),
-    ("https://discord.com/api/webhooks/123/TOKEN?wait=true", "https://discord.com/api/webhooks/123/***"),
-    ("https://user:pa55@hooks.example.com:8443/a/b/c/d/e?sig=abc#part", "https://hooks.example.com:8443/a/b/c/***"),
-    ("http://example.com/hooks/abc?key=secret", "http://example.com/hooks/***"),
-    ("https://scores.example/api/hooks/TOKEN", "https://scores.example/api/hooks/***"),
-    ("https://example.com/", "https://example.com"),
-    ("https://example.com", "https://example.com"),
-    ("http://[::1]:8080/a/b/c/d", "http://[::1]:8080/a/b/c/***"),
-    ("no host at all", "<invalid URL>"),
-])
+@pytest.mark.parametrize(
+    ("url", "redacted"),
+    [
+        ("https://discord.com/api/webhooks/123/TOKEN", "https://discord.com/api/webhooks/123/***"),
+        ("https://discord.com/api/webhooks/123/TOKEN?wait=true", "https://discord.com/api/webhooks/123/***"),
+        ("https://user:pa55@hooks.example.com:8443/a/b/c/d/e?sig=abc#part", "https://hooks.example.com:8443/a/b/c/***"),
+        ("http://example.com/hooks/abc?key=secret", "http://example.com/hooks/***"),
+        ("https://scores.example/api/hooks/TOKEN", "https://scores.example/api/hooks/***"),
+        ("https://example.com/", "https://example.com"),
+        ("https://example.com", "https://example.com"),
+        ("http://[::1]:8080/a/b/c/d", "http://[::1]:8080/a/b/c/***"),
+        ("no host at all", "<invalid URL>"),
+    ],
+)
 def test_a_redacted_url_keeps_the_host_and_first_path_segments_but_never_the_last(url: str, redacted: str) -> None:
     # given / when / then
     assert redact_url(url) == redacted
@@ -221,7 +251,8 @@ def test_a_redacted_url_keeps_the_host_and_first_path_segments_but_never_the_las
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
 def test_given_default_settings_when_posting_to_loopback_then_it_is_refused_for_good_and_nothing_is_sent(
-        scheme: str, request: pytest.FixtureRequest, make_client: Callable[..., HttpClient]) -> None:
+    scheme: str, request: pytest.FixtureRequest, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     server: HttpServer = request.getfixturevalue(f"{scheme}_server")
     client = make_client()
@@ -235,7 +266,8 @@ def test_given_default_settings_when_posting_to_loopback_then_it_is_refused_for_
 
 
 def test_given_default_settings_when_posting_to_localhost_then_the_resolved_address_is_refused(
-        https_server: HttpServer, make_client: Callable[..., HttpClient]) -> None:
+    https_server: HttpServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     client = make_client()
     # when
@@ -247,13 +279,17 @@ def test_given_default_settings_when_posting_to_localhost_then_the_resolved_addr
 
 
 def test_given_loopback_is_allowed_and_the_ca_is_trusted_when_posting_then_the_server_gets_body_and_headers(
-        https_server: HttpServer, certificate: tuple[Path, Path], make_client: Callable[..., HttpClient]) -> None:
+    https_server: HttpServer, certificate: tuple[Path, Path], make_client: Callable[..., HttpClient]
+) -> None:
     # given
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_CA_FILE=str(certificate[0]))
     https_server.reply_next(Reply(status=202, body=b'{"id": "1"}'))
     # when
-    response = client.post(https_server.url(PATH), body=b'{"content": "hi"}',
-                           headers={"Content-Type": "application/json", "X-Tidings": "yes"})
+    response = client.post(
+        https_server.url(PATH),
+        body=b'{"content": "hi"}',
+        headers={"Content-Type": "application/json", "X-Tidings": "yes"},
+    )
     # then
     assert response.status_code == 202 and response.json() == {"id": "1"}
     [received] = https_server.requests()
@@ -264,8 +300,8 @@ def test_given_loopback_is_allowed_and_the_ca_is_trusted_when_posting_then_the_s
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.5", "169.254.169.254", "::ffff:127.0.0.1", "::1"])
 def test_given_a_public_looking_name_when_dns_answers_a_private_address_then_nothing_connects(
-        address: str, listener: socket.socket, monkeypatch: pytest.MonkeyPatch,
-        make_client: Callable[..., HttpClient]) -> None:
+    address: str, listener: socket.socket, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     resolve(monkeypatch, "hooks.example.com", [address])
     client = make_client()
@@ -279,7 +315,8 @@ def test_given_a_public_looking_name_when_dns_answers_a_private_address_then_not
 
 
 def test_given_dns_rebinding_when_a_name_first_resolves_to_an_allowed_address_then_the_socket_goes_there_only(
-        listener: socket.socket, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., HttpClient]) -> None:
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., HttpClient]
+) -> None:
     # given: an allowed server on 127.0.0.2 and a refused listener on 127.0.0.1, on the same port;
     # DNS answers the allowed address to the first lookup and loopback to any later one
     allowed = CountingServer("127.0.0.2", listener.getsockname()[1])
@@ -298,7 +335,8 @@ def test_given_dns_rebinding_when_a_name_first_resolves_to_an_allowed_address_th
 
 
 def test_given_dns_rebinding_when_the_connecting_lookup_answers_loopback_then_it_is_refused(
-        listener: socket.socket, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., HttpClient]) -> None:
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., HttpClient]
+) -> None:
     # given: a lookup made earlier (a "pre-check") saw a public address; the next one answers loopback
     resolve(monkeypatch, "rebind.example.com", ["93.184.215.14"], ["127.0.0.1"])
     socket.getaddrinfo("rebind.example.com", 443)
@@ -311,8 +349,11 @@ def test_given_dns_rebinding_when_the_connecting_lookup_answers_loopback_then_it
 
 
 def test_given_a_name_resolving_to_refused_and_allowed_addresses_then_only_an_allowed_one_is_connected(
-        counting_server: CountingServer, listener: socket.socket, monkeypatch: pytest.MonkeyPatch,
-        make_client: Callable[..., HttpClient]) -> None:
+    counting_server: CountingServer,
+    listener: socket.socket,
+    monkeypatch: pytest.MonkeyPatch,
+    make_client: Callable[..., HttpClient],
+) -> None:
     # given: 10.0.0.1 (refused) comes first in the answer
     resolve(monkeypatch, "mixed.example.com", ["10.0.0.1", "127.0.0.1"])
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
@@ -326,7 +367,8 @@ def test_given_a_name_resolving_to_refused_and_allowed_addresses_then_only_an_al
 
 
 def test_given_no_ca_file_when_the_server_certificate_is_self_signed_then_a_transient_tls_error_is_raised(
-        https_server: HttpServer, make_client: Callable[..., HttpClient]) -> None:
+    https_server: HttpServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
     # when
@@ -339,8 +381,11 @@ def test_given_no_ca_file_when_the_server_certificate_is_self_signed_then_a_tran
 
 
 def test_the_certificate_is_checked_against_the_host_name_not_the_address_connected_to(
-        https_server: HttpServer, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch,
-        make_client: Callable[..., HttpClient]) -> None:
+    https_server: HttpServer,
+    certificate: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    make_client: Callable[..., HttpClient],
+) -> None:
     # given: the certificate names 127.0.0.1 and localhost, not hooks.tidings.test, which resolves to 127.0.0.1
     resolve(monkeypatch, "hooks.tidings.test", ["127.0.0.1"])
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_CA_FILE=str(certificate[0]))
@@ -372,7 +417,8 @@ def test_a_redirect_is_returned_as_is_and_never_followed(make_client: Callable[.
 
 
 def test_given_a_server_slower_than_the_read_timeout_then_a_transient_error_comes_quickly(
-        http_server: HttpServer, make_client: Callable[..., HttpClient]) -> None:
+    http_server: HttpServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     http_server.reply_next(Reply(delay=3.0))
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_READ_TIMEOUT="0.5")
@@ -386,7 +432,8 @@ def test_given_a_server_slower_than_the_read_timeout_then_a_transient_error_come
 
 
 def test_given_a_closed_port_in_an_allowed_network_then_the_refused_connection_is_a_transient_error(
-        make_client: Callable[..., HttpClient]) -> None:
+    make_client: Callable[..., HttpClient],
+) -> None:
     # given
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
     # when
@@ -416,8 +463,12 @@ TRICKLE = 1.0  # seconds per byte: far within the 10 s read timeout, which never
 
 @pytest.fixture
 def deadline_client(certificate: tuple[Path, Path], make_client: Callable[..., HttpClient]) -> HttpClient:
-    return make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_CA_FILE=str(certificate[0]),
-                       TIDINGS_HTTP_CONNECT_TIMEOUT="1", TIDINGS_HTTP_TOTAL_TIMEOUT=str(TOTAL))
+    return make_client(
+        TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK,
+        TIDINGS_HTTP_CA_FILE=str(certificate[0]),
+        TIDINGS_HTTP_CONNECT_TIMEOUT="1",
+        TIDINGS_HTTP_TOTAL_TIMEOUT=str(TOTAL),
+    )
 
 
 def timed_post_error(client: HttpClient, url: str) -> tuple[DeliveryError, float]:
@@ -431,10 +482,14 @@ def timers() -> list[threading.Thread]:
 
 
 @pytest.mark.parametrize("scheme", ["http", "https"])
-@pytest.mark.parametrize("reply", [Reply(trickle_headers=TRICKLE), Reply(body=b"x" * 100, trickle_body=TRICKLE)],
-                         ids=["status-line-and-headers", "body"])
+@pytest.mark.parametrize(
+    "reply",
+    [Reply(trickle_headers=TRICKLE), Reply(body=b"x" * 100, trickle_body=TRICKLE)],
+    ids=["status-line-and-headers", "body"],
+)
 def test_a_server_trickling_its_answer_a_byte_a_second_is_cut_off_at_the_total_deadline(
-        scheme: str, reply: Reply, request: pytest.FixtureRequest, deadline_client: HttpClient) -> None:
+    scheme: str, reply: Reply, request: pytest.FixtureRequest, deadline_client: HttpClient
+) -> None:
     # given a server that sends a byte a second (about 100 s in all), from its status line or in its body
     server: HttpServer = request.getfixturevalue(f"{scheme}_server")
     server.reply_next(reply)
@@ -450,7 +505,8 @@ def test_a_server_trickling_its_answer_a_byte_a_second_is_cut_off_at_the_total_d
 
 
 def test_the_deadline_cuts_a_request_on_a_kept_alive_connection_and_leaves_no_thread_behind(
-        https_server: HttpServer, deadline_client: HttpClient) -> None:
+    https_server: HttpServer, deadline_client: HttpClient
+) -> None:
     # given a first answer in full, then a trickled one
     https_server.reply_next(Reply(body=b'{"ok": true}'), Reply(trickle_headers=TRICKLE))
     assert deadline_client.post(https_server.url(PATH), body=b"{}", headers={}).json() == {"ok": True}
@@ -465,7 +521,8 @@ def test_the_deadline_cuts_a_request_on_a_kept_alive_connection_and_leaves_no_th
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_body_over_the_cap_is_not_read_the_status_is_kept_and_the_connection_is_closed(
-        chunked: bool, http_server: HttpServer, make_client: Callable[..., HttpClient]) -> None:
+    chunked: bool, http_server: HttpServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given a 200 whose body is 64 MiB, announced by its Content-Length or not at all (chunked); the cap is 64 KiB
     http_server.reply_next(Reply(200, {"X-Answer": "yes"}, b"x" * 65536, repeat=1024, chunked=chunked))
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
@@ -486,11 +543,13 @@ def test_a_body_over_the_cap_is_not_read_the_status_is_kept_and_the_connection_i
 
 
 def test_a_body_of_exactly_the_cap_is_read_whole_and_one_byte_more_is_dropped(
-        http_server: HttpServer, make_client: Callable[..., HttpClient]) -> None:
+    http_server: HttpServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given a cap of 1000 bytes, and chunked answers of 1000 and 1001 bytes
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_MAX_RESPONSE_BYTES="1000")
-    http_server.reply_next(Reply(body=b"y" * 100, repeat=10, chunked=True),
-                           Reply(body=b"y" * 77 + b"z" * 924, chunked=True))
+    http_server.reply_next(
+        Reply(body=b"y" * 100, repeat=10, chunked=True), Reply(body=b"y" * 77 + b"z" * 924, chunked=True)
+    )
     # when
     at_the_cap = client.post(http_server.url(PATH), body=b"{}", headers={})
     over_it = client.post(http_server.url(PATH), body=b"{}", headers={})
@@ -502,8 +561,9 @@ def test_a_body_of_exactly_the_cap_is_read_whole_and_one_byte_more_is_dropped(
 # --- sessions and pooling ---------------------------------------------------------------------------------------
 
 
-def test_several_posts_from_one_thread_reuse_one_connection(counting_server: CountingServer,
-                                                           make_client: Callable[..., HttpClient]) -> None:
+def test_several_posts_from_one_thread_reuse_one_connection(
+    counting_server: CountingServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
     # when
@@ -513,8 +573,9 @@ def test_several_posts_from_one_thread_reuse_one_connection(counting_server: Cou
     assert len(counting_server.connections) == 1
 
 
-def test_two_threads_get_two_sessions_each_with_its_own_connection(counting_server: CountingServer,
-                                                                  make_client: Callable[..., HttpClient]) -> None:
+def test_two_threads_get_two_sessions_each_with_its_own_connection(
+    counting_server: CountingServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
     sessions = []
@@ -534,8 +595,9 @@ def test_two_threads_get_two_sessions_each_with_its_own_connection(counting_serv
     assert len(counting_server.connections) == 2
 
 
-def test_after_close_the_next_post_opens_a_new_connection(counting_server: CountingServer,
-                                                          make_client: Callable[..., HttpClient]) -> None:
+def test_after_close_the_next_post_opens_a_new_connection(
+    counting_server: CountingServer, make_client: Callable[..., HttpClient]
+) -> None:
     # given
     client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK)
     client.post(counting_server.url(), body=b"{}", headers={})
@@ -546,9 +608,9 @@ def test_after_close_the_next_post_opens_a_new_connection(counting_server: Count
     assert response.status_code == 200 and len(counting_server.connections) == 2
 
 
-def test_proxy_settings_in_the_environment_are_ignored(counting_server: CountingServer,
-                                                       monkeypatch: pytest.MonkeyPatch,
-                                                       make_client: Callable[..., HttpClient]) -> None:
+def test_proxy_settings_in_the_environment_are_ignored(
+    counting_server: CountingServer, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., HttpClient]
+) -> None:
     # given: a proxy that does not exist; using it would fail
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")

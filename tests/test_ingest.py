@@ -21,15 +21,25 @@ T0 = dt.datetime(2026, 5, 9, 12, 0)
 _ids = itertools.count()
 
 
-def invite(*, recipients: list[str] | None = None, topic: str | None = None, event_id: str | None = None,
-           source: str = "/teams") -> CloudEvent:
+def invite(
+    *,
+    recipients: list[str] | None = None,
+    topic: str | None = None,
+    event_id: str | None = None,
+    source: str = "/teams",
+) -> CloudEvent:
     data: dict[str, Any] = {"team_name": "Owls", "inviter_name": "Ada"}
     if recipients is not None:
         data["recipients"] = recipients
     if topic is not None:
         data["topic"] = topic
-    return CloudEvent(id=event_id or f"evt-{next(_ids)}", source=source, type="team.invite.sent", data=data,
-                      time=dt.datetime(2026, 5, 9, 11, 0, tzinfo=dt.timezone.utc))
+    return CloudEvent(
+        id=event_id or f"evt-{next(_ids)}",
+        source=source,
+        type="team.invite.sent",
+        data=data,
+        time=dt.datetime(2026, 5, 9, 11, 0, tzinfo=dt.UTC),
+    )
 
 
 def deliveries() -> set[tuple[str, str]]:
@@ -88,8 +98,12 @@ def test_only_the_offered_channels_get_deliveries(db: str, catalog: Catalog) -> 
 
 def test_an_in_app_only_type_creates_no_email_deliveries(db: str, catalog: Catalog) -> None:
     # given
-    event = CloudEvent(id="evt-roster", source="/teams", type="team.roster.changed",
-                       data={"recipients": ["u1"], "team_name": "Owls", "player_name": "Bo", "change": "joined"})
+    event = CloudEvent(
+        id="evt-roster",
+        source="/teams",
+        type="team.roster.changed",
+        data={"recipients": ["u1"], "team_name": "Owls", "player_name": "Bo", "change": "joined"},
+    )
 
     # when
     ingest_event(event, catalog, CHANNELS)
@@ -125,9 +139,7 @@ def test_the_same_id_from_another_source_is_a_new_event(db: str, catalog: Catalo
     assert Delivery.select().count() == 4
 
 
-def test_a_duplicate_returns_the_deliveries_never_attempted_so_a_lost_enqueue_heals(
-    db: str, catalog: Catalog
-) -> None:
+def test_a_duplicate_returns_the_deliveries_never_attempted_so_a_lost_enqueue_heals(db: str, catalog: Catalog) -> None:
     # given: the first ingest committed, then crashed before enqueueing anything
     first = ingest_event(invite(recipients=["u1", "u2"], event_id="evt-1"), catalog, CHANNELS)
 
@@ -201,8 +213,12 @@ def test_a_critical_event_reaches_its_default_channels_despite_preferences(db: s
     # given
     Preference.create(user_id="u1", type="*", channel="email", enabled=False, changed_at=T0)
     Preference.create(user_id="u1", type="*", channel="in_app", enabled=False, changed_at=T0)
-    event = CloudEvent(id="evt-pay", source="/payments", type="payment.verified",
-                       data={"recipients": ["u1"], "amount": "9.99", "currency": "EUR", "reference": "R1"})
+    event = CloudEvent(
+        id="evt-pay",
+        source="/payments",
+        type="payment.verified",
+        data={"recipients": ["u1"], "amount": "9.99", "currency": "EUR", "reference": "R1"},
+    )
 
     # when
     ingest_event(event, catalog, CHANNELS)
@@ -225,8 +241,9 @@ def test_many_recipients_are_inserted_in_batches(db: str, catalog: Catalog) -> N
 
 
 def command(data: dict[str, Any], *, event_id: str, at: dt.datetime) -> CloudEvent:
-    return CloudEvent(id=event_id, source="/accounts", type="tidings.user.upsert", data=data,
-                      time=at.replace(tzinfo=dt.timezone.utc))
+    return CloudEvent(
+        id=event_id, source="/accounts", type="tidings.user.upsert", data=data, time=at.replace(tzinfo=dt.UTC)
+    )
 
 
 def test_a_control_command_is_applied_and_recorded(db: str, catalog: Catalog) -> None:
@@ -261,8 +278,9 @@ def test_a_redelivered_control_command_is_not_applied_again(db: str, catalog: Ca
 
 def test_a_stale_control_command_is_recorded_as_stale(db: str, catalog: Catalog) -> None:
     # given
-    ingest_event(command({"id": "u1", "name": "New"}, event_id="cmd-new", at=T0 + dt.timedelta(hours=1)),
-                 catalog, CHANNELS)
+    ingest_event(
+        command({"id": "u1", "name": "New"}, event_id="cmd-new", at=T0 + dt.timedelta(hours=1)), catalog, CHANNELS
+    )
 
     # when
     result = ingest_event(command({"id": "u1", "name": "Old"}, event_id="cmd-old", at=T0), catalog, CHANNELS)

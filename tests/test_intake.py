@@ -47,8 +47,13 @@ def assert_ingest_message(decoded: dict[str, Any]) -> None:
 
 def test_a_body_shaped_like_a_dramatiq_message_is_wrapped_like_any_other(intake: Intake) -> None:
     # given: what an attacker with publish rights on the events exchange sends to run an internal actor
-    message = dramatiq.Message(queue_name="tidings.in_app", actor_name="deliver_in_app", args=([1, 2, 3],),
-                               kwargs={}, options={"eta": 4102444800000})
+    message = dramatiq.Message(
+        queue_name="tidings.in_app",
+        actor_name="deliver_in_app",
+        args=([1, 2, 3],),
+        kwargs={},
+        options={"eta": 4102444800000},
+    )
     data = json.dumps(message.asdict()).encode()
 
     # when
@@ -56,9 +61,11 @@ def test_a_body_shaped_like_a_dramatiq_message_is_wrapped_like_any_other(intake:
 
     # then: it is an ingest message that says why it will be rejected, and names no actor or eta of its own
     assert_ingest_message(decoded)
-    assert decoded["kwargs"]["error"] == ("the body is shaped like a dramatiq message (actor_name, args, kwargs, "
-                                          "message_id, options, queue_name): only CloudEvents enter through the "
-                                          "events exchange")
+    assert decoded["kwargs"]["error"] == (
+        "the body is shaped like a dramatiq message (actor_name, args, kwargs, "
+        "message_id, options, queue_name): only CloudEvents enter through the "
+        "events exchange"
+    )
     assert decoded["options"] == {} and decoded["args"] == ()
 
 
@@ -86,9 +93,15 @@ def test_the_message_id_is_the_same_for_every_copy_of_one_event(intake: Intake) 
     assert len(ids) == 1
 
 
-@pytest.mark.parametrize("other", [cloud_event(id="evt-2"), cloud_event(source="/matches"),
-                                   cloud_event(id="/teams", source="evt-1"),
-                                   cloud_event(source="/teamse", id="vt-1")])
+@pytest.mark.parametrize(
+    "other",
+    [
+        cloud_event(id="evt-2"),
+        cloud_event(source="/matches"),
+        cloud_event(id="/teams", source="evt-1"),
+        cloud_event(source="/teamse", id="vt-1"),
+    ],
+)
 def test_the_message_id_differs_for_another_source_or_id(intake: Intake, other: dict[str, Any]) -> None:
     # given
     first = body(cloud_event())
@@ -129,9 +142,7 @@ def test_the_message_id_of_an_undecodable_body_depends_only_on_the_bytes(intake:
         (json.dumps(cloud_event()).encode("utf-32"), "the body is not UTF-8"),
     ],
 )
-def test_a_body_that_is_not_a_json_object_is_wrapped_with_the_reason(
-    intake: Intake, data: bytes, reason: str
-) -> None:
+def test_a_body_that_is_not_a_json_object_is_wrapped_with_the_reason(intake: Intake, data: bytes, reason: str) -> None:
     # given / when
     decoded = intake.wrap(data)
 
@@ -151,7 +162,8 @@ def test_an_event_over_max_event_bytes_is_wrapped_with_an_error(intake: Intake) 
     # then
     assert_ingest_message(decoded)
     assert decoded["kwargs"]["error"] == (
-        f"the body is {len(data)} bytes, over the limit of {MAX_EVENT_BYTES} (TIDINGS_MAX_EVENT_BYTES)")
+        f"the body is {len(data)} bytes, over the limit of {MAX_EVENT_BYTES} (TIDINGS_MAX_EVENT_BYTES)"
+    )
     assert decoded["kwargs"]["ids"] == {"id": "evt-1", "type": "team.invite.sent", "source": "/teams"}
 
 
@@ -180,14 +192,26 @@ def test_a_huge_body_is_wrapped_with_an_error_without_being_parsed() -> None:
     # then
     assert_ingest_message(decoded)
     assert decoded["kwargs"]["error"] == (
-        f"the body is {len(data)} bytes, over the limit of {256 * 1024} (TIDINGS_MAX_EVENT_BYTES)")
+        f"the body is {len(data)} bytes, over the limit of {256 * 1024} (TIDINGS_MAX_EVENT_BYTES)"
+    )
     assert decoded["kwargs"]["ids"] == {}
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"", b"\x00", b"{", b"}", b"\xef\xbb\xbf{}", b"\x00\x00\x00{", b'{"a":' * 50_000, b"1e999999",
-     b'{"source": 1, "id": null}', b"NaN", "\ud800".encode("utf-8", "surrogatepass")],
+    [
+        b"",
+        b"\x00",
+        b"{",
+        b"}",
+        b"\xef\xbb\xbf{}",
+        b"\x00\x00\x00{",
+        b'{"a":' * 50_000,
+        b"1e999999",
+        b'{"source": 1, "id": null}',
+        b"NaN",
+        "\ud800".encode("utf-8", "surrogatepass"),
+    ],
 )
 def test_decoding_never_raises(intake: Intake, data: bytes) -> None:
     # given / when
@@ -212,8 +236,9 @@ def test_an_unstorable_body_is_refused_with_the_id_and_source_it_carries(intake:
 
 def test_the_envelope_travels_with_the_body(intake: Intake) -> None:
     # given
-    envelope = Envelope(routing_key="team.invite.sent", content_type="application/cloudevents+json",
-                        publisher="teams-service")
+    envelope = Envelope(
+        routing_key="team.invite.sent", content_type="application/cloudevents+json", publisher="teams-service"
+    )
 
     # when
     decoded = intake.wrap(body(cloud_event()), envelope)
@@ -236,15 +261,27 @@ def test_a_replay_by_tidings_own_user_keeps_the_first_publisher() -> None:
     assert [e.publisher for e in envelopes] == ["teams-service", None, "mallory"]
 
 
-@pytest.mark.parametrize("content_type", ["application/cloudevents+json", "application/cloudevents+json; charset=utf-8",
-                                          "Application/CloudEvents+JSON"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/cloudevents+json", "application/cloudevents+json; charset=utf-8", "Application/CloudEvents+JSON"],
+)
 def test_structured_mode_content_types_are_accepted(content_type: str) -> None:
     check_content_type(Envelope(content_type=content_type))
 
 
-@pytest.mark.parametrize("content_type", [None, "", "application/json", "text/plain", "application/xml",
-                                          "application/octet-stream", "application/cloudevents+json; charset=latin-1",
-                                          "application/cloudevents-batch+json"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        None,
+        "",
+        "application/json",
+        "text/plain",
+        "application/xml",
+        "application/octet-stream",
+        "application/cloudevents+json; charset=latin-1",
+        "application/cloudevents-batch+json",
+    ],
+)
 def test_other_content_types_are_rejected_with_the_one_expected(content_type: str | None) -> None:
     with pytest.raises(InvalidEvent, match="content_type 'application/cloudevents\\+json'"):
         check_content_type(Envelope(content_type=content_type))

@@ -26,7 +26,8 @@ def finished(channel: str) -> int:
 
 
 def test_a_worker_killed_with_sigkill_mid_burst_and_restarted_loses_no_event(
-        deployment: Deployment, smtp_server: SmtpServer) -> None:
+    deployment: Deployment, smtp_server: SmtpServer
+) -> None:
     # given a worker and three users with email addresses
     worker = deployment.worker(threads=THREADS).start()
     deployment.use_database()
@@ -41,13 +42,22 @@ def test_a_worker_killed_with_sigkill_mid_burst_and_restarted_loses_no_event(
     def burst() -> None:
         with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as p:
             for event_id in ids:
-                p.publish(build_event("team.invite.sent", {"recipients": USERS, "team_name": "Wolves",
-                                                           "inviter_name": "Mira"}, id=event_id, source="/burst"))
+                p.publish(
+                    build_event(
+                        "team.invite.sent",
+                        {"recipients": USERS, "team_name": "Wolves", "inviter_name": "Mira"},
+                        id=event_id,
+                        source="/burst",
+                    )
+                )
 
     producer = threading.Thread(target=burst)
     producer.start()
-    wait_for(lambda: Event.select().where(Event.source == "/burst").count() >= 50, timeout=30,
-             what="the burst to be under way")
+    wait_for(
+        lambda: Event.select().where(Event.source == "/burst").count() >= 50,
+        timeout=30,
+        what="the burst to be under way",
+    )
     worker.kill()  # first while events are being ingested
     killed_in_ingest = Event.select().where(Event.source == "/burst").count()
     producer.join(timeout=120)
@@ -58,13 +68,20 @@ def test_a_worker_killed_with_sigkill_mid_burst_and_restarted_loses_no_event(
     worker.start()
 
     # then every event is processed, every in-app row exists once and every email was sent
-    wait_for(lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3, timeout=300,
-             what="every delivery to finish after the restart")
+    wait_for(
+        lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3,
+        timeout=300,
+        what="every delivery to finish after the restart",
+    )
     assert killed_in_ingest < EVENTS and killed_in_email < EVENTS * 3, "a kill came too late to test anything"
     assert Event.select().where(Event.source == "/burst").count() == EVENTS
     assert InboxItem.select().count() == EVENTS * 3
-    per_user_event = (InboxItem.select(InboxItem.user_id, Delivery.event, fn.COUNT(InboxItem.id))
-                      .join(Delivery).group_by(InboxItem.user_id, Delivery.event).tuples())
+    per_user_event = (
+        InboxItem.select(InboxItem.user_id, Delivery.event, fn.COUNT(InboxItem.id))
+        .join(Delivery)
+        .group_by(InboxItem.user_id, Delivery.event)
+        .tuples()
+    )
     assert {count for _, _, count in per_user_event} == {1}
     statuses = Counter(d.status for d in Delivery.select())
     assert statuses == {"sent": EVENTS * 6}
@@ -73,6 +90,8 @@ def test_a_worker_killed_with_sigkill_mid_burst_and_restarted_loses_no_event(
     # An email whose SMTP transaction finished just before the kill, but whose
     # "sent" was never recorded, goes out again: at most one per busy thread per kill.
     duplicates = sum(count - 1 for count in message_ids.values())
-    print(f"\nkilled after {killed_in_ingest} of {EVENTS} events, then after {killed_in_email} of {EVENTS * 3} "
-          f"emails; duplicate emails: {duplicates}")
+    print(
+        f"\nkilled after {killed_in_ingest} of {EVENTS} events, then after {killed_in_email} of {EVENTS * 3} "
+        f"emails; duplicate emails: {duplicates}"
+    )
     assert duplicates <= 2 * THREADS

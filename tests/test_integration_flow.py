@@ -22,8 +22,16 @@ from tests.support.wait import wait_for
 pytestmark = pytest.mark.integration
 
 
-def publish_with_pika(deployment: Deployment, type_: str, data: dict[str, Any], *, id: str | None = None,
-                      source: str = "/tests", at: str | None = None, user_id: str | None = None) -> str:
+def publish_with_pika(
+    deployment: Deployment,
+    type_: str,
+    data: dict[str, Any],
+    *,
+    id: str | None = None,
+    source: str = "/tests",
+    at: str | None = None,
+    user_id: str | None = None,
+) -> str:
     """What any producer does: plain pika, structured-mode CloudEvents JSON, routing key = type.
 
     ``user_id``: the AMQP property naming the publisher (RabbitMQ checks it is the connection's user).
@@ -41,29 +49,43 @@ def publish_raw(deployment: Deployment, routing_key: str, body: bytes, *, user_i
     connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
     channel = connection.channel()
     channel.confirm_delivery()
-    channel.basic_publish(deployment.exchange, routing_key, body,
-                          pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2,
-                                               user_id=user_id),
-                          mandatory=True)
+    channel.basic_publish(
+        deployment.exchange,
+        routing_key,
+        body,
+        pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2, user_id=user_id),
+        mandatory=True,
+    )
     connection.close()
 
 
 def invite(recipients: list[str], **extra: Any) -> dict[str, Any]:
-    return {"recipients": recipients, "team_name": "Wolves", "inviter_name": "Mira",
-            "url": "https://play.example/invites/1", **extra}
+    return {
+        "recipients": recipients,
+        "team_name": "Wolves",
+        "inviter_name": "Mira",
+        "url": "https://play.example/invites/1",
+        **extra,
+    }
 
 
 def given_users(deployment: Deployment) -> None:
     """ana gets email, bo turned email off for invites, cara was never upserted (by Tidings' own user, guest)."""
-    publish_with_pika(deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "name": "Ana"},
-                      user_id="guest")
+    publish_with_pika(
+        deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "name": "Ana"}, user_id="guest"
+    )
     publish_with_pika(deployment, "tidings.user.upsert", {"id": "bo", "email": "bo@example.com"}, user_id="guest")
-    publish_with_pika(deployment, "tidings.preferences.set", {
-        "user": "bo", "preferences": [{"type": "team.invite.sent", "channel": "email", "enabled": False}]},
-        user_id="guest")
+    publish_with_pika(
+        deployment,
+        "tidings.preferences.set",
+        {"user": "bo", "preferences": [{"type": "team.invite.sent", "channel": "email", "enabled": False}]},
+        user_id="guest",
+    )
     wait_for(lambda: User.select().count() == 2, what="the users to be upserted")
-    wait_for(lambda: Event.select().where(Event.type == "tidings.preferences.set").count() == 1,
-             what="the preference to be applied")
+    wait_for(
+        lambda: Event.select().where(Event.type == "tidings.preferences.set").count() == 1,
+        what="the preference to be applied",
+    )
 
 
 def json_log_lines(log: str) -> list[dict[str, Any]]:
@@ -71,7 +93,8 @@ def json_log_lines(log: str) -> list[dict[str, Any]]:
 
 
 def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_within_a_second(
-        running: Deployment, smtp_server: SmtpServer) -> None:
+    running: Deployment, smtp_server: SmtpServer
+) -> None:
     # given
     given_users(running)
     # when
@@ -80,8 +103,7 @@ def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_
     # then: every recipient's inbox, and email as their preferences say
     deadline = started + 1.0
     wait_for(lambda: InboxItem.select().count() == 3, timeout=deadline - time.monotonic(), what="3 inbox rows")
-    wait_for(lambda: len(smtp_server.messages) == 1, timeout=max(0.0, deadline - time.monotonic()),
-             what="one email")
+    wait_for(lambda: len(smtp_server.messages) == 1, timeout=max(0.0, deadline - time.monotonic()), what="one email")
     [message] = smtp_server.messages
     assert message["To"] == "Ana <ana@example.com>"
     assert message.get_content_type() == "multipart/alternative"
@@ -91,11 +113,14 @@ def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_
     assert items["bo"].title == "Mira invited you to join Wolves"
     assert items["bo"].url == "https://play.example/invites/1"
     assert items["bo"].data["team_name"] == "Wolves" and "recipients" not in items["bo"].data
-    wait_for(lambda: Delivery.select().where(Delivery.status.in_(DeliveryStatus.FINAL)).count() == 5,
-             what="every delivery to finish")
+    wait_for(
+        lambda: Delivery.select().where(Delivery.status.in_(DeliveryStatus.FINAL)).count() == 5,
+        what="every delivery to finish",
+    )
     outcomes = {(d.user_id, d.channel): (d.status, d.last_error) for d in Delivery.select()}
     assert outcomes == {
-        ("ana", "in_app"): ("sent", None), ("ana", "email"): ("sent", None),
+        ("ana", "in_app"): ("sent", None),
+        ("ana", "email"): ("sent", None),
         ("bo", "in_app"): ("sent", None),
         ("cara", "in_app"): ("sent", None),
         ("cara", "email"): ("skipped", "unknown user: no tidings.user.upsert has named it"),
@@ -107,7 +132,11 @@ def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_
     assert len(sent) == 4
     assert {(line["event_id"], line["event_type"]) for line in sent} == {(event_id, "team.invite.sent")}
     assert {(line["user_id"], line["channel"]) for line in sent} == {
-        ("ana", "in_app"), ("ana", "email"), ("bo", "in_app"), ("cara", "in_app")}
+        ("ana", "in_app"),
+        ("ana", "email"),
+        ("bo", "in_app"),
+        ("cara", "in_app"),
+    }
 
 
 def test_republishing_the_same_event_changes_nothing(running: Deployment, smtp_server: SmtpServer) -> None:
@@ -122,23 +151,33 @@ def test_republishing_the_same_event_changes_nothing(running: Deployment, smtp_s
     wait_for(lambda: InboxItem.select().count() == 2 and len(smtp_server.messages) == 2, what="the later event")
     wait_for(lambda: '"event_duplicate"' in running.workers[0].log(), what="the duplicate to be recognised")
     assert Event.select().where(Event.type == "team.invite.sent").count() == 2
-    assert sorted(Delivery.select(Event.event_id).join(Event).where(Delivery.channel == "email")
-                  .tuples()) == sorted([(event_id,), (later,)])
+    assert sorted(Delivery.select(Event.event_id).join(Event).where(Delivery.channel == "email").tuples()) == sorted(
+        [(event_id,), (later,)]
+    )
     assert len(smtp_server.messages) == 2
 
 
 def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_serving(
-        running: Deployment, smtp_server: SmtpServer) -> None:
+    running: Deployment, smtp_server: SmtpServer
+) -> None:
     # given
     bad = [
         b"not json at all",
         b"\xff\xfe\x00 invalid utf-8",
         b'["a", "list"]',
         b'{"specversion": "1.0", "source": "/tests", "type": "team.invite.sent", "data": {}}',
-        json.dumps({"specversion": "1.0", "id": "r1", "source": "/tests", "type": "team.invite.sent",
-                    "data": invite("ana")}).encode(),
-        json.dumps({"specversion": "1.0", "id": "r2", "source": "/tests", "type": "team.invite.sent",
-                    "data": {"recipients": ["ana"]}}).encode(),
+        json.dumps(
+            {"specversion": "1.0", "id": "r1", "source": "/tests", "type": "team.invite.sent", "data": invite("ana")}
+        ).encode(),
+        json.dumps(
+            {
+                "specversion": "1.0",
+                "id": "r2",
+                "source": "/tests",
+                "type": "team.invite.sent",
+                "data": {"recipients": ["ana"]},
+            }
+        ).encode(),
     ]
     # when
     for body in bad:
@@ -150,21 +189,27 @@ def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_s
     wait_for(lambda: InboxItem.select().count() == 1, what="the good event after the bad ones")
     reasons = [line["reason"] for line in json_log_lines(running.workers[0].log()) if line["event"] == "event_rejected"]
     assert sorted(r.reason for r in Rejection.select()) == sorted(reasons)  # kept for `tidings dlq`
-    assert sorted(reasons) == sorted([
-        "the body is not JSON (Expecting value: line 1 column 1 (char 0))",
-        "the body is not UTF-8",
-        "the body is JSON but not an object (got list)",
-        "id must be a non-empty string",
-        "data.recipients must be a list of user id strings",
-        "data lacks the keys team.invite.sent requires: team_name, inviter_name",
-    ])
+    assert sorted(reasons) == sorted(
+        [
+            "the body is not JSON (Expecting value: line 1 column 1 (char 0))",
+            "the body is not UTF-8",
+            "the body is JSON but not an object (got list)",
+            "id must be a non-empty string",
+            "data.recipients must be a list of user id strings",
+            "data lacks the keys team.invite.sent requires: team_name, inviter_name",
+        ]
+    )
     assert Event.select().where(Event.type == "team.invite.sent").count() == 1
 
 
 def test_a_rejected_command_is_logged_without_its_personal_data(running: Deployment) -> None:
     # when
-    publish_with_pika(running, "tidings.user.upsert",
-                      {"id": "ana", "email": "hidden.person@example.com", "timezone": "Mars/Olympus"}, user_id="guest")
+    publish_with_pika(
+        running,
+        "tidings.user.upsert",
+        {"id": "ana", "email": "hidden.person@example.com", "timezone": "Mars/Olympus"},
+        user_id="guest",
+    )
     # then
     wait_for(lambda: len(running.dead_letters()) == 1, what="the command in the dead-letter queue")
     log = running.workers[0].log()
@@ -175,24 +220,42 @@ def test_a_rejected_command_is_logged_without_its_personal_data(running: Deploym
 
 def test_topic_subscribers_receive_an_event_sent_to_their_topic(running: Deployment) -> None:
     # given commands carrying their time: worker threads may apply them in any order, the later one wins
-    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "ana"},
-                      at="2026-05-09T12:00:00Z", user_id="guest")
-    publish_with_pika(running, "tidings.topic.subscribe", {"topic": "team:7", "user": "bo"},
-                      at="2026-05-09T12:00:01Z", user_id="guest")
-    publish_with_pika(running, "tidings.topic.unsubscribe", {"topic": "team:7", "user": "bo"},
-                      at="2026-05-09T12:00:02Z", user_id="guest")
+    publish_with_pika(
+        running,
+        "tidings.topic.subscribe",
+        {"topic": "team:7", "user": "ana"},
+        at="2026-05-09T12:00:00Z",
+        user_id="guest",
+    )
+    publish_with_pika(
+        running,
+        "tidings.topic.subscribe",
+        {"topic": "team:7", "user": "bo"},
+        at="2026-05-09T12:00:01Z",
+        user_id="guest",
+    )
+    publish_with_pika(
+        running,
+        "tidings.topic.unsubscribe",
+        {"topic": "team:7", "user": "bo"},
+        at="2026-05-09T12:00:02Z",
+        user_id="guest",
+    )
     wait_for(lambda: Event.select().where(Event.type.startswith("tidings.topic")).count() == 3, what="commands")
     # when
-    publish_with_pika(running, "team.roster.changed",
-                      {"topic": "team:7", "recipients": ["cara"], "team_name": "Wolves", "player_name": "Dan",
-                       "change": "joined"})
+    publish_with_pika(
+        running,
+        "team.roster.changed",
+        {"topic": "team:7", "recipients": ["cara"], "team_name": "Wolves", "player_name": "Dan", "change": "joined"},
+    )
     # then
     wait_for(lambda: InboxItem.select().count() == 2, what="two inbox rows")
     assert {i.user_id for i in InboxItem.select()} == {"ana", "cara"}
 
 
-def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(running: Deployment,
-                                                                   smtp_server: SmtpServer) -> None:
+def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(
+    running: Deployment, smtp_server: SmtpServer
+) -> None:
     # given
     given_users(running)
     smtp_server.reply_next("451 4.3.0 greylisted, try again", "452 4.2.2 mailbox full")
@@ -201,6 +264,7 @@ def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(running: Dep
     wait_for(lambda: len(smtp_server.messages) == 1, what="the email after two transient failures")
     smtp_server.reply_next("550 5.1.1 no such user")
     second = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+
     # then
     def email_of(event_id: str) -> Delivery | None:
         return Delivery.select().join(Event).where(Event.event_id == event_id, Delivery.channel == "email").first()
@@ -222,19 +286,28 @@ def test_the_periodic_sweep_delivers_what_a_lost_message_left_pending(running: D
     with clock.use_clock(lambda: an_hour_ago):
         ingest_event(event, catalog, ["in_app"])
     # when the scheduler's job is enqueued, as periodiq does every five minutes
-    subprocess.run([sys.executable, "-c", "import schedules; schedules.requeue_stale_deliveries.send()"],
-                   cwd=PROJECT_ROOT, env=running.env, check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", "import schedules; schedules.requeue_stale_deliveries.send()"],
+        cwd=PROJECT_ROOT,
+        env=running.env,
+        check=True,
+        timeout=60,
+    )
     # then the worker runs it and the delivery is made
     wait_for(lambda: InboxItem.select().count() == 1, what="the swept delivery")
-    assert [line["count"] for line in json_log_lines(running.workers[0].log())
-            if line["event"] == "stale_deliveries_requeued"] == [1]
+    assert [
+        line["count"]
+        for line in json_log_lines(running.workers[0].log())
+        if line["event"] == "stale_deliveries_requeued"
+    ] == [1]
 
 
 def test_the_documented_pika_example_delivers_a_notification(running: Deployment) -> None:
     # given the example from docs/contract.md, pointed at this test's exchange and broker
     example = (PROJECT_ROOT / "docs" / "examples" / "publish_with_pika.py").read_text()
     example = example.replace('"events"', repr(running.exchange)).replace(
-        "amqp://guest:guest@127.0.0.1:5672/%2F", running.env["TIDINGS_BROKER_URL"])
+        "amqp://guest:guest@127.0.0.1:5672/%2F", running.env["TIDINGS_BROKER_URL"]
+    )
     # when
     subprocess.run([sys.executable, "-c", example], check=True, timeout=60)
     # then
@@ -242,8 +315,9 @@ def test_the_documented_pika_example_delivers_a_notification(running: Deployment
     assert InboxItem.get().user_id == "user-42"
 
 
-def test_the_flow_is_the_same_with_postgresql_as_the_database(deployment: Deployment, fresh_postgres_url: str,
-                                                               smtp_server: SmtpServer) -> None:
+def test_the_flow_is_the_same_with_postgresql_as_the_database(
+    deployment: Deployment, fresh_postgres_url: str, smtp_server: SmtpServer
+) -> None:
     # given two worker processes sharing PostgreSQL (pooled connections, migrated at start)
     deployment.configure(TIDINGS_DATABASE_URL=fresh_postgres_url, TIDINGS_LOG_FORMAT="json")
     deployment.worker(processes=2).start()
@@ -255,20 +329,24 @@ def test_the_flow_is_the_same_with_postgresql_as_the_database(deployment: Deploy
     # then
     wait_for(lambda: InboxItem.select().count() == 3 and len(smtp_server.messages) == 1, what="the deliveries")
     wait_for(lambda: '"event_duplicate"' in deployment.workers[0].log(), what="the duplicate")
-    wait_for(lambda: Delivery.select().where(Delivery.status.in_(DeliveryStatus.FINAL)).count() == 5,
-             what="every delivery to finish")
+    wait_for(
+        lambda: Delivery.select().where(Delivery.status.in_(DeliveryStatus.FINAL)).count() == 5,
+        what="every delivery to finish",
+    )
     assert len(smtp_server.messages) == 1 and InboxItem.select().count() == 3
 
 
 def queue_types(deployment: Deployment) -> dict[str, str]:
-    listing = subprocess.run(["rabbitmqctl", "-q", "list_queues", "name", "type"], capture_output=True, text=True,
-                             check=True, timeout=60).stdout
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "name", "type"], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     rows = (line.split() for line in listing.splitlines())
     return {row[0]: row[1] for row in rows if len(row) == 2 and row[0].startswith(deployment.namespace + ".")}
 
 
-def test_with_quorum_queues_events_flow_and_bad_ones_are_dead_lettered(deployment: Deployment,
-                                                                       smtp_server: SmtpServer) -> None:
+def test_with_quorum_queues_events_flow_and_bad_ones_are_dead_lettered(
+    deployment: Deployment, smtp_server: SmtpServer
+) -> None:
     # given a deployment whose queues are quorum queues
     deployment.configure(TIDINGS_QUEUE_TYPE="quorum", TIDINGS_LOG_FORMAT="json")
     deployment.worker().start()

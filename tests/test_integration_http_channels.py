@@ -42,8 +42,11 @@ def receiver(certificate: tuple[Path, Path]) -> Iterator[HttpServer]:
 @pytest.fixture
 def hooks(deployment: Deployment, certificate: tuple[Path, Path]) -> Deployment:
     """A deployment allowed to reach loopback over HTTPS, trusting the test certificate."""
-    deployment.configure(TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8", TIDINGS_HTTP_CA_FILE=str(certificate[0]),
-                         TIDINGS_LOG_FORMAT="json")
+    deployment.configure(
+        TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
+        TIDINGS_HTTP_CA_FILE=str(certificate[0]),
+        TIDINGS_LOG_FORMAT="json",
+    )
     return deployment
 
 
@@ -81,8 +84,13 @@ def test_every_webhook_request_verifies_with_standardwebhooks(hooks: Deployment,
     wait_for(lambda: Event.select().count() == 3, what="the other event")
     [request] = receiver.requests()
     payload = Webhook(SECRET).verify(request.body, request.headers)
-    assert payload == {"id": event_id, "type": "match.completed", "source": "/tests", "time": payload["time"],
-                       "data": match_completed(score="2-1")}
+    assert payload == {
+        "id": event_id,
+        "type": "match.completed",
+        "source": "/tests",
+        "time": payload["time"],
+        "data": match_completed(score="2-1"),
+    }
     assert request.path == "/hooks/tidings" and request.headers["Content-Type"] == "application/json"
     wait_for(lambda: getattr(webhook_delivery(), "status", None) == "sent", what="the delivery recorded")
     assert len(receiver.requests()) == 1
@@ -103,12 +111,15 @@ def test_a_410_disables_the_endpoint_and_nothing_more_is_sent(hooks: Deployment,
     assert len(receiver.requests()) == 1
     assert WebhookEndpoint.get().disabled_reason == "the endpoint answered 410 Gone"
     assert (webhook_delivery().status, webhook_delivery().last_error) == (
-        "failed", "the endpoint answered 410 Gone: disabled")
+        "failed",
+        "the endpoint answered 410 Gone: disabled",
+    )
     assert Delivery.select().where(Delivery.channel == "webhook").count() == 1
 
 
 def test_a_retry_due_an_hour_ahead_survives_a_restart_of_every_process_and_is_delivered_once(
-        hooks: Deployment, receiver: HttpServer) -> None:
+    hooks: Deployment, receiver: HttpServer
+) -> None:
     # given a receiver failing once, and a schedule that retries an hour later
     hooks.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,3600")
     worker = hooks.worker().start()
@@ -154,8 +165,9 @@ def test_a_replay_sends_again_with_the_original_webhook_id(hooks: Deployment, re
     Webhook(SECRET).verify(second.body, second.headers)
 
 
-def test_a_private_address_is_refused_unless_allowed(deployment: Deployment, receiver: HttpServer,
-                                                     certificate: tuple[Path, Path]) -> None:
+def test_a_private_address_is_refused_unless_allowed(
+    deployment: Deployment, receiver: HttpServer, certificate: tuple[Path, Path]
+) -> None:
     # given a worker with the default egress rules (no private networks), trusting the certificate
     deployment.configure(TIDINGS_HTTP_CA_FILE=str(certificate[0]))
     deployment.worker().start()
@@ -171,7 +183,8 @@ def test_a_private_address_is_refused_unless_allowed(deployment: Deployment, rec
 
 
 def test_an_endpoint_failing_for_too_long_is_disabled_and_its_owner_told(
-        hooks: Deployment, receiver: HttpServer, smtp_server: SmtpServer) -> None:
+    hooks: Deployment, receiver: HttpServer, smtp_server: SmtpServer
+) -> None:
     # given an endpoint owned by ana, that fails, with a disable-after shorter than its retries
     hooks.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,0.5,0.5,0.5", TIDINGS_WEBHOOK_DISABLE_AFTER="0.8")
     hooks.worker().start()
@@ -184,10 +197,15 @@ def test_an_endpoint_failing_for_too_long_is_disabled_and_its_owner_told(
     # then
     wait_for(lambda: not WebhookEndpoint.get().enabled, what="the endpoint to be disabled")
     assert WebhookEndpoint.get().disabled_reason.startswith("failing since ")
-    wait_for(lambda: any("Webhook endpoint scores was disabled" in str(m["Subject"]) for m in smtp_server.messages),
-             what="the notice to the owner")
-    notices = [json.loads(line) for line in hooks.workers[0].log().splitlines()
-               if line.startswith("{") and '"webhook_endpoint_disabled"' in line]
+    wait_for(
+        lambda: any("Webhook endpoint scores was disabled" in str(m["Subject"]) for m in smtp_server.messages),
+        what="the notice to the owner",
+    )
+    notices = [
+        json.loads(line)
+        for line in hooks.workers[0].log().splitlines()
+        if line.startswith("{") and '"webhook_endpoint_disabled"' in line
+    ]
     assert [notice["url"] for notice in notices] == [redact_url(receiver.url("/hooks/tidings"))]
 
 
@@ -239,7 +257,8 @@ def test_during_a_rotation_the_requests_verify_with_either_secret(hooks: Deploym
 
 
 def test_the_documented_hmac_verifier_accepts_a_real_request_and_rejects_a_forged_one(
-        hooks: Deployment, receiver: HttpServer) -> None:
+    hooks: Deployment, receiver: HttpServer
+) -> None:
     # given the ten-line verifier from docs/webhooks.md
     text = (PROJECT_ROOT / "docs" / "webhooks.md").read_text()
     code = text.split("## Verifying with nothing but the standard library")[1].split("```python")[1].split("```")[0]
@@ -266,8 +285,11 @@ def test_a_user_who_turned_discord_on_gets_an_embed_from_the_worker(hooks: Deplo
     hooks.use_database()
     url = receiver.url("/api/webhooks/42/SECRETTOKEN")
     publish(hooks, "tidings.user.upsert", {"id": "ana", "discord_webhook_url": url})
-    publish(hooks, "tidings.preferences.set",
-            {"user": "ana", "preferences": [{"type": "team.invite.sent", "channel": "discord", "enabled": True}]})
+    publish(
+        hooks,
+        "tidings.preferences.set",
+        {"user": "ana", "preferences": [{"type": "team.invite.sent", "channel": "discord", "enabled": True}]},
+    )
     wait_for(lambda: Event.select().count() == 2, what="the commands")
     # when
     publish(hooks, "team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", "inviter_name": "@everyone"})
@@ -278,6 +300,8 @@ def test_a_user_who_turned_discord_on_gets_an_embed_from_the_worker(hooks: Deplo
     assert request.path == "/api/v10/webhooks/42/SECRETTOKEN?wait=true"
     assert body["allowed_mentions"] == {"parse": []}
     assert body["embeds"][0]["title"] == "@everyone invited you to join Owls"
-    wait_for(lambda: Delivery.select().where(Delivery.channel == "discord", Delivery.status == "sent").count() == 1,
-             what="the delivery recorded")
+    wait_for(
+        lambda: Delivery.select().where(Delivery.channel == "discord", Delivery.status == "sent").count() == 1,
+        what="the delivery recorded",
+    )
     assert "SECRETTOKEN" not in hooks.workers[0].log()

@@ -31,20 +31,31 @@ def test_a_slow_smtp_server_does_not_delay_in_app_delivery(deployment: Deploymen
     processes = sum(option(arguments, "--processes") for arguments in procfile_groups(deployment.namespace).values())
     log_path = deployment.tmp_path / "run.log"
     with open(log_path, "wb") as log:
-        run = subprocess.Popen([sys.executable, "-m", "dispatcher.cli", "run"], cwd=PROJECT_ROOT,
-                               env=deployment.env, stdout=log, stderr=subprocess.STDOUT)
+        run = subprocess.Popen(
+            [sys.executable, "-m", "dispatcher.cli", "run"],
+            cwd=PROJECT_ROOT,
+            env=deployment.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_for(lambda: log_path.read_text().count("Worker process is ready") == processes, timeout=30,
-                 what=f"the {processes} worker processes of the worker, sender and hooks groups")
+        wait_for(
+            lambda: log_path.read_text().count("Worker process is ready") == processes,
+            timeout=30,
+            what=f"the {processes} worker processes of the worker, sender and hooks groups",
+        )
         deployment.use_database()
         with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
             for user in USERS:
                 publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
             wait_for(lambda: User.select().count() == 3, what="the users")
             # when far more email is queued than the sender has threads
-            for n in range(EVENTS):
-                publisher.publish(build_event("team.invite.sent", {"recipients": USERS, "team_name": "Wolves",
-                                                                   "inviter_name": "Mira"}))
+            for _ in range(EVENTS):
+                publisher.publish(
+                    build_event(
+                        "team.invite.sent", {"recipients": USERS, "team_name": "Wolves", "inviter_name": "Mira"}
+                    )
+                )
         # then in-app delivery finishes while the emails are still going out
         wait_for(lambda: InboxItem.select().count() == EVENTS * 3, timeout=5, what="every in-app row")
         assert len(smtp_server.messages) < EVENTS * 3 / 2

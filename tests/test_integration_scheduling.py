@@ -17,7 +17,7 @@ from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> None:
@@ -30,8 +30,13 @@ def in_seconds(seconds: float) -> dt.datetime:
 
 
 def invite(user: str, deliver_at: dt.datetime, **extra: object) -> dict:
-    return {"recipients": [user], "team_name": "Owls", "inviter_name": "Mira",
-            "deliver_at": deliver_at.isoformat().replace("+00:00", "Z"), **extra}
+    return {
+        "recipients": [user],
+        "team_name": "Owls",
+        "inviter_name": "Mira",
+        "deliver_at": deliver_at.isoformat().replace("+00:00", "Z"),
+        **extra,
+    }
 
 
 def in_app(user: str = "ana") -> Delivery | None:
@@ -105,8 +110,13 @@ def test_a_schedule_held_in_the_database_survives_restarts_and_is_released_once(
 
 def recompute_rankings(deployment: Deployment) -> None:
     """What the scheduler's daily job runs."""
-    subprocess.run([sys.executable, "-c", "import schedules; schedules.recompute_rankings()"], cwd=PROJECT_ROOT,
-                   env=deployment.env, check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", "import schedules; schedules.recompute_rankings()"],
+        cwd=PROJECT_ROOT,
+        env=deployment.env,
+        check=True,
+        timeout=60,
+    )
 
 
 def test_rank_changes_reach_only_the_subscribers_of_teams_whose_rank_moved(running: Deployment) -> None:
@@ -115,9 +125,16 @@ def test_rank_changes_reach_only_the_subscribers_of_teams_whose_rank_moved(runni
         publish(running, "tidings.topic.subscribe", {"topic": f"team:{team}", "user": user})
 
     def result(order: list[str]) -> dict:
-        return {"recipients": [], "tournament_name": "Cup", "tournament_id": "cup", "winner_name": order[0],
-                "winner": order[0], "participants": [{"team_id": t, "score": 3 - i, "placement": i + 1, "kills": 0}
-                                                      for i, t in enumerate(order)]}
+        return {
+            "recipients": [],
+            "tournament_name": "Cup",
+            "tournament_id": "cup",
+            "winner_name": order[0],
+            "winner": order[0],
+            "participants": [
+                {"team_id": t, "score": 3 - i, "placement": i + 1, "kills": 0} for i, t in enumerate(order)
+            ],
+        }
 
     publish(running, "match.completed", result(["a", "b", "c"]))
     wait_for(lambda: Event.select().where(Event.type == "match.completed").count() == 1, what="the result")
@@ -129,9 +146,17 @@ def test_rank_changes_reach_only_the_subscribers_of_teams_whose_rank_moved(runni
     recompute_rankings(running)
     recompute_rankings(running)  # a second run, or a second scheduler, announces nothing twice
     # then
-    wait_for(lambda: InboxItem.select().where(InboxItem.type == "ranking.changed").count() == 4,
-             what="the rank change notices")
-    notices = sorted((i.user_id, i.data["scope"], i.data["old_rank"], i.data["new_rank"])
-                     for i in InboxItem.select().where(InboxItem.type == "ranking.changed"))
-    assert notices == [("ana", "overall", 1, 2), ("ana", "tournament:cup", 1, 2),
-                       ("bo", "overall", 2, 1), ("bo", "tournament:cup", 2, 1)]
+    wait_for(
+        lambda: InboxItem.select().where(InboxItem.type == "ranking.changed").count() == 4,
+        what="the rank change notices",
+    )
+    notices = sorted(
+        (i.user_id, i.data["scope"], i.data["old_rank"], i.data["new_rank"])
+        for i in InboxItem.select().where(InboxItem.type == "ranking.changed")
+    )
+    assert notices == [
+        ("ana", "overall", 1, 2),
+        ("ana", "tournament:cup", 1, 2),
+        ("bo", "overall", 2, 1),
+        ("bo", "tournament:cup", 2, 1),
+    ]

@@ -65,54 +65,83 @@ def webhook_deliveries(event_ids: list[str]) -> list[Delivery]:
 
 def all_cut_at_the_deadline(event_ids: list[str]) -> list[Delivery]:
     """The webhook deliveries of these events once the deadline has ended each one's attempt (else [])."""
-    cut = [d for d in webhook_deliveries(event_ids)
-           if d.status == DeliveryStatus.PENDING and DEADLINE_ERROR in (d.last_error or "")]
+    cut = [
+        d
+        for d in webhook_deliveries(event_ids)
+        if d.status == DeliveryStatus.PENDING and DEADLINE_ERROR in (d.last_error or "")
+    ]
     return cut if len(cut) == len(event_ids) else []
 
 
 def test_webhooks_to_a_trickling_receiver_neither_hold_up_a_critical_email_nor_hang_past_their_deadline(
-        deployment: Deployment, smtp_server: SmtpServer, trickling_receiver: HttpServer,
-        certificate: tuple[Path, Path]) -> None:
+    deployment: Deployment, smtp_server: SmtpServer, trickling_receiver: HttpServer, certificate: tuple[Path, Path]
+) -> None:
     # given the Procfile's groups, a user with an email address, and a webhook endpoint for match.* on a receiver
     # that answers a byte every 4 s; a retry of a cut webhook waits 5 minutes, so each event is tried once here
-    deployment.configure(TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
-                         TIDINGS_HTTP_CA_FILE=str(certificate[0]), TIDINGS_HTTP_TOTAL_TIMEOUT=f"{TOTAL:g}",
-                         TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,300")
+    deployment.configure(
+        TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
+        TIDINGS_HTTP_CA_FILE=str(certificate[0]),
+        TIDINGS_HTTP_TOTAL_TIMEOUT=f"{TOTAL:g}",
+        TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,300",
+    )
     start_procfile(deployment)
     publish(deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com"})
-    publish(deployment, "tidings.webhook.upsert", {"id": "scores", "url": trickling_receiver.url("/hooks/scores"),
-                                                   "secret": new_secret(), "types": ["match.*"]})
-    wait_for(lambda: User.select().count() == 1 and WebhookEndpoint.select().count() == 1,
-             what="the user and the webhook endpoint")
+    publish(
+        deployment,
+        "tidings.webhook.upsert",
+        {"id": "scores", "url": trickling_receiver.url("/hooks/scores"), "secret": new_secret(), "types": ["match.*"]},
+    )
+    wait_for(
+        lambda: User.select().count() == 1 and WebhookEndpoint.select().count() == 1,
+        what="the user and the webhook endpoint",
+    )
 
     # when a burst of match events goes to the receiver, and every hooks thread is stuck in a trickling answer
     ids = [f"match-{n}" for n in range(EVENTS)]
     with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
         for event_id in ids:
-            publisher.publish(build_event("match.started", {"recipients": ["ana"], "tournament_name": "Cup",
-                                                            "opponent_name": "Owls"}, source="/slow-receivers",
-                                          id=event_id))
-    wait_for(lambda: len(trickling_receiver.requests()) >= HOOKS_THREADS, timeout=15,
-             what="a trickling request on every hooks thread")
+            publisher.publish(
+                build_event(
+                    "match.started",
+                    {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": "Owls"},
+                    source="/slow-receivers",
+                    id=event_id,
+                )
+            )
+    wait_for(
+        lambda: len(trickling_receiver.requests()) >= HOOKS_THREADS,
+        timeout=15,
+        what="a trickling request on every hooks thread",
+    )
     first_request = trickling_receiver.requests()[0].at
     # and then a critical event comes for the user
     published = time.monotonic()
     publish(deployment, "payout.received", {"recipients": ["ana"], "amount": "250.00", "currency": "EUR"})
 
     # then its email reaches the SMTP server promptly, while the webhooks are still trickling
-    [email] = wait_for(lambda: smtp_server.messages_to("ana@example.com"), timeout=PROMPT, interval=0.05,
-                       what="the critical email while the webhooks trickle")
+    [email] = wait_for(
+        lambda: smtp_server.messages_to("ana@example.com"),
+        timeout=PROMPT,
+        interval=0.05,
+        what="the critical email while the webhooks trickle",
+    )
     email_took = time.monotonic() - published
     assert "250.00 EUR" in str(email["Subject"])
     assert time.monotonic() < first_request + TOTAL, "the email did not wait for any deadline"
     assert not any(d.status == DeliveryStatus.SENT for d in webhook_deliveries(ids))
 
     # and every webhook request is cut at its deadline, none left trickling on
-    cut = wait_for(lambda: all_cut_at_the_deadline(ids), timeout=2 * (TOTAL + MARGIN) + 10, interval=0.2,
-                   what="the deadline to cut every webhook request")
+    cut = wait_for(
+        lambda: all_cut_at_the_deadline(ids),
+        timeout=2 * (TOTAL + MARGIN) + 10,
+        interval=0.2,
+        what="the deadline to cut every webhook request",
+    )
     attempt_took = [(d.updated_at - d.claimed_at) / dt.timedelta(seconds=1) for d in cut]
     assert all(TOTAL <= took < TOTAL + MARGIN for took in attempt_took), attempt_took
     assert all(d.attempts == 1 and "/hooks/scores" not in d.last_error for d in cut)
-    print(f"\n{EVENTS} webhooks to a receiver answering a byte every {TRICKLE:g} s: the critical email reached SMTP "
-          f"{email_took:.2f} s after it was published; each webhook request was cut after "
-          f"{min(attempt_took):.2f}–{max(attempt_took):.2f} s (deadline {TOTAL:g} s)")
+    print(
+        f"\n{EVENTS} webhooks to a receiver answering a byte every {TRICKLE:g} s: the critical email reached SMTP "
+        f"{email_took:.2f} s after it was published; each webhook request was cut after "
+        f"{min(attempt_took):.2f}–{max(attempt_took):.2f} s (deadline {TOTAL:g} s)"
+    )

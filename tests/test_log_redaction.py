@@ -71,15 +71,17 @@ def test_text_without_an_address_is_left_alone(text: str) -> None:
 
 
 @pytest.mark.parametrize("log_format", ["console", "json"])
-def test_a_written_line_holds_no_address_in_either_format(configured: None, capsys: pytest.CaptureFixture[str],
-                                                          log_format: str) -> None:
+def test_a_written_line_holds_no_address_in_either_format(
+    configured: None, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
     # given
     configure_logging(log_format, "info")
     log = structlog.get_logger("tidings.test")
 
     # when
-    log.warning(f"delivery_failed for {ADDRESS}", error=f"550 <{ADDRESS}> unknown", details={"to": [ADDRESS]},
-                delivery_id=7)
+    log.warning(
+        f"delivery_failed for {ADDRESS}", error=f"550 <{ADDRESS}> unknown", details={"to": [ADDRESS]}, delivery_id=7
+    )
 
     # then
     written = capsys.readouterr().err
@@ -93,8 +95,9 @@ def test_a_written_line_holds_no_address_in_either_format(configured: None, caps
 
 
 @pytest.mark.parametrize("log_format", ["console", "json"])
-def test_a_logged_traceback_holds_no_address(configured: None, capsys: pytest.CaptureFixture[str],
-                                             log_format: str) -> None:
+def test_a_logged_traceback_holds_no_address(
+    configured: None, capsys: pytest.CaptureFixture[str], log_format: str
+) -> None:
     # given
     configure_logging(log_format, "info")
     log = structlog.get_logger("tidings.test")

@@ -46,8 +46,11 @@ def test_a_database_newer_than_this_tidings_is_refused(db: str) -> None:
     SchemaVersion.create(version=SCHEMA_VERSION + 1)
 
     # when / then
-    with pytest.raises(ConfigError, match=f"schema is at version {SCHEMA_VERSION + 1}, newer than this Tidings "
-                                          f"\\({SCHEMA_VERSION}\\): upgrade Tidings"):
+    with pytest.raises(
+        ConfigError,
+        match=f"schema is at version {SCHEMA_VERSION + 1}, newer than this Tidings "
+        f"\\({SCHEMA_VERSION}\\): upgrade Tidings",
+    ):
         migrate()
     assert current_version() == SCHEMA_VERSION + 1
 
@@ -110,8 +113,13 @@ def test_a_version_2_database_gains_the_time_features_in_place(db: str) -> None:
 
     database.drop_tables([MatchResult, RankingSnapshot, JobRun])
     database.execute_sql('DROP INDEX "event_cancel_key"')
-    for table, column in (("event", "cancel_key"), ("preference", "mode"), ("user", "digest_time"),
-                          ("user", "quiet_start"), ("user", "quiet_end")):
+    for table, column in (
+        ("event", "cancel_key"),
+        ("preference", "mode"),
+        ("user", "digest_time"),
+        ("user", "quiet_start"),
+        ("user", "quiet_end"),
+    ):
         database.execute_sql(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')
     SchemaVersion.update(version=2).execute()
     # when
@@ -142,8 +150,9 @@ def test_a_start_beside_another_process_holding_the_database_tries_again_then_mi
     assert migrate_when_free(run=run, sleep=waits.append) == (3, SCHEMA_VERSION)
     assert waits == [0.1, 0.2]
     with pytest.raises(peewee.OperationalError, match="no such table"):
-        migrate_when_free(run=lambda: (_ for _ in ()).throw(peewee.OperationalError("no such table: x")),
-                          sleep=waits.append)
+        migrate_when_free(
+            run=lambda: (_ for _ in ()).throw(peewee.OperationalError("no such table: x")), sleep=waits.append
+        )
 
 
 def test_a_version_4_database_gains_publishers_and_loses_future_times_and_stored_secrets(db: str) -> None:
@@ -153,9 +162,11 @@ def test_a_version_4_database_gains_publishers_and_loses_future_times_and_stored
     database.execute_sql('ALTER TABLE "event" DROP COLUMN "publisher"')
     SchemaVersion.update(version=4).execute()
     User.create(id="u1", changed_at="2999-01-01 00:00:00")
-    database.execute_sql('INSERT INTO "event" (source, event_id, type, data, received_at) VALUES '
-                         "('/x', 'c1', 'tidings.webhook.upsert', '{\"id\": \"p\", \"secret\": \"whsec_abc\"}', "
-                         "'2026-05-09 12:00:00')")
+    database.execute_sql(
+        'INSERT INTO "event" (source, event_id, type, data, received_at) VALUES '
+        "('/x', 'c1', 'tidings.webhook.upsert', '{\"id\": \"p\", \"secret\": \"whsec_abc\"}', "
+        "'2026-05-09 12:00:00')"
+    )
 
     # when
     result = migrate()

@@ -14,8 +14,9 @@ CHANNELS = ["in_app", "email", "discord", "webhook"]
 T0 = dt.datetime(2026, 5, 9, 12, 0)
 
 INVITE = NotificationType(name="team.invite.sent", description="", channels=frozenset({"in_app", "email"}))
-PAYOUT = NotificationType(name="payout.received", description="", channels=frozenset({"in_app", "email"}),
-                          critical=True)
+PAYOUT = NotificationType(
+    name="payout.received", description="", channels=frozenset({"in_app", "email"}), critical=True
+)
 
 
 def test_without_preferences_a_user_gets_the_catalog_defaults() -> None:
@@ -47,8 +48,12 @@ def test_a_wildcard_setting_beats_the_catalog_default() -> None:
 
 def test_a_type_setting_beats_a_wildcard_setting() -> None:
     # given
-    preferences = {("*", "email"): False, ("team.invite.sent", "email"): True,
-                   ("*", "discord"): True, ("team.invite.sent", "discord"): False}
+    preferences = {
+        ("*", "email"): False,
+        ("team.invite.sent", "email"): True,
+        ("*", "discord"): True,
+        ("team.invite.sent", "discord"): False,
+    }
 
     # when
     chosen = resolve_channels(INVITE, preferences, CHANNELS)
@@ -138,10 +143,12 @@ def test_load_preferences_returns_the_type_and_wildcard_settings_of_the_given_us
 def test_load_preferences_handles_more_users_than_one_query_chunk(db: str) -> None:
     # given
     users = [f"u{i}" for i in range(1201)]
-    Preference.insert_many([
-        {"user_id": u, "type": "*", "channel": "email", "enabled": i % 2 == 0, "changed_at": T0}
-        for i, u in enumerate(users)
-    ]).execute()
+    Preference.insert_many(
+        [
+            {"user_id": u, "type": "*", "channel": "email", "enabled": i % 2 == 0, "changed_at": T0}
+            for i, u in enumerate(users)
+        ]
+    ).execute()
 
     # when
     found = load_preferences(users, "team.invite.sent")
@@ -155,8 +162,13 @@ def test_load_preferences_handles_more_users_than_one_query_chunk(db: str) -> No
 
 def test_topic_subscribers_are_the_active_members_oldest_subscription_first(db: str) -> None:
     # given
-    for user_id, topic, active in [("u3", "team-42", True), ("u1", "team-42", True), ("u2", "team-42", False),
-                                   ("u4", "team-7", True), ("u5", "team-42", True)]:
+    for user_id, topic, active in [
+        ("u3", "team-42", True),
+        ("u1", "team-42", True),
+        ("u2", "team-42", False),
+        ("u4", "team-7", True),
+        ("u5", "team-42", True),
+    ]:
         Subscription.create(topic=topic, user_id=user_id, active=active, changed_at=T0)
 
     # when

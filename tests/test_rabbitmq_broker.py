@@ -20,9 +20,13 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def broker(rabbitmq: str) -> Iterator[TidingsBroker]:
     namespace = f"t{uuid.uuid4().hex[:10]}"
-    broker = TidingsBroker(url=rabbitmq, confirm_delivery=True, relays=frozenset({"guest"}),
-                           intake=Intake(ingest_queue=f"{namespace}.ingest", max_event_bytes=4096),
-                           retry_queue=f"{namespace}.ingest_retry")
+    broker = TidingsBroker(
+        url=rabbitmq,
+        confirm_delivery=True,
+        relays=frozenset({"guest"}),
+        intake=Intake(ingest_queue=f"{namespace}.ingest", max_event_bytes=4096),
+        retry_queue=f"{namespace}.ingest_retry",
+    )
     yield broker
     channel = broker.channel
     for queue in (broker.intake.ingest_queue, broker.retry_queue):
@@ -38,8 +42,9 @@ def ready(broker: TidingsBroker, queue: str) -> int:
 def test_tidings_own_ingest_messages_go_to_the_internal_retry_queue(broker: TidingsBroker) -> None:
     # given the queue bound to the exchange, and an ingest message of Tidings' own (a retry: delayed, then due)
     broker.declare_queue(broker.intake.ingest_queue, ensure=True)
-    message = dramatiq.Message(queue_name=broker.intake.ingest_queue, actor_name="ingest", args=(), kwargs={},
-                               options={})
+    message = dramatiq.Message(
+        queue_name=broker.intake.ingest_queue, actor_name="ingest", args=(), kwargs={}, options={}
+    )
     # when
     broker.enqueue(message, delay=60_000)
     broker.enqueue(message)
@@ -52,10 +57,20 @@ def test_tidings_own_ingest_messages_go_to_the_internal_retry_queue(broker: Tidi
 def test_the_ingest_queue_consumer_wraps_a_dramatiq_shaped_body_with_its_envelope(broker: TidingsBroker) -> None:
     # given a body shaped like a dramatiq message for an internal actor, published to the ingest queue
     broker.declare_queue(broker.intake.ingest_queue, ensure=True)
-    forged = {"queue_name": "x.in_app", "actor_name": "deliver_in_app", "args": [[1]], "kwargs": {},
-              "options": {"eta": 4102444800000}, "message_id": "forged"}
-    broker.channel.basic_publish("", broker.intake.ingest_queue, json.dumps(forged).encode(),
-                                 pika.BasicProperties(content_type=CONTENT_TYPE, user_id="guest"))
+    forged = {
+        "queue_name": "x.in_app",
+        "actor_name": "deliver_in_app",
+        "args": [[1]],
+        "kwargs": {},
+        "options": {"eta": 4102444800000},
+        "message_id": "forged",
+    }
+    broker.channel.basic_publish(
+        "",
+        broker.intake.ingest_queue,
+        json.dumps(forged).encode(),
+        pika.BasicProperties(content_type=CONTENT_TYPE, user_id="guest"),
+    )
     # when the worker's consumer takes it
     consumer = broker.consume(broker.intake.ingest_queue, timeout=100)
     try:
@@ -66,5 +81,8 @@ def test_the_ingest_queue_consumer_wraps_a_dramatiq_shaped_body_with_its_envelop
     # then it is an ingest message that will be rejected, carrying who published it
     assert (received.queue_name, received.actor_name, received.options) == (broker.intake.ingest_queue, "ingest", {})
     assert received.kwargs["error"].startswith("the body is shaped like a dramatiq message")
-    assert received.kwargs["envelope"] == {"routing_key": broker.intake.ingest_queue, "content_type": CONTENT_TYPE,
-                                           "publisher": "guest"}
+    assert received.kwargs["envelope"] == {
+        "routing_key": broker.intake.ingest_queue,
+        "content_type": CONTENT_TYPE,
+        "publisher": "guest",
+    }

@@ -43,10 +43,13 @@ def at(hours: float) -> dt.datetime:
 # --- pure standings: plain lists in, rows out ----------------------------------
 
 
-def played(hours: float, *lines: tuple[str, int, int], winner: str | None = None, tournament: str = "t1") -> MatchRecord:
+def played(
+    hours: float, *lines: tuple[str, int, int], winner: str | None = None, tournament: str = "t1"
+) -> MatchRecord:
     """A match at T0 + hours; each line is (team_id, placement, kills)."""
-    return MatchRecord(tournament, winner, tuple(Placing(team, 0, placement, kills) for team, placement, kills in lines),
-                       at(hours))
+    return MatchRecord(
+        tournament, winner, tuple(Placing(team, 0, placement, kills) for team, placement, kills in lines), at(hours)
+    )
 
 
 def duel(hours: float, winner: str, loser: str) -> MatchRecord:
@@ -66,7 +69,10 @@ def test_overall_standings_count_points_wins_and_losses_per_match() -> None:
 
     # then
     assert table(rows, "points", "wins", "losses", "matches") == [
-        (1, "a", 6, 2, 0, 2), (2, "b", 3, 1, 1, 2), (3, "c", 0, 0, 2, 2)]
+        (1, "a", 6, 2, 0, 2),
+        (2, "b", 3, 1, 1, 2),
+        (3, "c", 0, 0, 2, 2),
+    ]
 
 
 def test_overall_wins_decide_between_equal_points() -> None:
@@ -89,7 +95,12 @@ def test_overall_fewer_losses_decide_between_equal_points_and_wins() -> None:
 
     # then: y and x tie on everything but who got to 0 points first
     assert table(rows, "points", "wins", "losses") == [
-        (1, "z", 6, 2, 0), (2, "a", 3, 1, 0), (3, "b", 3, 1, 2), (4, "y", 0, 0, 1), (5, "x", 0, 0, 1)]
+        (1, "z", 6, 2, 0),
+        (2, "a", 3, 1, 0),
+        (3, "b", 3, 1, 2),
+        (4, "y", 0, 0, 1),
+        (5, "x", 0, 0, 1),
+    ]
 
 
 def test_overall_who_reached_the_final_total_first_decides_a_full_tie() -> None:
@@ -133,7 +144,11 @@ def test_battle_royale_standings_add_placement_points_and_kills() -> None:
 
     # then: a and c both have 20 points; c has more kills
     assert table(rows, "points", "kills", "best_placement", "matches") == [
-        (1, "b", 27, 6, 1, 2), (2, "c", 20, 4, 2, 2), (3, "a", 20, 3, 1, 2), (4, "d", 10, 3, 3, 2)]
+        (1, "b", 27, 6, 1, 2),
+        (2, "c", 20, 4, 2, 2),
+        (3, "a", 20, 3, 1, 2),
+        (4, "d", 10, 3, 3, 2),
+    ]
 
 
 def test_battle_royale_best_placement_decides_between_equal_points_and_kills() -> None:
@@ -204,14 +219,32 @@ def test_fractional_points_add_up_without_float_noise() -> None:
 # --- the ledger -------------------------------------------------------------------
 
 
-def completed(participants: Any, *, winner: str | None = None, tournament: str | None = "t1", hours: float = 0,
-              event_id: str | None = None, **extra: Any) -> CloudEvent:
-    data: dict[str, Any] = {"topic": "matches", "tournament_name": "Spring Cup", "winner_name": winner or "nobody",
-                            "winner": winner, "participants": participants, **extra}
+def completed(
+    participants: Any,
+    *,
+    winner: str | None = None,
+    tournament: str | None = "t1",
+    hours: float = 0,
+    event_id: str | None = None,
+    **extra: Any,
+) -> CloudEvent:
+    data: dict[str, Any] = {
+        "topic": "matches",
+        "tournament_name": "Spring Cup",
+        "winner_name": winner or "nobody",
+        "winner": winner,
+        "participants": participants,
+        **extra,
+    }
     if tournament is not None:
         data["tournament_id"] = tournament
-    return CloudEvent(id=event_id or f"match-{next(_ids)}", source="/matches", type="match.completed", data=data,
-                      time=at(hours).replace(tzinfo=dt.timezone.utc))
+    return CloudEvent(
+        id=event_id or f"match-{next(_ids)}",
+        source="/matches",
+        type="match.completed",
+        data=data,
+        time=at(hours).replace(tzinfo=dt.UTC),
+    )
 
 
 def line(team: str, placement: int, kills: int = 0, **extra: Any) -> dict[str, Any]:
@@ -245,9 +278,19 @@ def test_a_completed_match_is_recorded_once_in_the_ledger(db: str, catalog: Cata
 
 def test_a_match_without_time_completes_when_it_is_received(db: str, catalog: Catalog) -> None:
     # given
-    event = CloudEvent(id="no-time", source="/matches", type="match.completed",
-                       data={"topic": "m", "tournament_name": "Cup", "winner_name": "A", "tournament_id": "t1",
-                             "winner": None, "participants": [line("a", 1)]})
+    event = CloudEvent(
+        id="no-time",
+        source="/matches",
+        type="match.completed",
+        data={
+            "topic": "m",
+            "tournament_name": "Cup",
+            "winner_name": "A",
+            "tournament_id": "t1",
+            "winner": None,
+            "participants": [line("a", 1)],
+        },
+    )
 
     # when
     with clock.use_clock(lambda: at(5)):
@@ -258,8 +301,9 @@ def test_a_match_without_time_completes_when_it_is_received(db: str, catalog: Ca
 
 
 @pytest.mark.parametrize("missing", ["tournament_id", "participants"])
-def test_a_match_without_ledger_data_is_a_notification_but_not_a_result(db: str, catalog: Catalog,
-                                                                         missing: str) -> None:
+def test_a_match_without_ledger_data_is_a_notification_but_not_a_result(
+    db: str, catalog: Catalog, missing: str
+) -> None:
     # given
     event = completed([line("a", 1)], winner="a")
     del event.data[missing]
@@ -273,24 +317,29 @@ def test_a_match_without_ledger_data_is_a_notification_but_not_a_result(db: str,
     assert MatchResult.select().count() == 0
     assert Event.select().count() == 1
     assert [(entry["event"], entry["reason"]) for entry in logs] == [
-        ("match_result_not_recorded", f"data has no {missing}")]
+        ("match_result_not_recorded", f"data has no {missing}")
+    ]
 
 
-@pytest.mark.parametrize(("participants", "winner", "reason"), [
-    ([], None, "data.participants must be a non-empty list of {team_id, score, placement, kills}"),
-    ("a,b", None, "data.participants must be a non-empty list"),
-    (["a"], None, "data.participants[0] must be an object with team_id, score, placement and kills"),
-    ([{"score": 1, "placement": 1, "kills": 0}], None, "data.participants[0].team_id must be a string of 1 to 255"),
-    ([line("a", 1), line("a", 2)], None, "data.participants[1].team_id 'a' appears twice in data.participants"),
-    ([{**line("a", 1), "score": "ten"}], None, "data.participants[0].score must be a number"),
-    ([line("a", 1), line("b", 0)], None, "data.participants[1].placement must be an integer of 1 or more"),
-    ([{**line("a", 1), "placement": True}], None, "data.participants[0].placement must be an integer of 1 or more"),
-    ([line("a", 1, kills=-1)], None, "data.participants[0].kills must be an integer of 0 or more"),
-    ([{**line("a", 1), "kills": 1.5}], None, "data.participants[0].kills must be an integer of 0 or more"),
-    ([line("a", 1)], "b", "data.winner 'b' is not the team_id of one of data.participants"),
-])
-def test_malformed_ledger_data_is_rejected_with_a_clear_reason(participants: Any, winner: str | None,
-                                                               reason: str) -> None:
+@pytest.mark.parametrize(
+    ("participants", "winner", "reason"),
+    [
+        ([], None, "data.participants must be a non-empty list of {team_id, score, placement, kills}"),
+        ("a,b", None, "data.participants must be a non-empty list"),
+        (["a"], None, "data.participants[0] must be an object with team_id, score, placement and kills"),
+        ([{"score": 1, "placement": 1, "kills": 0}], None, "data.participants[0].team_id must be a string of 1 to 255"),
+        ([line("a", 1), line("a", 2)], None, "data.participants[1].team_id 'a' appears twice in data.participants"),
+        ([{**line("a", 1), "score": "ten"}], None, "data.participants[0].score must be a number"),
+        ([line("a", 1), line("b", 0)], None, "data.participants[1].placement must be an integer of 1 or more"),
+        ([{**line("a", 1), "placement": True}], None, "data.participants[0].placement must be an integer of 1 or more"),
+        ([line("a", 1, kills=-1)], None, "data.participants[0].kills must be an integer of 0 or more"),
+        ([{**line("a", 1), "kills": 1.5}], None, "data.participants[0].kills must be an integer of 0 or more"),
+        ([line("a", 1)], "b", "data.winner 'b' is not the team_id of one of data.participants"),
+    ],
+)
+def test_malformed_ledger_data_is_rejected_with_a_clear_reason(
+    participants: Any, winner: str | None, reason: str
+) -> None:
     # given
     event = completed(participants, winner=winner)
 
@@ -324,19 +373,51 @@ def test_recompute_stores_the_hand_computed_standings_of_each_scope(db: str, cat
     # then: first snapshots announce nothing
     assert changes == []
     assert standings("overall") == [
-        {"rank": 1, "team_id": "b", "team_name": None, "points": 3, "wins": 1, "losses": 1, "matches": 2,
-         "reached_at": "2026-05-09T11:00:00Z"},
-        {"rank": 2, "team_id": "a", "team_name": "Owls", "points": 3, "wins": 1, "losses": 2, "matches": 3,
-         "reached_at": "2026-05-09T10:00:00Z"},
-        {"rank": 3, "team_id": "c", "team_name": None, "points": 3, "wins": 1, "losses": 2, "matches": 3,
-         "reached_at": "2026-05-09T12:00:00Z"},
+        {
+            "rank": 1,
+            "team_id": "b",
+            "team_name": None,
+            "points": 3,
+            "wins": 1,
+            "losses": 1,
+            "matches": 2,
+            "reached_at": "2026-05-09T11:00:00Z",
+        },
+        {
+            "rank": 2,
+            "team_id": "a",
+            "team_name": "Owls",
+            "points": 3,
+            "wins": 1,
+            "losses": 2,
+            "matches": 3,
+            "reached_at": "2026-05-09T10:00:00Z",
+        },
+        {
+            "rank": 3,
+            "team_id": "c",
+            "team_name": None,
+            "points": 3,
+            "wins": 1,
+            "losses": 2,
+            "matches": 3,
+            "reached_at": "2026-05-09T12:00:00Z",
+        },
     ]
     assert table(standings("tournament:t1"), "points", "kills", "best_placement") == [
-        (1, "b", 27, 6, 1), (2, "c", 20, 4, 2), (3, "a", 20, 3, 1)]
+        (1, "b", 27, 6, 1),
+        (2, "c", 20, 4, 2),
+        (3, "a", 20, 3, 1),
+    ]
     assert table(standings("tournament:t2"), "points", "kills", "best_placement") == [
-        (1, "c", 12, 0, 1), (2, "a", 10, 1, 2)]
+        (1, "c", 12, 0, 1),
+        (2, "a", 10, 1, 2),
+    ]
     assert {(s.scope, s.version, s.computed_at) for s in RankingSnapshot.select()} == {
-        ("overall", 1, at(3)), ("tournament:t1", 1, at(3)), ("tournament:t2", 1, at(3))}
+        ("overall", 1, at(3)),
+        ("tournament:t1", 1, at(3)),
+        ("tournament:t2", 1, at(3)),
+    }
     assert standings("tournament:nope") == []
 
 
@@ -377,7 +458,11 @@ def test_only_teams_whose_rank_moved_get_a_change_with_old_and_new_rank(db: str,
     ]
     # t1: c 7 + 12 = 19, a 12, b 9 (reached 10:00), d 9 (reached 11:00): everyone moved
     assert [(c.team_id, c.old_rank, c.new_rank, c.points) for c in changes if c.scope == "tournament:t1"] == [
-        ("c", 3, 1, 19), ("a", 1, 2, 12), ("b", 2, 3, 9), ("d", None, 4, 9)]
+        ("c", 3, 1, 19),
+        ("a", 1, 2, 12),
+        ("b", 2, 3, 9),
+        ("d", None, 4, 9),
+    ]
     assert overall_ranks() == {"a": 1, "c": 2, "b": 3, "d": 4}
 
 
@@ -391,7 +476,9 @@ def test_a_change_keeps_the_previous_snapshot(db: str, catalog: Catalog) -> None
     recompute()
 
     # then
-    versions = list(RankingSnapshot.select().where(RankingSnapshot.scope == "overall").order_by(RankingSnapshot.version))
+    versions = list(
+        RankingSnapshot.select().where(RankingSnapshot.scope == "overall").order_by(RankingSnapshot.version)
+    )
     assert [v.version for v in versions] == [1, 2]
     assert versions[0].standings == before
     assert versions[1].standings == standings("overall") != before
@@ -439,13 +526,30 @@ def test_change_events_are_ranking_changed_events_for_the_team_topic(db: str, ca
     # then
     crows = [e for e in events if e["data"]["team_id"] == "c"]
     assert [e["data"] for e in crows] == [
-        {"topic": "team:c", "team_id": "c", "team_name": "Crows", "scope": "overall", "old_rank": 3, "new_rank": 2,
-         "points": 3},
-        {"topic": "team:c", "team_id": "c", "team_name": "Crows", "scope": "tournament:t1", "old_rank": 3,
-         "new_rank": 1, "points": 19, "tournament_id": "t1"},
+        {
+            "topic": "team:c",
+            "team_id": "c",
+            "team_name": "Crows",
+            "scope": "overall",
+            "old_rank": 3,
+            "new_rank": 2,
+            "points": 3,
+        },
+        {
+            "topic": "team:c",
+            "team_id": "c",
+            "team_name": "Crows",
+            "scope": "tournament:t1",
+            "old_rank": 3,
+            "new_rank": 1,
+            "points": 19,
+            "tournament_id": "t1",
+        },
     ]
-    assert all((e["type"], e["source"], e["time"]) == ("ranking.changed", "/tidings/rankings", "2026-05-09T12:00:00Z")
-               for e in events)
+    assert all(
+        (e["type"], e["source"], e["time"]) == ("ranking.changed", "/tidings/rankings", "2026-05-09T12:00:00Z")
+        for e in events
+    )
     assert [e["data"]["team_name"] for e in events if e["data"]["team_id"] == "b"] == ["b", "b"]  # no name known
     assert all(parse_event(e, catalog) for e in events)
 
@@ -457,8 +561,14 @@ def test_change_event_ids_depend_only_on_scope_team_and_version() -> None:
     # when
     first = change_events([change], now=at(1))[0]
     later = change_events([RankChange("overall", "c", 3, 2, 3, version=2, team_name="Crows")], now=at(9))[0]
-    others = change_events([RankChange("overall", "c", 2, 1, 6, version=3), RankChange("tournament:t1", "c", 3, 2, 3,
-                            version=2), RankChange("overall", "b", 3, 2, 3, version=2)], now=at(1))
+    others = change_events(
+        [
+            RankChange("overall", "c", 2, 1, 6, version=3),
+            RankChange("tournament:t1", "c", 3, 2, 3, version=2),
+            RankChange("overall", "b", 3, 2, 3, version=2),
+        ],
+        now=at(1),
+    )
 
     # then
     assert first["id"] == later["id"]
@@ -493,8 +603,10 @@ def test_a_published_change_notifies_the_team_subscribers_once(db: str, catalog:
 
     # then: c moved and has a subscriber; a did not move
     assert outcomes == ["accepted"] * 3 + ["duplicate"] * 3
-    assert [(d.user_id, d.event.data["new_rank"]) for d in Delivery.select().join(Event)
-            .where(Event.type == "ranking.changed")] == [("cora", 2)]
+    assert [
+        (d.user_id, d.event.data["new_rank"])
+        for d in Delivery.select().join(Event).where(Event.type == "ranking.changed")
+    ] == [("cora", 2)]
 
 
 # --- the command line -----------------------------------------------------------------
@@ -522,8 +634,11 @@ def announced(rabbitmq: str) -> Iterator[tuple[str, Callable[[], list[dict]]]]:
 
 
 def test_the_rankings_commands_recompute_show_and_announce_the_standings(
-        sqlite_db: str, catalog: Catalog, capsys: pytest.CaptureFixture[str],
-        announced: tuple[str, Callable[[], list[dict]]]) -> None:
+    sqlite_db: str,
+    catalog: Catalog,
+    capsys: pytest.CaptureFixture[str],
+    announced: tuple[str, Callable[[], list[dict]]],
+) -> None:
     # given
     exchange, read_announced = announced
     settings = Settings.from_env({"TIDINGS_DATABASE_URL": sqlite_db, "TIDINGS_EXCHANGE": exchange})
@@ -535,10 +650,11 @@ def test_the_rankings_commands_recompute_show_and_announce_the_standings(
 
     # when / then
     assert run("rankings", "show") == (
-        "no standings for overall yet (`tidings rankings recompute` computes them from the results)\n")
+        "no standings for overall yet (`tidings rankings recompute` computes them from the results)\n"
+    )
     assert run("rankings", "recompute") == (
-        "0 rank change(s)\n"
-        "published 0 ranking.changed event(s) (each change once, whoever publishes it)\n")
+        "0 rank change(s)\npublished 0 ranking.changed event(s) (each change once, whoever publishes it)\n"
+    )
     assert run("rankings", "show").splitlines()[1:] == [
         "RANK  TEAM      POINTS  WINS  LOSSES",
         "1     Owls (a)  3       1     0",
@@ -550,8 +666,11 @@ def test_the_rankings_commands_recompute_show_and_announce_the_standings(
         "2     b         9       0      2",
     ]
     shown = json.loads(run("rankings", "show", "--tournament", "t1", "--json"))
-    assert (shown["scope"], shown["version"], [r["team_id"] for r in shown["standings"]]) == ("tournament:t1", 1,
-                                                                                              ["a", "b"])
+    assert (shown["scope"], shown["version"], [r["team_id"] for r in shown["standings"]]) == (
+        "tournament:t1",
+        1,
+        ["a", "b"],
+    )
     feed(catalog, completed([line("b", 1), line("a", 2)], winner="b", hours=1))
     feed(catalog, completed([line("b", 1), line("a", 2)], winner="b", hours=2))
     assert run("rankings", "recompute").splitlines() == [
@@ -564,7 +683,12 @@ def test_the_rankings_commands_recompute_show_and_announce_the_standings(
         "published 4 ranking.changed event(s) (each change once, whoever publishes it)",
     ]
     events = read_announced()
-    assert sorted((e["data"]["topic"], e["data"]["scope"], e["data"]["old_rank"], e["data"]["new_rank"])
-                  for e in events) == [("team:a", "overall", 1, 2), ("team:a", "tournament:t1", 1, 2),
-                                       ("team:b", "overall", 2, 1), ("team:b", "tournament:t1", 2, 1)]
+    assert sorted(
+        (e["data"]["topic"], e["data"]["scope"], e["data"]["old_rank"], e["data"]["new_rank"]) for e in events
+    ) == [
+        ("team:a", "overall", 1, 2),
+        ("team:a", "tournament:t1", 1, 2),
+        ("team:b", "overall", 2, 1),
+        ("team:b", "tournament:t1", 2, 1),
+    ]
     assert {e["type"] for e in events} == {"ranking.changed"}

@@ -76,8 +76,9 @@ def publish_until_confirmed(url: str, exchange: str, events: list[dict], *, pace
     return retries
 
 
-def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(deployment: Deployment, node: PrivateRabbitNode,
-                                                                      smtp_server: SmtpServer) -> None:
+def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(
+    deployment: Deployment, node: PrivateRabbitNode, smtp_server: SmtpServer
+) -> None:
     # given a worker, three users, and a producer publishing a burst with confirms
     url = deployment.env["TIDINGS_BROKER_URL"]
     assert url == node.url
@@ -87,11 +88,19 @@ def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(deployment
         for user in USERS:
             publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
     wait_for(lambda: User.select().count() == 3, what="the users")
-    events = [build_event("team.invite.sent", {"recipients": USERS, "team_name": "Owls", "inviter_name": "Mira"},
-                          id=f"burst-{n}", source="/burst") for n in range(EVENTS)]
+    events = [
+        build_event(
+            "team.invite.sent",
+            {"recipients": USERS, "team_name": "Owls", "inviter_name": "Mira"},
+            id=f"burst-{n}",
+            source="/burst",
+        )
+        for n in range(EVENTS)
+    ]
     outcome: dict[str, int] = {}
-    producer = threading.Thread(target=lambda: outcome.update(retries=publish_until_confirmed(
-        url, deployment.exchange, events, pace=0.02)))
+    producer = threading.Thread(
+        target=lambda: outcome.update(retries=publish_until_confirmed(url, deployment.exchange, events, pace=0.02))
+    )
     producer.start()
     # when RabbitMQ's application (on the private node) stops mid-burst, and starts again
     wait_for(lambda: Event.select().where(Event.source == "/burst").count() >= 30, timeout=30, what="the burst")
@@ -104,17 +113,23 @@ def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(deployment
     outage = time.monotonic() - stopped_at
     producer.join(timeout=180)
     # then the workers carried on by themselves, and every delivery happened once
-    wait_for(lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3, timeout=240,
-             what="every delivery after the restart")
+    wait_for(
+        lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3,
+        timeout=240,
+        what="every delivery after the restart",
+    )
     assert processed_when_stopped < EVENTS and outcome["retries"] > 0, "the outage came too late to test anything"
     assert Event.select().where(Event.source == "/burst").count() == EVENTS
     assert InboxItem.select().count() == EVENTS * 3
     assert Counter(d.status for d in Delivery.select().join(Event).where(Event.source == "/burst")) == {
-        "sent": EVENTS * 6}
+        "sent": EVENTS * 6
+    }
     message_ids = Counter(m["Message-ID"] for m in smtp_server.messages)
     duplicates = sum(n - 1 for n in message_ids.values())
-    print(f"\nbroker down {outage:.1f} s after {processed_when_stopped} of {EVENTS} events; producer retries "
-          f"{outcome.get('retries')}; duplicate emails {duplicates}")
+    print(
+        f"\nbroker down {outage:.1f} s after {processed_when_stopped} of {EVENTS} events; producer retries "
+        f"{outcome.get('retries')}; duplicate emails {duplicates}"
+    )
     assert len(message_ids) == EVENTS * 3
     assert duplicates <= 8
     assert deployment.workers[0].proc.poll() is None, "the worker stayed up through the restart"

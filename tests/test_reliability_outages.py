@@ -41,6 +41,7 @@ SECRET = new_secret()
 
 # --- The outside world ---------------------------------------------------------------------------
 
+
 class FlakySmtp:
     """An SMTP server on a fixed port that goes down and comes back (a new server on the same port)."""
 
@@ -112,6 +113,7 @@ def outside(deployment: Deployment, certificate: tuple[Path, Path]) -> Deploymen
 
 # --- Helpers -------------------------------------------------------------------------------------
 
+
 def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> str:
     event = build_event(type_, data, source="/outages", id=id)
     with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
@@ -160,8 +162,12 @@ def probe_until(deadline: float, probe: Callable[[int], str], channels: list[str
     while time.monotonic() < deadline:
         started = time.monotonic()
         event_id = probe(len(latencies))
-        wait_for(lambda: delivered(event_id, channels), timeout=PROMPT, interval=0.05,
-                 what=f"probe {len(latencies)} to reach {channels} during the outage")
+        wait_for(
+            lambda event_id=event_id: delivered(event_id, channels),
+            timeout=PROMPT,
+            interval=0.05,
+            what=f"probe {len(latencies)} to reach {channels} during the outage",
+        )
         latencies.append(time.monotonic() - started)
         time.sleep(max(0.0, min(started + PROBE_EVERY, deadline) - time.monotonic()))  # paces the probes
     return latencies
@@ -188,8 +194,10 @@ def delivery_id(message: EmailMessage) -> int:
 
 def min_email_budget(settings: Settings) -> float:
     """The shortest time an email delivery keeps being retried: every backoff at its lowest."""
-    return sum(min(settings.retry_min_backoff * 2 ** (attempt - 1), settings.retry_max_backoff)
-               for attempt in range(1, settings.retry_max + 1))
+    return sum(
+        min(settings.retry_min_backoff * 2 ** (attempt - 1), settings.retry_max_backoff)
+        for attempt in range(1, settings.retry_max + 1)
+    )
 
 
 # --- The SMTP server down for a minute -----------------------------------------------------------
@@ -198,11 +206,16 @@ EMAIL_EVENTS = 20
 
 
 def test_an_smtp_server_down_for_a_minute_gets_every_email_once_while_in_app_and_webhooks_go_on(
-        outside: Deployment, flaky_smtp: FlakySmtp, receiver: HttpServer) -> None:
+    outside: Deployment, flaky_smtp: FlakySmtp, receiver: HttpServer
+) -> None:
     # given the Procfile's groups, retries whose budget outlasts the outage, three users with email addresses,
     # a healthy webhook receiver for match.*, and sender threads holding SMTP connections already
-    outside.configure(TIDINGS_SMTP_URL=f"smtp://127.0.0.1:{flaky_smtp.port}", TIDINGS_RETRY_MIN_BACKOFF="1",
-                      TIDINGS_RETRY_MAX_BACKOFF="10", TIDINGS_RETRY_MAX="20")
+    outside.configure(
+        TIDINGS_SMTP_URL=f"smtp://127.0.0.1:{flaky_smtp.port}",
+        TIDINGS_RETRY_MIN_BACKOFF="1",
+        TIDINGS_RETRY_MAX_BACKOFF="10",
+        TIDINGS_RETRY_MAX="20",
+    )
     assert min_email_budget(outside.settings) >= 2 * OUTAGE
     start_procfile(outside)
     add_users(outside, **{user: {"email": f"{user}@example.com"} for user in USERS})
@@ -214,17 +227,30 @@ def test_an_smtp_server_down_for_a_minute_gets_every_email_once_while_in_app_and
     flaky_smtp.go_down()
     back_at = time.monotonic() + OUTAGE
     ids = [f"outage-{n}" for n in range(EMAIL_EVENTS)]
-    publish_many(outside, "team.invite.sent", ids,
-                 lambda n: {"recipients": USERS, "team_name": f"Team {n}", "inviter_name": "Mira"})
+    publish_many(
+        outside,
+        "team.invite.sent",
+        ids,
+        lambda n: {"recipients": USERS, "team_name": f"Team {n}", "inviter_name": "Mira"},
+    )
 
     # then meanwhile every in-app row arrives promptly, and probes reach in-app and the webhook receiver
     wait_for(lambda: count("in_app", ids) == EMAIL_EVENTS * len(USERS), timeout=PROMPT, what="the burst's in-app rows")
-    latencies = probe_until(back_at, lambda n: publish(
-        outside, "match.started", {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": f"Rival {n}"}),
-        ["in_app", "webhook"])
+    latencies = probe_until(
+        back_at,
+        lambda n: publish(
+            outside, "match.started", {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": f"Rival {n}"}
+        ),
+        ["in_app", "webhook"],
+    )
     assert count("email", ids) == 0
-    retrying = wait_for(lambda: len(deliveries("email", ids, DeliveryStatus.PENDING)) == EMAIL_EVENTS * len(USERS)
-                        and deliveries("email", ids), what="every email waiting for a retry, none given up")
+    retrying = wait_for(
+        lambda: (
+            len(deliveries("email", ids, DeliveryStatus.PENDING)) == EMAIL_EVENTS * len(USERS)
+            and deliveries("email", ids)
+        ),
+        what="every email waiting for a retry, none given up",
+    )
     assert {d.last_error.partition(":")[0] for d in retrying} == {"SMTP connection failed"}
 
     # when the server comes back on the same port
@@ -232,8 +258,12 @@ def test_an_smtp_server_down_for_a_minute_gets_every_email_once_while_in_app_and
     back = time.monotonic()
 
     # then every email goes out within a backoff, each exactly once
-    wait_for(lambda: count("email", ids) == EMAIL_EVENTS * len(USERS), timeout=outside.settings.retry_max_backoff + 20,
-             interval=0.1, what="every email after the outage")
+    wait_for(
+        lambda: count("email", ids) == EMAIL_EVENTS * len(USERS),
+        timeout=outside.settings.retry_max_backoff + 20,
+        interval=0.1,
+        what="every email after the outage",
+    )
     recovered_in = time.monotonic() - back
     emails = deliveries("email", ids)
     per_delivery = Counter(delivery_id(m) for m in flaky_smtp.messages)
@@ -241,9 +271,11 @@ def test_an_smtp_server_down_for_a_minute_gets_every_email_once_while_in_app_and
     assert sum(per_delivery.values()) == len(USERS) * (EMAIL_EVENTS + 1), "nothing but the warm-up and the burst"
     assert InboxItem.select().join(Delivery).join(Event).where(Event.event_id.in_(ids)).count() == EMAIL_EVENTS * 3
     attempts = sorted(d.attempts for d in emails)
-    print(f"\nSMTP down {OUTAGE:.0f} s: {len(latencies)} probes (in-app + webhook) during it, latency max "
-          f"{max(latencies):.2f} s, mean {sum(latencies) / len(latencies):.2f} s; every email sent "
-          f"{recovered_in:.1f} s after the server came back; attempts per email {attempts[0]}–{attempts[-1]}")
+    print(
+        f"\nSMTP down {OUTAGE:.0f} s: {len(latencies)} probes (in-app + webhook) during it, latency max "
+        f"{max(latencies):.2f} s, mean {sum(latencies) / len(latencies):.2f} s; every email sent "
+        f"{recovered_in:.1f} s after the server came back; attempts per email {attempts[0]}–{attempts[-1]}"
+    )
 
 
 # --- A webhook receiver answering 500 for a minute -----------------------------------------------
@@ -254,7 +286,8 @@ LONGEST_WAIT = max(float(s) for s in WEBHOOK_SCHEDULE.split(","))
 
 
 def test_a_webhook_receiver_failing_for_a_minute_gets_each_event_once_while_in_app_and_email_go_on(
-        outside: Deployment, smtp_server: SmtpServer, receiver: HttpServer) -> None:
+    outside: Deployment, smtp_server: SmtpServer, receiver: HttpServer
+) -> None:
     # given the Procfile's groups, a webhook schedule that outlasts the outage, and a receiver answering 500
     outside.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE=WEBHOOK_SCHEDULE)
     assert sum(outside.settings.webhook_retry_schedule) >= 2 * OUTAGE
@@ -266,18 +299,31 @@ def test_a_webhook_receiver_failing_for_a_minute_gets_each_event_once_while_in_a
     # when match results come in while the receiver fails for a minute
     fixed_at = time.monotonic() + OUTAGE
     ids = [f"result-{n}" for n in range(WEBHOOK_EVENTS)]
-    publish_many(outside, "match.completed", ids,
-                 lambda n: {"recipients": ["ana"], "tournament_name": "Cup", "winner_name": f"Team {n}"})
+    publish_many(
+        outside,
+        "match.completed",
+        ids,
+        lambda n: {"recipients": ["ana"], "tournament_name": "Cup", "winner_name": f"Team {n}"},
+    )
 
     # then meanwhile their in-app rows and emails arrive promptly, and so do probes
-    wait_for(lambda: count("in_app", ids) == WEBHOOK_EVENTS and count("email", ids) == WEBHOOK_EVENTS,
-             timeout=PROMPT, what="in-app rows and emails while the receiver fails")
-    latencies = probe_until(fixed_at, lambda n: publish(
-        outside, "team.invite.sent", {"recipients": ["ana"], "team_name": f"Team {n}", "inviter_name": "Mira"}),
-        ["in_app", "email"])
+    wait_for(
+        lambda: count("in_app", ids) == WEBHOOK_EVENTS and count("email", ids) == WEBHOOK_EVENTS,
+        timeout=PROMPT,
+        what="in-app rows and emails while the receiver fails",
+    )
+    latencies = probe_until(
+        fixed_at,
+        lambda n: publish(
+            outside, "team.invite.sent", {"recipients": ["ana"], "team_name": f"Team {n}", "inviter_name": "Mira"}
+        ),
+        ["in_app", "email"],
+    )
     assert count("webhook", ids) == 0
-    wait_for(lambda: len(deliveries("webhook", ids, DeliveryStatus.PENDING)) == WEBHOOK_EVENTS,
-             what="every webhook waiting for a retry, none given up")
+    wait_for(
+        lambda: len(deliveries("webhook", ids, DeliveryStatus.PENDING)) == WEBHOOK_EVENTS,
+        what="every webhook waiting for a retry, none given up",
+    )
 
     # when the receiver is fixed
     with receiver.lock:
@@ -286,8 +332,12 @@ def test_a_webhook_receiver_failing_for_a_minute_gets_each_event_once_while_in_a
     fixed = time.monotonic()
 
     # then every event is delivered once, its failed attempts carrying the same webhook-id
-    wait_for(lambda: count("webhook", ids) == WEBHOOK_EVENTS, timeout=LONGEST_WAIT + 15, interval=0.1,
-             what="every webhook after the receiver is fixed")
+    wait_for(
+        lambda: count("webhook", ids) == WEBHOOK_EVENTS,
+        timeout=LONGEST_WAIT + 15,
+        interval=0.1,
+        what="every webhook after the receiver is fixed",
+    )
     recovered_in = time.monotonic() - fixed
     requests = receiver.requests()
     succeeded = Counter(r.headers["webhook-id"] for r in requests[failed:])
@@ -299,9 +349,11 @@ def test_a_webhook_receiver_failing_for_a_minute_gets_each_event_once_while_in_a
     endpoint = WebhookEndpoint.get()
     assert endpoint.enabled and endpoint.failing_since is None
     attempts = sorted(d.attempts for d in rows)
-    print(f"\nwebhook receiver failing {OUTAGE:.0f} s: {failed} requests answered 500, {len(latencies)} probes "
-          f"(in-app + email) during it, latency max {max(latencies):.2f} s; every webhook sent {recovered_in:.1f} s "
-          f"after the fix; attempts per event {attempts[0]}–{attempts[-1]}")
+    print(
+        f"\nwebhook receiver failing {OUTAGE:.0f} s: {failed} requests answered 500, {len(latencies)} probes "
+        f"(in-app + email) during it, latency max {max(latencies):.2f} s; every webhook sent {recovered_in:.1f} s "
+        f"after the fix; attempts per event {attempts[0]}–{attempts[-1]}"
+    )
 
 
 # --- A storm of Discord 429s ---------------------------------------------------------------------
@@ -341,25 +393,38 @@ def rate_limit_violations(requests: list[Received], limited: int) -> tuple[list[
 
 
 def test_a_storm_of_discord_429s_is_waited_out_each_message_posted_once_and_in_app_goes_on(
-        outside: Deployment, smtp_server: SmtpServer, receiver: HttpServer) -> None:
+    outside: Deployment, smtp_server: SmtpServer, receiver: HttpServer
+) -> None:
     # given the Procfile's groups, a user with a Discord webhook who wants invites there,
     # and a webhook answering 429 (retry after 1 s) to the first 15 requests
     outside.configure(TIDINGS_RETRY_MAX="20")
     start_procfile(outside)
     add_users(outside, ana={"email": "ana@example.com", "discord_webhook_url": receiver.url("/api/webhooks/42/TOKEN")})
-    publish(outside, "tidings.preferences.set",
-            {"user": "ana", "preferences": [{"type": "team.invite.sent", "channel": "discord", "enabled": True}]})
+    publish(
+        outside,
+        "tidings.preferences.set",
+        {"user": "ana", "preferences": [{"type": "team.invite.sent", "channel": "discord", "enabled": True}]},
+    )
     wait_for(lambda: Event.select().count() == 2, what="the preference")
     receiver.reply_next(*[rate_limited()] * STORM)
 
     # when invitations come in
     ids = [f"invite-{n}" for n in range(DISCORD_EVENTS)]
-    publish_many(outside, "team.invite.sent", ids,
-                 lambda n: {"recipients": ["ana"], "team_name": f"Team {n}", "inviter_name": "Mira"})
+    publish_many(
+        outside,
+        "team.invite.sent",
+        ids,
+        lambda n: {"recipients": ["ana"], "team_name": f"Team {n}", "inviter_name": "Mira"},
+    )
 
     # then in-app is not held up by the storm
-    done = finish_times({channel: lambda channel=channel: count(channel, ids) == DISCORD_EVENTS
-                         for channel in ("in_app", "email", "discord")}, timeout=60)
+    done = finish_times(
+        {
+            channel: lambda channel=channel: count(channel, ids) == DISCORD_EVENTS
+            for channel in ("in_app", "email", "discord")
+        },
+        timeout=60,
+    )
     assert done["in_app"] < min(PROMPT, done["discord"])
     # and each invitation is posted once, every request after a 429 waiting as Discord asked
     requests = receiver.requests()
@@ -368,9 +433,11 @@ def test_a_storm_of_discord_429s_is_waited_out_each_message_posted_once_and_in_a
     assert sum(d.attempts for d in deliveries("discord", ids)) == len(requests), "each request is a recorded attempt"
     violations, latest_in_flight = rate_limit_violations(requests, STORM)
     assert violations == []
-    print(f"\nDiscord storm of {STORM} × 429 (retry after {RETRY_AFTER:g} s): in-app done in {done['in_app']:.2f} s, "
-          f"email in {done['email']:.2f} s, Discord in {done['discord']:.2f} s; {len(requests)} requests; the latest "
-          f"request already in flight at a 429 arrived {latest_in_flight * 1000:.0f} ms after it")
+    print(
+        f"\nDiscord storm of {STORM} × 429 (retry after {RETRY_AFTER:g} s): in-app done in {done['in_app']:.2f} s, "
+        f"email in {done['email']:.2f} s, Discord in {done['discord']:.2f} s; {len(requests)} requests; the latest "
+        f"request already in flight at a 429 arrived {latest_in_flight * 1000:.0f} ms after it"
+    )
 
 
 def test_the_rate_limit_check_catches_a_thread_that_does_not_wait() -> None:
@@ -382,6 +449,8 @@ def test_the_rate_limit_check_catches_a_thread_that_does_not_wait() -> None:
     # when
     violations, latest_in_flight = rate_limit_violations(requests, limited=1)
     # then
-    assert violations == ["429 #0: the same thread called again after 0.100 s",
-                          "429 #0: another thread called after 0.700 s"]
+    assert violations == [
+        "429 #0: the same thread called again after 0.100 s",
+        "429 #0: another thread called after 0.700 s",
+    ]
     assert latest_in_flight == pytest.approx(0.7)

@@ -48,7 +48,8 @@ def log_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def test_two_hosts_sharing_postgresql_and_rabbitmq_keep_the_guarantees_when_one_is_killed_mid_burst(
-        fresh_postgres_url: str, deployment: Deployment, smtp_server: SmtpServer) -> None:
+    fresh_postgres_url: str, deployment: Deployment, smtp_server: SmtpServer
+) -> None:
     # given two hosts of two worker processes each, started together on an empty PostgreSQL database
     deployment.configure(TIDINGS_DATABASE_URL=fresh_postgres_url, TIDINGS_LOG_FORMAT="json")
     host_a = deployment.worker(processes=PROCESSES, threads=THREADS)
@@ -67,8 +68,14 @@ def test_two_hosts_sharing_postgresql_and_rabbitmq_keep_the_guarantees_when_one_
     def publish(event_ids: list[str]) -> None:
         with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as p:
             for event_id in event_ids:
-                p.publish(build_event("team.invite.sent", {"recipients": USERS, "team_name": "Wolves",
-                                                           "inviter_name": "Mira"}, id=event_id, source="/burst"))
+                p.publish(
+                    build_event(
+                        "team.invite.sent",
+                        {"recipients": USERS, "team_name": "Wolves", "inviter_name": "Mira"},
+                        id=event_id,
+                        source="/burst",
+                    )
+                )
 
     publish(ids[: EVENTS // 2])
     wait_for(lambda: finished("email") >= 30, timeout=60, what="emails to be under way")
@@ -79,21 +86,32 @@ def test_two_hosts_sharing_postgresql_and_rabbitmq_keep_the_guarantees_when_one_
     host_a.kill()
     killed_at = (burst_events.count(), finished("in_app"), finished("email"))
     # (while host B carries on alone)
-    wait_for(lambda: finished("in_app") + finished("email") >= killed_at[1] + killed_at[2] + 300, timeout=60,
-             what="host B to carry on alone")
+    wait_for(
+        lambda: finished("in_app") + finished("email") >= killed_at[1] + killed_at[2] + 300,
+        timeout=60,
+        what="host B to carry on alone",
+    )
     producer.join(timeout=60)
     host_a.start()
 
     # then every event is processed once, every in-app row exists once and every email was sent
-    wait_for(lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3, timeout=120,
-             interval=0.2, what="every delivery to finish")
+    wait_for(
+        lambda: finished("in_app") == EVENTS * 3 and finished("email") == EVENTS * 3,
+        timeout=120,
+        interval=0.2,
+        what="every delivery to finish",
+    )
     assert killed_at[0] < EVENTS and killed_at[2] < EVENTS * 3, "the kill came too late to test anything"
     assert burst_events.count() == EVENTS
     per_event = Delivery.select(Delivery.event, fn.COUNT(Delivery.id)).group_by(Delivery.event).tuples()
     assert Counter(n for _, n in per_event if n) == {6: EVENTS}
     assert InboxItem.select().count() == EVENTS * 3
-    per_user_event = (InboxItem.select(InboxItem.user_id, Delivery.event, fn.COUNT(InboxItem.id))
-                      .join(Delivery).group_by(InboxItem.user_id, Delivery.event).tuples())
+    per_user_event = (
+        InboxItem.select(InboxItem.user_id, Delivery.event, fn.COUNT(InboxItem.id))
+        .join(Delivery)
+        .group_by(InboxItem.user_id, Delivery.event)
+        .tuples()
+    )
     assert {n for _, _, n in per_user_event} == {1}
     assert Counter(d.status for d in Delivery.select()) == {"sent": EVENTS * 6}
     message_ids = Counter(m["Message-ID"] for m in smtp_server.messages)
@@ -109,7 +127,9 @@ def test_two_hosts_sharing_postgresql_and_rabbitmq_keep_the_guarantees_when_one_
     # An email accepted by the SMTP server just before the kill, but not yet recorded, goes out again
     # (with the same Message-ID): at most one per busy thread of the killed host.
     duplicates = sum(n - 1 for n in message_ids.values())
-    print(f"\nhost A killed after {killed_at[0]} of {EVENTS} events ingested, {killed_at[1]} in-app rows and "
-          f"{killed_at[2]} emails; {len(accepted)} events accepted in the logs, each once; duplicate emails: "
-          f"{duplicates} (at most {PROCESSES * THREADS})")
+    print(
+        f"\nhost A killed after {killed_at[0]} of {EVENTS} events ingested, {killed_at[1]} in-app rows and "
+        f"{killed_at[2]} emails; {len(accepted)} events accepted in the logs, each once; duplicate emails: "
+        f"{duplicates} (at most {PROCESSES * THREADS})"
+    )
     assert duplicates <= PROCESSES * THREADS

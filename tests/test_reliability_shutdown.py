@@ -42,7 +42,8 @@ def ready_messages(deployment: Deployment, queue: str) -> int:
 
 
 def test_sigterm_lets_in_flight_emails_finish_and_leaves_the_rest_queued_for_the_next_worker(
-        deployment: Deployment, smtp_server: SmtpServer) -> None:
+    deployment: Deployment, smtp_server: SmtpServer
+) -> None:
     # given a worker with four threads, and an SMTP server taking 3 s per message
     worker = deployment.worker(threads=THREADS).start()
     deployment.use_database()
@@ -53,10 +54,18 @@ def test_sigterm_lets_in_flight_emails_finish_and_leaves_the_rest_queued_for_the
         smtp_server.handler.delay = SMTP_DELAY
         # and more email messages than threads, every thread in the middle of a batch
         for n in range(EVENTS):
-            publisher.publish(build_event("team.invite.sent", {"recipients": USERS, "team_name": f"Team {n}",
-                                                               "inviter_name": "Mira"}, source="/shutdown"))
-    wait_for(lambda: len(emails(DeliveryStatus.SENDING)) == THREADS * len(USERS), timeout=10,
-             what="every thread to be sending a batch")
+            publisher.publish(
+                build_event(
+                    "team.invite.sent",
+                    {"recipients": USERS, "team_name": f"Team {n}", "inviter_name": "Mira"},
+                    source="/shutdown",
+                )
+            )
+    wait_for(
+        lambda: len(emails(DeliveryStatus.SENDING)) == THREADS * len(USERS),
+        timeout=10,
+        what="every thread to be sending a batch",
+    )
     assert Event.select().where(Event.source == "/shutdown").count() == EVENTS
 
     # when the worker gets SIGTERM
@@ -85,10 +94,16 @@ def test_sigterm_lets_in_flight_emails_finish_and_leaves_the_rest_queued_for_the
     worker.start()
 
     # then every remaining email goes out, and none twice
-    wait_for(lambda: len(emails(DeliveryStatus.SENT)) == EVENTS * len(USERS), timeout=30, interval=0.1,
-             what="every email after the restart")
+    wait_for(
+        lambda: len(emails(DeliveryStatus.SENT)) == EVENTS * len(USERS),
+        timeout=30,
+        interval=0.1,
+        what="every email after the restart",
+    )
     message_ids = Counter(m["Message-ID"] for m in smtp_server.messages)
     assert len(message_ids) == EVENTS * len(USERS) and set(message_ids.values()) == {1}
-    print(f"\nSIGTERM with {len(in_flight)} emails in flight ({received_before} of them received by then): "
-          f"the worker exited 0 after {stopped_in:.1f} s, having sent {len(sent)}; {waiting} messages "
-          f"({EVENTS * len(USERS) - len(sent)} emails) left in the queue, all sent once after the restart")
+    print(
+        f"\nSIGTERM with {len(in_flight)} emails in flight ({received_before} of them received by then): "
+        f"the worker exited 0 after {stopped_in:.1f} s, having sent {len(sent)}; {waiting} messages "
+        f"({EVENTS * len(USERS) - len(sent)} emails) left in the queue, all sent once after the restart"
+    )

@@ -25,7 +25,7 @@ from dispatcher.jobs.slots import claim_slot
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 _ids = itertools.count()
 
 
@@ -41,8 +41,11 @@ def event(type_: str = "team.invite.sent", **data: object) -> CloudEvent:
 
 def command(catalog: Catalog, type_: str, data: dict) -> str:
     """A command from an authorised publisher (TIDINGS_COMMAND_USERS)."""
-    return apply_command(CloudEvent(id=f"c{next(_ids)}", source="/ops", type=type_, data=data), catalog,
-                         Sender(publisher="ops", privileged=True))
+    return apply_command(
+        CloudEvent(id=f"c{next(_ids)}", source="/ops", type=type_, data=data),
+        catalog,
+        Sender(publisher="ops", privileged=True),
+    )
 
 
 def deliveries() -> dict[str, Delivery]:
@@ -52,17 +55,21 @@ def deliveries() -> dict[str, Delivery]:
 # --- pure time rules ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("local", "expected_end"), [
-    ("2026-05-09T23:30:00+02:00", "2026-05-10T07:00:00+02:00"),  # after the start, the window ends tomorrow
-    ("2026-05-10T06:59:00+02:00", "2026-05-10T07:00:00+02:00"),  # after midnight, it ends today
-    ("2026-05-10T07:00:00+02:00", None),
-    ("2026-05-09T21:59:00+02:00", None),
-])
+@pytest.mark.parametrize(
+    ("local", "expected_end"),
+    [
+        ("2026-05-09T23:30:00+02:00", "2026-05-10T07:00:00+02:00"),  # after the start, the window ends tomorrow
+        ("2026-05-10T06:59:00+02:00", "2026-05-10T07:00:00+02:00"),  # after midnight, it ends today
+        ("2026-05-10T07:00:00+02:00", None),
+        ("2026-05-09T21:59:00+02:00", None),
+    ],
+)
 def test_quiet_hours_spanning_midnight_end_at_the_next_local_end_time(local: str, expected_end: str | None) -> None:
     moment = dt.datetime.fromisoformat(local).astimezone(UTC).replace(tzinfo=None)
     end = quiet_until(moment, "Europe/Paris", "22:00", "07:00")
-    assert end == (dt.datetime.fromisoformat(expected_end).astimezone(UTC).replace(tzinfo=None)
-                   if expected_end else None)
+    assert end == (
+        dt.datetime.fromisoformat(expected_end).astimezone(UTC).replace(tzinfo=None) if expected_end else None
+    )
 
 
 def test_quiet_hours_across_a_dst_change_end_at_the_local_time_of_the_new_offset() -> None:
@@ -71,16 +78,20 @@ def test_quiet_hours_across_a_dst_change_end_at_the_local_time_of_the_new_offset
     assert quiet_until(moment, "Europe/Paris", "22:00", "07:00") == dt.datetime(2026, 3, 29, 5, 0)  # 07:00 +02:00
 
 
-@pytest.mark.parametrize(("utc", "slot"), [
-    (dt.datetime(2026, 3, 7, 12, 59), None),  # 07:59 EST
-    (dt.datetime(2026, 3, 7, 13, 0), dt.date(2026, 3, 7)),  # 08:00 EST (UTC-5)
-    (dt.datetime(2026, 3, 8, 11, 59), None),  # 07:59 EDT, the day DST began
-    (dt.datetime(2026, 3, 8, 12, 0), dt.date(2026, 3, 8)),  # 08:00 EDT (UTC-4)
-    (dt.datetime(2026, 11, 1, 12, 59), None),  # 07:59 EST, the day DST ended
-    (dt.datetime(2026, 11, 1, 13, 0), dt.date(2026, 11, 1)),
-])
-def test_the_digest_is_due_at_the_users_local_digest_time_on_each_side_of_dst(utc: dt.datetime,
-                                                                              slot: dt.date | None) -> None:
+@pytest.mark.parametrize(
+    ("utc", "slot"),
+    [
+        (dt.datetime(2026, 3, 7, 12, 59), None),  # 07:59 EST
+        (dt.datetime(2026, 3, 7, 13, 0), dt.date(2026, 3, 7)),  # 08:00 EST (UTC-5)
+        (dt.datetime(2026, 3, 8, 11, 59), None),  # 07:59 EDT, the day DST began
+        (dt.datetime(2026, 3, 8, 12, 0), dt.date(2026, 3, 8)),  # 08:00 EDT (UTC-4)
+        (dt.datetime(2026, 11, 1, 12, 59), None),  # 07:59 EST, the day DST ended
+        (dt.datetime(2026, 11, 1, 13, 0), dt.date(2026, 11, 1)),
+    ],
+)
+def test_the_digest_is_due_at_the_users_local_digest_time_on_each_side_of_dst(
+    utc: dt.datetime, slot: dt.date | None
+) -> None:
     assert digest_slot(utc, "America/New_York", "08:00") == slot
 
 
@@ -106,7 +117,8 @@ def test_a_delivery_due_within_a_minute_is_enqueued_now_with_its_due_time(db: st
 
 
 def test_a_delivery_due_later_is_held_in_the_database_and_released_just_before_its_time(
-        db: str, catalog: Catalog) -> None:
+    db: str, catalog: Catalog
+) -> None:
     # given
     with clock.use_clock(at(T0)):
         result = ingest_event(event(deliver_at="2026-05-09T13:00:00Z"), catalog, ["in_app"])
@@ -128,24 +140,41 @@ def test_a_deliver_at_in_the_past_means_now(db: str, catalog: Catalog) -> None:
 
 def test_quiet_hours_hold_email_and_discord_but_not_in_app_nor_critical_types(db: str, catalog: Catalog) -> None:
     # given ana, in Paris, quiet from 22:00 to 07:00, who wants Discord too; it is 23:00 in Paris
-    command(catalog, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "timezone": "Europe/Paris",
-                                             "quiet_start": "22:00", "quiet_end": "07:00",
-                                             "discord_webhook_url": "https://discord.example/api/webhooks/1/T"})
-    command(catalog, "tidings.preferences.set", {"user": "ana", "preferences": [
-        {"type": "*", "channel": "discord", "enabled": True}]})
+    command(
+        catalog,
+        "tidings.user.upsert",
+        {
+            "id": "ana",
+            "email": "ana@example.com",
+            "timezone": "Europe/Paris",
+            "quiet_start": "22:00",
+            "quiet_end": "07:00",
+            "discord_webhook_url": "https://discord.example/api/webhooks/1/T",
+        },
+    )
+    command(
+        catalog,
+        "tidings.preferences.set",
+        {"user": "ana", "preferences": [{"type": "*", "channel": "discord", "enabled": True}]},
+    )
     night = dt.datetime(2026, 5, 9, 21, 0)  # 23:00 +02:00
     morning = dt.datetime(2026, 5, 10, 5, 0)  # 07:00 +02:00
     # when
     with clock.use_clock(at(night)):
         ingest_event(event(), catalog, ["in_app", "email", "discord"])
-        ingest_event(event("payment.verified", amount="9.00", currency="EUR", reference="R1"), catalog,
-                     ["in_app", "email", "discord"])
+        ingest_event(
+            event("payment.verified", amount="9.00", currency="EUR", reference="R1"),
+            catalog,
+            ["in_app", "email", "discord"],
+        )
     # then
     rows = {(d.event.type, d.channel): d for d in Delivery.select(Delivery, Event).join(Event)}
     assert rows[("team.invite.sent", "in_app")].next_attempt_at == night
     for channel in ("email", "discord"):
         assert (rows[("team.invite.sent", channel)].held, rows[("team.invite.sent", channel)].next_attempt_at) == (
-            True, morning)
+            True,
+            morning,
+        )
         assert rows[("payment.verified", channel)].next_attempt_at == night  # critical: bypasses
     with clock.use_clock(at(morning - dt.timedelta(seconds=60))):
         released, due = release_due_deliveries()
@@ -166,8 +195,10 @@ def test_a_cancel_stops_pending_deliveries_and_says_when_there_was_nothing_left(
     # when / then: cancelling bo only
     with capture_logs() as logs:
         command(catalog, "tidings.notification.cancel", {"source": "/tests", "id": scheduled.id, "recipients": ["bo"]})
-    assert {(d.user_id, d.status) for d in Delivery.select().where(
-        Delivery.event == Event.get(Event.event_id == scheduled.id))} == {("ana", "pending"), ("bo", "cancelled")}
+    assert {
+        (d.user_id, d.status)
+        for d in Delivery.select().where(Delivery.event == Event.get(Event.event_id == scheduled.id))
+    } == {("ana", "pending"), ("bo", "cancelled")}
     assert logs[-1]["event"] == "notification_cancelled" and logs[-1]["cancelled"] == 1
     # and cancelling what was sent changes nothing, and says so
     with capture_logs() as logs:
@@ -191,10 +222,19 @@ def test_a_cancel_key_cancels_every_event_that_carries_it(db: str, catalog: Cata
 
 
 def digest_user(catalog: Catalog) -> None:
-    command(catalog, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com",
-                                             "timezone": "America/New_York", "digest_time": "08:00"})
-    command(catalog, "tidings.preferences.set", {"user": "ana", "preferences": [
-        {"type": "match.completed", "channel": "email", "enabled": True, "mode": "digest"}]})
+    command(
+        catalog,
+        "tidings.user.upsert",
+        {"id": "ana", "email": "ana@example.com", "timezone": "America/New_York", "digest_time": "08:00"},
+    )
+    command(
+        catalog,
+        "tidings.preferences.set",
+        {
+            "user": "ana",
+            "preferences": [{"type": "match.completed", "channel": "email", "enabled": True, "mode": "digest"}],
+        },
+    )
 
 
 def match(**extra: object) -> CloudEvent:
@@ -212,7 +252,8 @@ def run_digest_job(catalog: Catalog, moment: dt.datetime) -> None:
 
 
 def test_a_user_in_new_york_gets_exactly_one_digest_at_0800_local_on_each_side_of_a_dst_change(
-        db: str, catalog: Catalog) -> None:
+    db: str, catalog: Catalog
+) -> None:
     # given digest items on the day before DST begins (2026-03-08) and on that day
     digest_user(catalog)
     with clock.use_clock(at(dt.datetime(2026, 3, 7, 3, 0))):
@@ -290,18 +331,28 @@ def test_the_cleanup_deletes_exactly_what_the_retention_rules_say(db: str, catal
         failed_old = ingest_event(event(recipients=["cy"]), catalog, ["email"])
     with clock.use_clock(at(month)):
         ingest_event(event(recipients=["dee"], deliver_at="2026-06-01T00:00:00Z"), catalog, ["in_app"])
-        command_month = ingest_event(CloudEvent(id="sub-1", source="/ops", type="tidings.topic.subscribe",
-                                                data={"topic": "t", "user": "ana"}), catalog, []).outcome
+        command_month = ingest_event(
+            CloudEvent(id="sub-1", source="/ops", type="tidings.topic.subscribe", data={"topic": "t", "user": "ana"}),
+            catalog,
+            [],
+        ).outcome
     with clock.use_clock(at(recent)):
         read_recent = ingest_event(event(recipients=["eve"]), catalog, ["in_app"])
     for result, when, read in ((read_old, old, True), (unread_old, old, False), (read_recent, recent, True)):
         [(delivery_id, _)] = result.to_enqueue
         Delivery.update(status="sent", updated_at=when).where(Delivery.id == delivery_id).execute()
-        InboxItem.create(delivery=delivery_id, user_id="u", type="team.invite.sent", title="t", body="b", data={},
-                         created_at=when, read_at=when if read else None)
+        InboxItem.create(
+            delivery=delivery_id,
+            user_id="u",
+            type="team.invite.sent",
+            title="t",
+            body="b",
+            data={},
+            created_at=when,
+            read_at=when if read else None,
+        )
     Delivery.update(status="failed", updated_at=old).where(Delivery.id == failed_old.to_enqueue[0][0]).execute()
-    Delivery.update(status="cancelled", updated_at=month).where(
-        Delivery.user_id == "dee").execute()
+    Delivery.update(status="cancelled", updated_at=month).where(Delivery.user_id == "dee").execute()
     assert command_month == "applied"
     Rejection.create(message_id="old", reason="not JSON", rejected_at=dt.datetime(2026, 5, 1))
     Rejection.create(message_id="recent", reason="not JSON", rejected_at=dt.datetime(2026, 5, 3))
@@ -309,8 +360,13 @@ def test_the_cleanup_deletes_exactly_what_the_retention_rules_say(db: str, catal
     with clock.use_clock(at(dt.datetime(2026, 5, 9))):
         counts = cleanup(retention_days=90, dedup_days=30)
     # then
-    assert counts == {"read_inbox_items": 1, "delivery_logs": 2, "cancelled_schedules": 1, "rejections": 1,
-                      "event_keys": 4}
+    assert counts == {
+        "read_inbox_items": 1,
+        "delivery_logs": 2,
+        "cancelled_schedules": 1,
+        "rejections": 1,
+        "event_keys": 4,
+    }
     assert [r.message_id for r in Rejection.select()] == ["recent"]
     assert sorted(i.user_id for i in InboxItem.select()) == ["u", "u"]  # the unread old one and the recent one
     assert sorted(d.user_id for d in Delivery.select()) == ["bo", "eve"]
@@ -336,21 +392,34 @@ def test_a_redelivered_scheduled_event_is_enqueued_again_with_its_due_time(db: s
     assert again.outcome == "duplicate" and again.due == {delivery_id: T0 + dt.timedelta(seconds=30)}
 
 
-def test_a_cancel_without_authority_reaches_only_its_own_sources_and_publishers_events(db: str,
-                                                                                    catalog: Catalog) -> None:
+def test_a_cancel_without_authority_reaches_only_its_own_sources_and_publishers_events(
+    db: str, catalog: Catalog
+) -> None:
     # given the same cancel_key on events of two producers: /matches (user "matches") and /other (user "other")
     matches, other = Sender(publisher="matches"), Sender(publisher="other")
-    ours = CloudEvent(id="m1", source="/matches", type="team.invite.sent",
-                      data={"recipients": ["ana"], "team_name": "Owls", "inviter_name": "Mira",
-                            "deliver_at": "2026-05-09T13:00:00Z", "cancel_key": "match:42:reminder"})
+    ours = CloudEvent(
+        id="m1",
+        source="/matches",
+        type="team.invite.sent",
+        data={
+            "recipients": ["ana"],
+            "team_name": "Owls",
+            "inviter_name": "Mira",
+            "deliver_at": "2026-05-09T13:00:00Z",
+            "cancel_key": "match:42:reminder",
+        },
+    )
     theirs = dataclasses.replace(ours, id="o1", source="/other")
     with clock.use_clock(at(T0)):
         ingest_event(ours, catalog, ["in_app"], sender=matches)
         ingest_event(theirs, catalog, ["in_app"], sender=other)
 
     def cancel(source: str, sender: Sender, data: dict[str, str]) -> None:
-        apply_command(CloudEvent(id=f"c{next(_ids)}", source=source, type="tidings.notification.cancel", data=data),
-                      catalog, sender)
+        apply_command(
+            CloudEvent(id=f"c{next(_ids)}", source=source, type="tidings.notification.cancel", data=data),
+            catalog,
+            sender,
+        )
 
     def statuses() -> dict[str, str]:
         return {d.event.source: d.status for d in Delivery.select(Delivery, Event).join(Event)}
@@ -370,10 +439,17 @@ def test_a_cancel_without_authority_reaches_only_its_own_sources_and_publishers_
 
 def test_an_authorised_cancel_reaches_every_event_with_the_key(db: str, catalog: Catalog) -> None:
     with clock.use_clock(at(T0)):
-        ingest_event(event(deliver_at="2026-05-09T13:00:00Z", cancel_key="k"), catalog, ["in_app"],
-                     sender=Sender(publisher="matches"))
-    apply_command(CloudEvent(id="c-ops", source="/ops", type="tidings.notification.cancel",
-                             data={"cancel_key": "k"}), catalog, Sender(publisher="ops", privileged=True))
+        ingest_event(
+            event(deliver_at="2026-05-09T13:00:00Z", cancel_key="k"),
+            catalog,
+            ["in_app"],
+            sender=Sender(publisher="matches"),
+        )
+    apply_command(
+        CloudEvent(id="c-ops", source="/ops", type="tidings.notification.cancel", data={"cancel_key": "k"}),
+        catalog,
+        Sender(publisher="ops", privileged=True),
+    )
     assert Delivery.get().status == DeliveryStatus.CANCELLED
 
 

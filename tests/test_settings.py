@@ -132,7 +132,9 @@ def test_an_unknown_tidings_variable_is_rejected_with_a_did_you_mean_hint() -> N
     env = {"TIDINGS_BROKER_ULR": "amqp://127.0.0.1"}
 
     # when / then
-    with pytest.raises(ConfigError, match=r"TIDINGS_BROKER_ULR is not a Tidings setting \(did you mean TIDINGS_BROKER_URL\?\)"):
+    with pytest.raises(
+        ConfigError, match=r"TIDINGS_BROKER_ULR is not a Tidings setting \(did you mean TIDINGS_BROKER_URL\?\)"
+    ):
         Settings.from_env(env)
 
 
@@ -148,13 +150,21 @@ def test_an_unknown_tidings_variable_unlike_any_setting_is_rejected_without_a_hi
 @pytest.mark.parametrize(
     "key, raw, message",
     [
-        ("TIDINGS_BROKER_URL", "http://127.0.0.1:5672", "TIDINGS_BROKER_URL must be a URL starting with amqp:// or amqps://"),
+        (
+            "TIDINGS_BROKER_URL",
+            "http://127.0.0.1:5672",
+            "TIDINGS_BROKER_URL must be a URL starting with amqp:// or amqps://",
+        ),
         ("TIDINGS_BROKER_URL", "amqp://", "TIDINGS_BROKER_URL has no host"),
         ("TIDINGS_BROKER_URL", "amqp://127.0.0.1:99999/", "TIDINGS_BROKER_URL has an invalid port"),
         ("TIDINGS_BROKER_URL", "amqp://127.0.0.1:port/", "TIDINGS_BROKER_URL has an invalid port"),
         ("TIDINGS_SMTP_URL", "mailto:ops@example.com", "TIDINGS_SMTP_URL must be a URL starting with smtp://"),
         ("TIDINGS_SMTP_URL", "smtp://:25", "TIDINGS_SMTP_URL has no host"),
-        ("TIDINGS_PUBLIC_URL", "ftp://example.com", "TIDINGS_PUBLIC_URL must be a URL starting with http:// or https://"),
+        (
+            "TIDINGS_PUBLIC_URL",
+            "ftp://example.com",
+            "TIDINGS_PUBLIC_URL must be a URL starting with http:// or https://",
+        ),
         ("TIDINGS_PUBLIC_URL", "https:///path", "TIDINGS_PUBLIC_URL has no host"),
         ("TIDINGS_DATABASE_URL", "mysql://db/tidings", "TIDINGS_DATABASE_URL must be a URL starting with sqlite://"),
         ("TIDINGS_DATABASE_URL", "sqlite:///", "TIDINGS_DATABASE_URL names no database"),
@@ -180,7 +190,11 @@ def test_a_bad_url_is_rejected_naming_the_variable(key: str, raw: str, message: 
         ("TIDINGS_MAIL_FROM", "not an address", "TIDINGS_MAIL_FROM is not a mail address"),
         ("TIDINGS_MAIL_FROM", "Tidings <noreply@example.>", "TIDINGS_MAIL_FROM is not a mail address"),
         ("TIDINGS_MAIL_FROM", "Tidings <@example.com>", "TIDINGS_MAIL_FROM is not a mail address"),
-        ("TIDINGS_MAIL_FROM", "A <a@example.com>\nBcc: b@example.com", "TIDINGS_MAIL_FROM must not contain line breaks"),
+        (
+            "TIDINGS_MAIL_FROM",
+            "A <a@example.com>\nBcc: b@example.com",
+            "TIDINGS_MAIL_FROM must not contain line breaks",
+        ),
     ],
 )
 def test_other_malformed_values_are_rejected_naming_the_variable(key: str, raw: str, message: str) -> None:

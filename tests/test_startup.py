@@ -13,30 +13,50 @@ from tests.support.deployment import Deployment
 
 
 def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "dramatiq", "dispatcher.worker", "--processes", "1",
-                           "--threads", "1"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "dramatiq", "dispatcher.worker", "--processes", "1", "--threads", "1"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
-@pytest.mark.parametrize(("name", "value", "message"), [
-    ("TIDINGS_SMTP_URL", "mail.example.com", "tidings: configuration error: TIDINGS_SMTP_URL must be a URL"),
-    ("TIDINGS_BROKER_URL", "amqp://127.0.0.1:notaport/", "tidings: configuration error: TIDINGS_BROKER_URL has an invalid port"),
-    ("TIDINGS_SMTP_TIMOUT", "5", "tidings: configuration error: TIDINGS_SMTP_TIMOUT is not a Tidings setting "
-                                 "(did you mean TIDINGS_SMTP_TIMEOUT?)"),
-])
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TIDINGS_SMTP_URL", "mail.example.com", "tidings: configuration error: TIDINGS_SMTP_URL must be a URL"),
+        (
+            "TIDINGS_BROKER_URL",
+            "amqp://127.0.0.1:notaport/",
+            "tidings: configuration error: TIDINGS_BROKER_URL has an invalid port",
+        ),
+        (
+            "TIDINGS_SMTP_TIMOUT",
+            "5",
+            "tidings: configuration error: TIDINGS_SMTP_TIMOUT is not a Tidings setting "
+            "(did you mean TIDINGS_SMTP_TIMEOUT?)",
+        ),
+    ],
+)
 def test_the_worker_refuses_to_start_with_a_bad_setting_and_says_why_in_one_line(
-        deployment: Deployment, name: str, value: str, message: str) -> None:
+    deployment: Deployment, name: str, value: str, message: str
+) -> None:
     # when
     result = run_worker({**deployment.env, name: value})
     # then
     assert result.returncode != 0
     output = result.stdout + result.stderr
-    assert [line for line in output.splitlines() if line.startswith("tidings:")] == [message + line_rest(output, message)]
+    assert [line for line in output.splitlines() if line.startswith("tidings:")] == [
+        message + line_rest(output, message)
+    ]
     assert "Traceback" not in output
 
 
 def line_rest(output: str, prefix: str) -> str:
     line = next(line for line in output.splitlines() if line.startswith(prefix))
-    return line[len(prefix):]
+    return line[len(prefix) :]
 
 
 def test_the_worker_refuses_to_start_when_the_database_cannot_be_opened(deployment: Deployment) -> None:
@@ -53,14 +73,20 @@ def test_the_worker_refuses_to_start_when_the_database_cannot_be_opened(deployme
 
 def test_the_scheduler_refuses_to_start_with_a_bad_setting_and_says_why_in_one_line(deployment: Deployment) -> None:
     # when
-    result = subprocess.run([str(Path(sys.executable).parent / "periodiq"), "schedules"], cwd=PROJECT_ROOT,
-                            env={**deployment.env, "TIDINGS_LOG_FORMAT": "xml"}, capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "periodiq"), "schedules"],
+        cwd=PROJECT_ROOT,
+        env={**deployment.env, "TIDINGS_LOG_FORMAT": "xml"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     # then
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert [line for line in output.splitlines() if line.startswith("tidings:")] == [
-        "tidings: configuration error: TIDINGS_LOG_FORMAT must be one of console, json"]
+        "tidings: configuration error: TIDINGS_LOG_FORMAT must be one of console, json"
+    ]
     assert "Traceback" not in output
 
 

@@ -66,7 +66,7 @@ def test_an_unsubscribe_url_carries_a_readable_token() -> None:
     # then
     prefix = "https://notify.example.com/unsubscribe/"
     assert url.startswith(prefix)
-    assert read_token(SECRET, url[len(prefix):]) == ("u1", "match.started")
+    assert read_token(SECRET, url[len(prefix) :]) == ("u1", "match.started")
 
 
 def test_a_token_signed_with_another_secret_is_refused() -> None:
@@ -93,7 +93,7 @@ def test_a_token_with_a_changed_character_is_refused(position: int) -> None:
     # given
     token = make_token(SECRET, "u1", "team.invite.sent", ttl=TTL)
     changed = "A" if token[position] != "A" else "B"
-    tampered = token[:position] + changed + token[position + 1:] if position != -1 else token[:-1] + changed
+    tampered = token[:position] + changed + token[position + 1 :] if position != -1 else token[:-1] + changed
 
     # when / then
     assert read_token(SECRET, tampered) is None
@@ -101,8 +101,20 @@ def test_a_token_with_a_changed_character_is_refused(position: int) -> None:
 
 @pytest.mark.parametrize(
     "token",
-    ["", ".", "no-dot-at-all", "abc.", ".abc", "abc.def.ghi", "%%%.***", "payload.sïgnature", "pâyload.signature",
-     "\u2603.\u2603", "\udcff.abc", "abc.\udcff"],
+    [
+        "",
+        ".",
+        "no-dot-at-all",
+        "abc.",
+        ".abc",
+        "abc.def.ghi",
+        "%%%.***",
+        "payload.sïgnature",
+        "pâyload.signature",
+        "\u2603.\u2603",
+        "\udcff.abc",
+        "abc.\udcff",
+    ],
 )
 def test_malformed_tokens_are_refused_without_raising(token: str) -> None:
     # given / when / then
@@ -166,8 +178,18 @@ def test_an_old_format_token_without_an_expiry_is_refused() -> None:
     assert read_token(SECRET, old) is None
 
 
-@pytest.mark.parametrize("payload", [["u1", "t", "2030-01-01"], ["u1", "t", 1.5e9], ["u1", "t", True], ["u1", 2, 2**40],
-                                     {"u": "u1"}, ["u1", "t", 2**40, "extra"], "u1"])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        ["u1", "t", "2030-01-01"],
+        ["u1", "t", 1.5e9],
+        ["u1", "t", True],
+        ["u1", 2, 2**40],
+        {"u": "u1"},
+        ["u1", "t", 2**40, "extra"],
+        "u1",
+    ],
+)
 def test_a_signed_token_of_the_wrong_shape_is_refused_as_malformed(payload: object) -> None:
     with pytest.raises(InvalidToken, match="malformed"):
         verify_token(SECRET, signed(payload))
@@ -181,6 +203,6 @@ def test_an_unsubscribe_url_expires_after_the_ttl_it_was_given() -> None:
 
     # when / then
     with clock.use_clock(at(59)):
-        assert read_token(SECRET, url[len(prefix):]) == ("u1", "match.started")
+        assert read_token(SECRET, url[len(prefix) :]) == ("u1", "match.started")
     with clock.use_clock(at(60)):
-        assert read_token(SECRET, url[len(prefix):]) is None
+        assert read_token(SECRET, url[len(prefix) :]) is None

@@ -20,13 +20,14 @@ from dispatcher.core.events import CloudEvent
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, WebhookEndpoint
 
-T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.UTC)
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
 def upsert(catalog: Catalog, data: dict, *, at: dt.datetime = T0) -> str:
-    event = CloudEvent(id=f"cmd-{time.monotonic_ns()}", source="/ops", type="tidings.webhook.upsert", data=data,
-                       time=at)
+    event = CloudEvent(
+        id=f"cmd-{time.monotonic_ns()}", source="/ops", type="tidings.webhook.upsert", data=data, time=at
+    )
     return apply_command(event, catalog)
 
 
@@ -36,37 +37,66 @@ def endpoint(endpoint_id: str = "scores") -> WebhookEndpoint:
 
 def test_an_endpoint_is_created_then_changed_field_by_field(db: str, catalog: Catalog) -> None:
     # when
-    assert upsert(catalog, {"id": "scores", "url": "https://scores.example/in", "secret": SECRET,
-                            "types": ["match.*"], "owner": "ana"}) == "applied"
-    assert upsert(catalog, {"id": "scores", "types": ["match.*", "ranking.changed"]},
-                  at=T0 + dt.timedelta(seconds=1)) == "applied"
+    assert (
+        upsert(
+            catalog,
+            {
+                "id": "scores",
+                "url": "https://scores.example/in",
+                "secret": SECRET,
+                "types": ["match.*"],
+                "owner": "ana",
+            },
+        )
+        == "applied"
+    )
+    assert (
+        upsert(catalog, {"id": "scores", "types": ["match.*", "ranking.changed"]}, at=T0 + dt.timedelta(seconds=1))
+        == "applied"
+    )
     # then
     saved = endpoint()
     assert (saved.url, saved.types, saved.enabled, saved.owner) == (
-        "https://scores.example/in", ["match.*", "ranking.changed"], True, "ana")
+        "https://scores.example/in",
+        ["match.*", "ranking.changed"],
+        True,
+        "ana",
+    )
 
 
 def test_an_older_upsert_does_not_overwrite_a_newer_one(db: str, catalog: Catalog) -> None:
     upsert(catalog, {"id": "scores", "url": "https://new.example/in", "secret": SECRET, "types": ["*"]})
-    assert upsert(catalog, {"id": "scores", "url": "https://old.example/in"},
-                  at=T0 - dt.timedelta(minutes=1)) == "stale"
+    assert (
+        upsert(catalog, {"id": "scores", "url": "https://old.example/in"}, at=T0 - dt.timedelta(minutes=1)) == "stale"
+    )
     assert endpoint().url == "https://new.example/in"
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"id": "e", "url": "http://plain.example/in", "secret": SECRET, "types": ["*"]}, "url must be an https://"),
-    ({"id": "e", "url": "https://x.example", "secret": "s3cr3t", "types": ["*"]}, 'secret must be "whsec_"'),
-    ({"id": "e", "url": "https://x.example", "secret": "whsec_" + base64.b64encode(b"short").decode(),
-      "types": ["*"]}, "secret must hold 24 to 64 bytes, not 5"),
-    ({"id": "e", "url": "https://x.example", "secret": "whsec_not base64!", "types": ["*"]}, "is not base64"),
-    ({"id": "e", "url": "https://x.example", "secret": SECRET, "types": []}, "types must be a list of 1"),
-    ({"id": "e", "url": "https://x.example", "secret": SECRET}, "a new endpoint needs types"),
-    ({"id": "e", "url": "https://x.example", "secret": SECRET, "types": ["*"], "colour": "red"}, "unknown fields"),
-    ({"id": "e", "url": "https://x.example", "secret": SECRET, "types": ["*"], "enabled": "yes"},
-     "enabled must be true or false"),
-])
-def test_a_malformed_endpoint_is_rejected_with_the_reason(db: str, catalog: Catalog, data: dict,
-                                                          message: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"id": "e", "url": "http://plain.example/in", "secret": SECRET, "types": ["*"]}, "url must be an https://"),
+        ({"id": "e", "url": "https://x.example", "secret": "s3cr3t", "types": ["*"]}, 'secret must be "whsec_"'),
+        (
+            {
+                "id": "e",
+                "url": "https://x.example",
+                "secret": "whsec_" + base64.b64encode(b"short").decode(),
+                "types": ["*"],
+            },
+            "secret must hold 24 to 64 bytes, not 5",
+        ),
+        ({"id": "e", "url": "https://x.example", "secret": "whsec_not base64!", "types": ["*"]}, "is not base64"),
+        ({"id": "e", "url": "https://x.example", "secret": SECRET, "types": []}, "types must be a list of 1"),
+        ({"id": "e", "url": "https://x.example", "secret": SECRET}, "a new endpoint needs types"),
+        ({"id": "e", "url": "https://x.example", "secret": SECRET, "types": ["*"], "colour": "red"}, "unknown fields"),
+        (
+            {"id": "e", "url": "https://x.example", "secret": SECRET, "types": ["*"], "enabled": "yes"},
+            "enabled must be true or false",
+        ),
+    ],
+)
+def test_a_malformed_endpoint_is_rejected_with_the_reason(db: str, catalog: Catalog, data: dict, message: str) -> None:
     with pytest.raises(InvalidCommand, match=message):
         upsert(catalog, data)
 
@@ -99,16 +129,24 @@ def test_endpoints_take_the_types_their_patterns_match_while_enabled(db: str, ca
 
 
 def test_an_event_gets_one_webhook_delivery_per_matching_endpoint_whatever_the_preferences(
-        db: str, catalog: Catalog) -> None:
+    db: str, catalog: Catalog
+) -> None:
     # given
     upsert(catalog, {"id": "scores", "url": "https://x.example", "secret": SECRET, "types": ["match.*"]})
-    event = CloudEvent(id="m1", source="/matches", type="match.completed",
-                       data={"recipients": ["ana"], "tournament_name": "Cup", "winner_name": "Owls"})
+    event = CloudEvent(
+        id="m1",
+        source="/matches",
+        type="match.completed",
+        data={"recipients": ["ana"], "tournament_name": "Cup", "winner_name": "Owls"},
+    )
     # when
     ingest_event(event, catalog, ["in_app", "email", "webhook"])
     # then
     assert sorted((d.user_id, d.channel) for d in Delivery.select()) == [
-        ("ana", "email"), ("ana", "in_app"), ("scores", "webhook")]
+        ("ana", "email"),
+        ("ana", "in_app"),
+        ("scores", "webhook"),
+    ]
 
 
 # --- what a request carries -------------------------------------------------------------------
@@ -117,16 +155,20 @@ def test_an_event_gets_one_webhook_delivery_per_matching_endpoint_whatever_the_p
 def headers_for(saved: WebhookEndpoint, body: bytes, now: dt.datetime, overlap: float = 86400) -> dict[str, str]:
     msg = message_id("/matches", "m1", saved.id)
     timestamp = int(now.timestamp())
-    return {"webhook-id": msg, "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(saved, msg, timestamp, body, now=now.replace(tzinfo=None),
-                                                  overlap=overlap)}
+    return {
+        "webhook-id": msg,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(
+            saved, msg, timestamp, body, now=now.replace(tzinfo=None), overlap=overlap
+        ),
+    }
 
 
 def test_a_request_verifies_with_the_standardwebhooks_library(db: str, catalog: Catalog) -> None:
     # given
     upsert(catalog, {"id": "scores", "url": "https://x.example", "secret": SECRET, "types": ["*"]})
     body = b'{"id":"m1","type":"match.completed"}'
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     # when
     headers = headers_for(endpoint(), body, now)
     # then
@@ -139,7 +181,7 @@ def test_during_a_rotation_each_secret_verifies_and_after_it_only_the_new_one(db
     # given a rotation an hour ago
     upsert(catalog, {"id": "scores", "url": "https://x.example", "secret": SECRET, "types": ["*"]})
     rotated = new_secret()
-    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     upsert(catalog, {"id": "scores", "secret": rotated}, at=now - dt.timedelta(hours=1))
     body = b"{}"
     # when / then: within the 24 h overlap both verify
@@ -156,8 +198,17 @@ def test_during_a_rotation_each_secret_verifies_and_after_it_only_the_new_one(db
 
 def test_the_webhook_id_is_stable_per_event_and_endpoint() -> None:
     assert message_id("/m", "1", "a") == message_id("/m", "1", "a")
-    assert len({message_id("/m", "1", "a"), message_id("/m", "2", "a"), message_id("/m", "1", "b"),
-                message_id("/x", "1", "a")}) == 4
+    assert (
+        len(
+            {
+                message_id("/m", "1", "a"),
+                message_id("/m", "2", "a"),
+                message_id("/m", "1", "b"),
+                message_id("/x", "1", "a"),
+            }
+        )
+        == 4
+    )
     assert message_id("/m", "1", "a").startswith("msg_")
 
 
@@ -168,21 +219,46 @@ def test_the_body_leaves_out_personal_keys_and_recipients_email_addresses(db: st
     from dispatcher.storage.models import User
 
     User.create(id="ana", email="Ana@Example.com", changed_at=T0.replace(tzinfo=None))
-    data = {"recipients": ["ana"], "amount": "250.00", "currency": "EUR", "iban": "DE89 3704 0044 0532 0130 00",
-            "contact": {"email": "ana@example.com", "team": "Owls"}, "cc": ["ana@example.com", "ops@example.com"]}
+    data = {
+        "recipients": ["ana"],
+        "amount": "250.00",
+        "currency": "EUR",
+        "iban": "DE89 3704 0044 0532 0130 00",
+        "contact": {"email": "ana@example.com", "team": "Owls"},
+        "cc": ["ana@example.com", "ops@example.com"],
+    }
     event = CloudEvent(id="p1", source="/payouts", type="payout.received", data=data, time=T0)
-    notification = Notification(delivery_id=1, user_id="scores", user=None, event=event,
-                                kind=catalog.types["payout.received"], rendered=Rendered("s", "t", "h"), url=None)
+    notification = Notification(
+        delivery_id=1,
+        user_id="scores",
+        user=None,
+        event=event,
+        kind=catalog.types["payout.received"],
+        rendered=Rendered("s", "t", "h"),
+        url=None,
+    )
     # when
     body = json.loads(public_body(notification))
     # then
-    assert body == {"id": "p1", "type": "payout.received", "source": "/payouts", "time": "2026-05-09T12:00:00Z",
-                    "data": {"recipients": ["ana"], "amount": "250.00", "currency": "EUR",
-                             "contact": {"team": "Owls"}, "cc": ["ops@example.com"]}}
+    assert body == {
+        "id": "p1",
+        "type": "payout.received",
+        "source": "/payouts",
+        "time": "2026-05-09T12:00:00Z",
+        "data": {
+            "recipients": ["ana"],
+            "amount": "250.00",
+            "currency": "EUR",
+            "contact": {"team": "Owls"},
+            "cc": ["ops@example.com"],
+        },
+    }
 
 
-@pytest.mark.parametrize(("header", "seconds"), [
-    ("120", 120.0), ("2.5", 2.5), ("Sat, 09 May 2026 12:01:00 GMT", 60.0), ("soon", None), (None, None)])
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("120", 120.0), ("2.5", 2.5), ("Sat, 09 May 2026 12:01:00 GMT", 60.0), ("soon", None), (None, None)],
+)
 def test_retry_after_is_read_as_seconds_or_an_http_date(header: str | None, seconds: float | None) -> None:
     assert retry_after_seconds(header, dt.datetime(2026, 5, 9, 12, 0)) == seconds
 

@@ -69,16 +69,20 @@ def check_content_type(envelope: Envelope) -> None:
     charset = parameters.strip().lower()
     if media_type.strip().lower() != CONTENT_TYPE or charset not in ("", "charset=utf-8", 'charset="utf-8"'):
         shown = repr(envelope.content_type[:MAX_SHOWN]) if envelope.content_type else "none"
-        raise InvalidEvent(f"the content type is {shown}: publish structured-mode CloudEvents with the AMQP "
-                           f"content_type {CONTENT_TYPE!r}")
+        raise InvalidEvent(
+            f"the content type is {shown}: publish structured-mode CloudEvents with the AMQP "
+            f"content_type {CONTENT_TYPE!r}"
+        )
 
 
 def check_routing_key(event_type: str, envelope: Envelope) -> None:
     """The routing key must equal the event's type, so RabbitMQ's topic permissions mean what they say."""
     if envelope.routing_key != event_type:
         shown = repr(envelope.routing_key[:MAX_SHOWN]) if envelope.routing_key is not None else "none"
-        raise InvalidEvent(f"the routing key {shown} is not the event's type {event_type[:MAX_SHOWN]!r}: publish "
-                           "each event with routing key = type")
+        raise InvalidEvent(
+            f"the routing key {shown} is not the event's type {event_type[:MAX_SHOWN]!r}: publish "
+            "each event with routing key = type"
+        )
 
 
 class Intake:
@@ -126,8 +130,10 @@ class Intake:
             return value, f"the body is JSON but not an object (got {type(value).__name__})"
         if "specversion" not in value and DRAMATIQ_KEYS & value.keys():
             keys = ", ".join(sorted(DRAMATIQ_KEYS & value.keys()))
-            return value, (f"the body is shaped like a dramatiq message ({keys}): only CloudEvents enter "
-                           "through the events exchange")
+            return value, (
+                f"the body is shaped like a dramatiq message ({keys}): only CloudEvents enter "
+                "through the events exchange"
+            )
         return value, unstorable(value)
 
     def _too_large(self, data: bytes) -> str:

@@ -39,7 +39,7 @@ def build_event(
         "id": id or str(uuid.uuid4()),
         "source": source,
         "type": type,
-        "time": format_time(time or dt.datetime.now(dt.timezone.utc)),
+        "time": format_time(time or dt.datetime.now(dt.UTC)),
         "datacontenttype": "application/json",
         "data": data,
     }
@@ -74,8 +74,15 @@ class Publisher:
         body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         self.publish_raw(body, routing_key=str(event.get("type")), message_id=str(event.get("id")))
 
-    def publish_raw(self, body: bytes, *, routing_key: str, message_id: str | None = None,
-                    content_type: str | None = CONTENT_TYPE, headers: dict[str, str] | None = None) -> None:
+    def publish_raw(
+        self,
+        body: bytes,
+        *,
+        routing_key: str,
+        message_id: str | None = None,
+        content_type: str | None = CONTENT_TYPE,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """Publish bytes as they are (`tidings dlq replay`; tests use this for malformed events)."""
         properties = pika.BasicProperties(
             content_type=content_type, delivery_mode=2, message_id=message_id, user_id=self.user, headers=headers
@@ -99,7 +106,9 @@ class Publisher:
     def __enter__(self) -> Publisher:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

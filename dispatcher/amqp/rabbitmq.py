@@ -36,8 +36,15 @@ class TidingsBroker(RabbitmqBroker):
       (dramatiq is pinned to 2.2.1). A queue's type is fixed when it is first declared.
     """
 
-    def __init__(self, *, intake: Intake, retry_queue: str, relays: frozenset[str] = frozenset(),
-                 queue_type: str = "classic", **options: Any) -> None:
+    def __init__(
+        self,
+        *,
+        intake: Intake,
+        retry_queue: str,
+        relays: frozenset[str] = frozenset(),
+        queue_type: str = "classic",
+        **options: Any,
+    ) -> None:
         super().__init__(**options)
         self.intake = intake
         self.retry_queue = retry_queue

@@ -38,7 +38,7 @@ class Context:
         """Apply a control command locally through the worker's code, with an operator's authority:
         it always applies, whatever time a stored record claims."""
         self.database()
-        now = clock.now().replace(tzinfo=dt.timezone.utc)
+        now = clock.now().replace(tzinfo=dt.UTC)
         event = CloudEvent(id=str(uuid.uuid4()), source=CLI_SOURCE, type=type_name, data=data, time=now)
         return ingest_event(event, self.catalog, [], sender=OPERATOR).outcome
 
@@ -53,6 +53,6 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
         return
     cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())

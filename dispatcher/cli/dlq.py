@@ -16,8 +16,10 @@ from dispatcher.core.errors import TidingsError
 from dispatcher.ops import dead_letters as dlq
 from dispatcher.storage.models import Rejection
 
-SWEEP_NOTE = ("only ingest dead letters are replayed: the deliveries of a dead delivery message that are still "
-              "pending are sent again by the periodic sweep (TIDINGS_STALE_AFTER)")
+SWEEP_NOTE = (
+    "only ingest dead letters are replayed: the deliveries of a dead delivery message that are still "
+    "pending are sent again by the periodic sweep (TIDINGS_STALE_AFTER)"
+)
 
 
 def _reasons(ctx: Context, message_ids: list[str]) -> dict[str, str]:
@@ -37,15 +39,23 @@ def _failure(letter: dlq.DeadLetter) -> dict[str, Any]:
     options = message.get("options") if isinstance(message.get("options"), dict) else {}
     traceback = options.get("traceback")
     lines = [line for line in str(traceback or "").splitlines() if line.strip()]
-    return {"actor": message.get("actor_name"), "args": message.get("args"), "kwargs": message.get("kwargs"),
-            "retries": options.get("retries", 0), "error": lines[-1][:200] if lines else None,
-            "traceback": traceback}
+    return {
+        "actor": message.get("actor_name"),
+        "args": message.get("args"),
+        "kwargs": message.get("kwargs"),
+        "retries": options.get("retries", 0),
+        "error": lines[-1][:200] if lines else None,
+        "traceback": traceback,
+    }
 
 
 def _row(letter: dlq.DeadLetter, reasons: dict[str, str], ingest: bool) -> dict[str, Any]:
     if ingest:
-        return {**letter.summary(), "reason": reasons.get(letter.message_id, dlq.UNKNOWN_REASON),
-                "preview": letter.preview}
+        return {
+            **letter.summary(),
+            "reason": reasons.get(letter.message_id, dlq.UNKNOWN_REASON),
+            "preview": letter.preview,
+        }
     failure = _failure(letter)
     del failure["traceback"]
     return {**letter.summary(), **failure}
@@ -66,10 +76,15 @@ def cmd_dlq_list(ctx: Context, args: argparse.Namespace) -> int:
     if ingest:
         print_table(rows, ["message_id", "dead_lettered_at", "routing_key", "reason", "preview"])
     else:
-        print_table([{**r, "args": json.dumps(r["args"])[:40]} for r in rows],
-                    ["message_id", "dead_lettered_at", "actor", "args", "retries", "error"])
-    others = [{"queue": name, "messages": "(not declared)" if count is None else count}
-              for name, count in counts.items() if name != reader.queue]
+        print_table(
+            [{**r, "args": json.dumps(r["args"])[:40]} for r in rows],
+            ["message_id", "dead_lettered_at", "actor", "args", "retries", "error"],
+        )
+    others = [
+        {"queue": name, "messages": "(not declared)" if count is None else count}
+        for name, count in counts.items()
+        if name != reader.queue
+    ]
     print("\nother dead-letter queues (`tidings dlq list --queue NAME`):")
     print_table(others, ["queue", "messages"])
     return 0
@@ -84,8 +99,11 @@ def cmd_dlq_show(ctx: Context, args: argparse.Namespace) -> int:
     shown = []
     for letter in letters:
         kind, body = dlq.displayable_body(letter.body)
-        details = ({"reason": reasons.get(letter.message_id, dlq.UNKNOWN_REASON)} if letter.queue == ingest_queue
-                   else _failure(letter))
+        details = (
+            {"reason": reasons.get(letter.message_id, dlq.UNKNOWN_REASON)}
+            if letter.queue == ingest_queue
+            else _failure(letter)
+        )
         shown.append({**letter.summary(), **details, "body_format": kind, "body": body})
     if args.json:
         print_json(shown)
@@ -126,8 +144,10 @@ def cmd_dlq_replay(ctx: Context, args: argparse.Namespace) -> int:
         if elsewhere:
             raise TidingsError(f"{args.message_id} is in {elsewhere[0].queue}: {SWEEP_NOTE}")
         raise TidingsError(f"no dead letter has message id {args.message_id!r} (`tidings dlq list` shows them)")
-    print(f"replayed {done} of {done + failed} from {queue}; an event still invalid comes back with its reason, "
-          "one already processed is a duplicate and changes nothing")
+    print(
+        f"replayed {done} of {done + failed} from {queue}; an event still invalid comes back with its reason, "
+        "one already processed is a duplicate and changes nothing"
+    )
     if failed:
         raise TidingsError(f"{failed} could not be published again and stay in {queue}")
     return 0
@@ -159,8 +179,12 @@ def add_parser(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> Non
     p = command(actions, "show", cmd_dlq_show, "show one dead letter in full, body included")
     p.add_argument("message_id")
     p.add_argument("--json", action="store_true")
-    p = command(actions, "replay", cmd_dlq_replay, "publish rejected events again, by their original routing "
-                "key; safe to repeat")
+    p = command(
+        actions,
+        "replay",
+        cmd_dlq_replay,
+        "publish rejected events again, by their original routing key; safe to repeat",
+    )
     p.add_argument("message_id", nargs="?")
     p.add_argument("--all", action="store_true", help="every ingest dead letter (up to --limit)")
     p.add_argument("--limit", type=_positive, help="with --all: at most this many, oldest first")

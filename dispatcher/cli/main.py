@@ -125,7 +125,9 @@ def cmd_prefs_show(ctx: Context, args: argparse.Namespace) -> int:
         rows.append({"type": name, "channels": ",".join(chosen), "critical": "yes" if kind.critical else ""})
     stored = [
         {"type": p.type, "channel": p.channel, "enabled": p.enabled}
-        for p in Preference.select().where(Preference.user_id == args.user).order_by(Preference.type, Preference.channel)
+        for p in Preference.select()
+        .where(Preference.user_id == args.user)
+        .order_by(Preference.type, Preference.channel)
     ]
     if args.json:
         print_json({"user": args.user, "resolved": rows, "stored": stored})
@@ -173,7 +175,9 @@ def cmd_inbox_list(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
     else:
-        print_table([{**r, "read": "yes" if r["read_at"] else ""} for r in rows], ["id", "created_at", "type", "title", "read"])
+        print_table(
+            [{**r, "read": "yes" if r["read_at"] else ""} for r in rows], ["id", "created_at", "type", "title", "read"]
+        )
     return 0
 
 
@@ -219,8 +223,6 @@ def cmd_deliveries(ctx: Context, args: argparse.Namespace) -> int:
         print(f"{event.type} id={event.event_id} source={event.source}")
         print_table(rows, ["id", "user", "channel", "status", "attempts", "sent_at", "last_error"])
     return 0
-
-
 
 
 # --- parser -----------------------------------------------------------------

@@ -21,8 +21,14 @@ def cmd_rankings_show(ctx: Context, args: argparse.Namespace) -> int:
     snapshot = latest_snapshot(scope)
     rows = snapshot.standings if snapshot else []
     if args.json:
-        print_json({"scope": scope, "version": snapshot.version if snapshot else None,
-                    "computed_at": snapshot.computed_at.isoformat() + "Z" if snapshot else None, "standings": rows})
+        print_json(
+            {
+                "scope": scope,
+                "version": snapshot.version if snapshot else None,
+                "computed_at": snapshot.computed_at.isoformat() + "Z" if snapshot else None,
+                "standings": rows,
+            }
+        )
         return 0
     if snapshot is None:
         print(f"no standings for {scope} yet (`tidings rankings recompute` computes them from the results)")
@@ -36,8 +42,16 @@ def cmd_rankings_show(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_rankings_recompute(ctx: Context, args: argparse.Namespace) -> int:
     ctx.database()
     changes = recompute()
-    rows = [{"scope": c.scope, "team": c.team_id, "old_rank": c.old_rank if c.old_rank is not None else "new",
-             "new_rank": c.new_rank, "points": c.points} for c in changes]
+    rows = [
+        {
+            "scope": c.scope,
+            "team": c.team_id,
+            "old_rank": c.old_rank if c.old_rank is not None else "new",
+            "new_rank": c.new_rank,
+            "points": c.points,
+        }
+        for c in changes
+    ]
     print(f"{len(changes)} rank change(s)")
     if rows:
         print_table(rows, ["scope", "team", "old_rank", "new_rank", "points"])

@@ -49,15 +49,23 @@ def _event(ctx: Context, event_id: str, source: str | None) -> Event:
         query = query.where(Event.source == source)
     events = list(query)
     if len(events) != 1:
-        raise TidingsError(f"no event with id {event_id!r}" if not events else
-                           f"several events have id {event_id!r}; pick one with --source")
+        raise TidingsError(
+            f"no event with id {event_id!r}"
+            if not events
+            else f"several events have id {event_id!r}; pick one with --source"
+        )
     return events[0]
 
 
 def cmd_schedule_show(ctx: Context, args: argparse.Namespace) -> int:
     event = _event(ctx, args.event_id, args.source)
-    rows = [_row(d) for d in Delivery.select(Delivery, Event).join(Event).where(Delivery.event == event)
-            .order_by(Delivery.user_id, Delivery.channel)]
+    rows = [
+        _row(d)
+        for d in Delivery.select(Delivery, Event)
+        .join(Event)
+        .where(Delivery.event == event)
+        .order_by(Delivery.user_id, Delivery.channel)
+    ]
     if args.json:
         print_json(rows)
     else:

@@ -17,8 +17,7 @@ from dispatcher.storage.models import Delivery, DeliveryStatus, Event, WebhookEn
 
 def cmd_webhooks_add(ctx: Context, args: argparse.Namespace) -> int:
     secret = args.secret or new_secret()
-    data = {"id": args.id, "url": args.url, "secret": secret, "types": args.types, "enabled": True,
-            "owner": args.owner}
+    data = {"id": args.id, "url": args.url, "secret": secret, "types": args.types, "enabled": True, "owner": args.owner}
     print(ctx.command("tidings.webhook.upsert", data))
     if not args.secret:
         print(f"secret: {secret}  (give it to the receiver now; it is not shown again)")
@@ -40,17 +39,30 @@ def cmd_webhooks_list(ctx: Context, args: argparse.Namespace) -> int:
     now = clock.now()
     rows = []
     for e in WebhookEndpoint.select().order_by(WebhookEndpoint.id):
-        rotating = bool(e.previous_secret and e.rotated_at
-                        and now < e.rotated_at + dt.timedelta(seconds=ctx.settings.secret_rotation_overlap))
-        rows.append({"id": e.id, "url": redact_url(e.url), "types": e.types, "enabled": e.enabled,
-                     "disabled_reason": e.disabled_reason, "owner": e.owner,
-                     "failing_since": e.failing_since.isoformat() + "Z" if e.failing_since else None,
-                     "rotating_secret": rotating})
+        rotating = bool(
+            e.previous_secret
+            and e.rotated_at
+            and now < e.rotated_at + dt.timedelta(seconds=ctx.settings.secret_rotation_overlap)
+        )
+        rows.append(
+            {
+                "id": e.id,
+                "url": redact_url(e.url),
+                "types": e.types,
+                "enabled": e.enabled,
+                "disabled_reason": e.disabled_reason,
+                "owner": e.owner,
+                "failing_since": e.failing_since.isoformat() + "Z" if e.failing_since else None,
+                "rotating_secret": rotating,
+            }
+        )
     if args.json:
         print_json(rows)
     else:
-        print_table([{**r, "types": ",".join(r["types"])} for r in rows],
-                     ["id", "url", "types", "enabled", "owner", "disabled_reason"])
+        print_table(
+            [{**r, "types": ",".join(r["types"])} for r in rows],
+            ["id", "url", "types", "enabled", "owner", "disabled_reason"],
+        )
     return 0
 
 
@@ -86,9 +98,21 @@ def cmd_webhooks_replay(ctx: Context, args: argparse.Namespace) -> int:
         query = query.where(Delivery.user_id == args.endpoint)
     ids = [delivery_id for (delivery_id,) in query.tuples()]
     now = clock.now()
-    replayed = Delivery.update(status=DeliveryStatus.PENDING, attempts=0, held=True, next_attempt_at=now,
-                               last_error=None, claimed_by=None, updated_at=now).where(
-        Delivery.id.in_(ids), Delivery.status != DeliveryStatus.SENDING).execute() if ids else 0
+    replayed = (
+        Delivery.update(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            held=True,
+            next_attempt_at=now,
+            last_error=None,
+            claimed_by=None,
+            updated_at=now,
+        )
+        .where(Delivery.id.in_(ids), Delivery.status != DeliveryStatus.SENDING)
+        .execute()
+        if ids
+        else 0
+    )
     print(f"replaying {replayed} webhook deliveries (the scheduler sends them within a minute)")
     return 0
 
@@ -108,8 +132,12 @@ def add_parser(sub: Any, command: Callable[..., argparse.ArgumentParser]) -> Non
         p = command(hooks, action, cmd_webhooks_enable, f"{action} an endpoint")
         p.add_argument("id")
         p.set_defaults(action=action)
-    p = command(hooks, "rotate-secret", cmd_webhooks_rotate, "give an endpoint a new secret; the old one "
-                "keeps signing for TIDINGS_SECRET_ROTATION_OVERLAP")
+    p = command(
+        hooks,
+        "rotate-secret",
+        cmd_webhooks_rotate,
+        "give an endpoint a new secret; the old one keeps signing for TIDINGS_SECRET_ROTATION_OVERLAP",
+    )
     p.add_argument("id")
     p = command(hooks, "replay", cmd_webhooks_replay, "send webhooks again with their original webhook-id")
     p.add_argument("event_id", nargs="?", help="replay this event's webhooks")

@@ -34,15 +34,19 @@ def cancel_notification(command: Command) -> str:
         events = events.where(Event.cancel_key == key)
     elif isinstance(data.get("source"), str) and isinstance(data.get("id"), str):
         if not command.sender.privileged and data["source"] != command.source:
-            raise InvalidCommand("tidings.notification.cancel: a publisher without authority cancels only events "
-                                 "of its own source: data.source must equal the cancel's source")
+            raise InvalidCommand(
+                "tidings.notification.cancel: a publisher without authority cancels only events "
+                "of its own source: data.source must equal the cancel's source"
+            )
         events = events.where(Event.source == data["source"], Event.event_id == data["id"])
     else:
         raise InvalidCommand("tidings.notification.cancel needs {source, id} or {cancel_key}")
     if not command.sender.privileged:
         publisher = command.sender.publisher
-        events = events.where(Event.source == command.source,
-                              Event.publisher.is_null() if publisher is None else Event.publisher == publisher)
+        events = events.where(
+            Event.source == command.source,
+            Event.publisher.is_null() if publisher is None else Event.publisher == publisher,
+        )
     recipients = data.get("recipients")
     if recipients is not None and (not isinstance(recipients, list) or not all(isinstance(r, str) for r in recipients)):
         raise InvalidCommand("recipients must be a list of user id strings")
@@ -54,12 +58,19 @@ def cancel_notification(command: Command) -> str:
         .where(deliveries & Delivery.status.in_(CANCELLABLE))
         .execute()
     )
-    left = Counter(status for (status,) in Delivery.select(Delivery.status).where(
-        deliveries & (Delivery.status != DeliveryStatus.CANCELLED)).tuples())
+    left = Counter(
+        status
+        for (status,) in Delivery.select(Delivery.status)
+        .where(deliveries & (Delivery.status != DeliveryStatus.CANCELLED))
+        .tuples()
+    )
     if cancelled:
         log.info("notification_cancelled", cancelled=cancelled, **{f"already_{k}": v for k, v in left.items()})
     else:
-        log.info("notification_cancel_changed_nothing", matched=sum(left.values()),
-                 reason="already sent or being sent" if left else "no pending delivery matches",
-                 **{f"already_{k}": v for k, v in left.items()})
+        log.info(
+            "notification_cancel_changed_nothing",
+            matched=sum(left.values()),
+            reason="already sent or being sent" if left else "no pending delivery matches",
+            **{f"already_{k}": v for k, v in left.items()},
+        )
     return "applied"

@@ -57,7 +57,7 @@ def check_types(value: object) -> list[str]:
         or not 0 < len(value) <= MAX_PATTERNS
         or not all(isinstance(p, str) and 0 < len(p) <= 255 for p in value)
     ):
-        raise InvalidCommand(f"types must be a list of 1 to {MAX_PATTERNS} glob patterns such as \"match.*\"")
+        raise InvalidCommand(f'types must be a list of 1 to {MAX_PATTERNS} glob patterns such as "match.*"')
     return list(dict.fromkeys(value))
 
 
@@ -73,8 +73,13 @@ def check_enabled(value: object) -> bool:
     return value
 
 
-CHECKS = {"url": check_url, "secret": check_secret, "types": check_types, "enabled": check_enabled,
-          "owner": check_owner}
+CHECKS = {
+    "url": check_url,
+    "secret": check_secret,
+    "types": check_types,
+    "enabled": check_enabled,
+    "owner": check_owner,
+}
 
 
 def upsert_endpoint(command: Command) -> str:

@@ -29,8 +29,7 @@ from dispatcher.core.timing import parse_hhmm
 from dispatcher.pipeline.preferences import WILDCARD
 from dispatcher.storage.models import Preference, Subscription, User
 
-USER_FIELDS = ("email", "name", "timezone", "locale", "discord_webhook_url", "digest_time", "quiet_start",
-               "quiet_end")
+USER_FIELDS = ("email", "name", "timezone", "locale", "discord_webhook_url", "digest_time", "quiet_start", "quiet_end")
 EMAIL_MODES = ("immediate", "digest")
 #: Fields of command data that hold secrets, tokens or addresses: stored as REDACTED in the events table.
 SECRET_FIELDS = frozenset({"secret", "url", "discord_webhook_url", "email"})
@@ -62,8 +61,9 @@ def redact_secrets(data: dict[str, Any]) -> dict[str, Any]:
     return {key: REDACTED if key in SECRET_FIELDS and value is not None else value for key, value in data.items()}
 
 
-def _upsert(model: type[peewee.Model], key: list[peewee.Field], row: dict[str, Any], update: dict[str, Any],
-            command: Command) -> str:
+def _upsert(
+    model: type[peewee.Model], key: list[peewee.Field], row: dict[str, Any], update: dict[str, Any], command: Command
+) -> str:
     """Insert ``row``, or update the existing one if this command is not older than it (an operator's always)."""
     newer = None if command.sender.operator else (model.changed_at <= peewee.EXCLUDED.changed_at)
     query = model.insert(**row).on_conflict(conflict_target=key, update=update, where=newer)
@@ -82,7 +82,8 @@ def upsert_user(command: Command) -> str:
     if fields.get("digest_time", "") is None:
         fields["digest_time"] = "08:00"
     if ("quiet_start" in fields) != ("quiet_end" in fields) or (fields.get("quiet_start") is None) != (
-            fields.get("quiet_end") is None):
+        fields.get("quiet_end") is None
+    ):
         raise InvalidCommand("quiet_start and quiet_end go together: both HH:MM, or both null")
     update = {getattr(User, name): value for name, value in fields.items()}
     update[User.changed_at] = changed_at
@@ -98,8 +99,14 @@ def set_preferences(command: Command) -> str:
     rows = [_preference(item, command.catalog) for item in items]
     outcomes = []
     for type_name, channel, enabled, mode in rows:
-        row = {"user_id": user_id, "type": type_name, "channel": channel, "enabled": enabled, "mode": mode,
-               "changed_at": changed_at}
+        row = {
+            "user_id": user_id,
+            "type": type_name,
+            "channel": channel,
+            "enabled": enabled,
+            "mode": mode,
+            "changed_at": changed_at,
+        }
         update = {Preference.enabled: enabled, Preference.mode: mode, Preference.changed_at: changed_at}
         key = [Preference.user_id, Preference.type, Preference.channel]
         outcomes.append(_upsert(Preference, key, row, update, command))
@@ -111,7 +118,9 @@ def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool, str]:
         raise InvalidCommand("tidings.preferences.set: each preference must be an object")
     type_name, channel, enabled = item.get("type"), item.get("channel"), item.get("enabled")
     if type_name != WILDCARD and (not isinstance(type_name, str) or type_name not in catalog):
-        raise InvalidCommand(f"tidings.preferences.set: type {str(type_name)[:100]!r} is neither \"*\" nor in the catalog")
+        raise InvalidCommand(
+            f'tidings.preferences.set: type {str(type_name)[:100]!r} is neither "*" nor in the catalog'
+        )
     if channel not in PREFERENCE_CHANNELS:
         raise InvalidCommand(f"tidings.preferences.set: channel must be one of {', '.join(PREFERENCE_CHANNELS)}")
     if not isinstance(enabled, bool):
@@ -148,8 +157,10 @@ def _optional_text(name: str, limit: int) -> Callable[[object], str | None]:
         if value is None:
             return None
         if not isinstance(value, str) or len(value) > limit or any(_is_control(ch) for ch in value):
-            raise InvalidCommand(f"{name} must be a single-line string of at most {limit} characters without "
-                                 "control or format characters, or null")
+            raise InvalidCommand(
+                f"{name} must be a single-line string of at most {limit} characters without "
+                "control or format characters, or null"
+            )
         return value
 
     return check
@@ -178,7 +189,7 @@ def check_timezone(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidCommand("timezone must be an IANA name such as \"Europe/Paris\"")
+        raise InvalidCommand('timezone must be an IANA name such as "Europe/Paris"')
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
@@ -201,7 +212,7 @@ def _optional_hhmm(name: str) -> Callable[[object], str | None]:
         try:
             parse_hhmm(value) if isinstance(value, str) else parse_hhmm("")
         except ValueError:
-            raise InvalidCommand(f"{name} must be a local time written HH:MM, such as \"08:00\", or null") from None
+            raise InvalidCommand(f'{name} must be a local time written HH:MM, such as "08:00", or null') from None
         return value
 
     return check

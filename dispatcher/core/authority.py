@@ -58,14 +58,18 @@ class Authority:
             return
         if event.is_command:
             if event.type not in OPEN_COMMANDS:
-                raise Unauthorized(f"{event.type} is a control command and {describe(sender)} may not send it: "
-                                   "only the users in TIDINGS_COMMAND_USERS and Tidings' own user may")
+                raise Unauthorized(
+                    f"{event.type} is a control command and {describe(sender)} may not send it: "
+                    "only the users in TIDINGS_COMMAND_USERS and Tidings' own user may"
+                )
             return
         kind = catalog.get(event.type)
         if kind is not None and kind.publishers is not None and sender.publisher not in kind.publishers:
             allowed = ", ".join(sorted(kind.publishers)) or "none"
-            raise Unauthorized(f"{event.type} is restricted and {describe(sender)} may not publish it: its "
-                               f"publishers in the catalog: {allowed}; or a user in TIDINGS_COMMAND_USERS")
+            raise Unauthorized(
+                f"{event.type} is restricted and {describe(sender)} may not publish it: its "
+                f"publishers in the catalog: {allowed}; or a user in TIDINGS_COMMAND_USERS"
+            )
 
 
 def describe(sender: Sender) -> str:

@@ -47,8 +47,11 @@ def _strip(value: Any, plain: frozenset[str], paths: list[tuple[str, ...]]) -> A
     if not isinstance(value, dict):
         return value
     ending_here = {path[0] for path in paths if len(path) == 1}
-    return {key: _strip(item, plain, [path[1:] for path in paths if len(path) > 1 and path[0] == key])
-            for key, item in value.items() if key not in plain and key not in ending_here}
+    return {
+        key: _strip(item, plain, [path[1:] for path in paths if len(path) > 1 and path[0] == key])
+        for key, item in value.items()
+        if key not in plain and key not in ending_here
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +82,7 @@ def load_catalog(path: Path, templates_dir: Path | None = None) -> Catalog:
         raise ConfigError(f"cannot read the catalog {path}: {e}") from None
     entries = raw.get("types")
     if not isinstance(entries, dict) or not entries:
-        raise ConfigError(f"the catalog {path} has no [types.\"...\"] entries")
+        raise ConfigError(f'the catalog {path} has no [types."..."] entries')
     types = {}
     for name, entry in entries.items():
         types[name] = _parse_entry(path, name, entry)
@@ -96,8 +99,16 @@ def _parse_entry(path: Path, name: str, entry: object) -> NotificationType:
         raise ConfigError(f"{where}: the name is reserved or not a valid routing key")
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table")
-    unknown = set(entry) - {"description", "channels", "critical", "required", "personal", "internal", "restricted",
-                            "publishers"}
+    unknown = set(entry) - {
+        "description",
+        "channels",
+        "critical",
+        "required",
+        "personal",
+        "internal",
+        "restricted",
+        "publishers",
+    }
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     channels = entry.get("channels", ["in_app"])
@@ -114,7 +125,7 @@ def _parse_entry(path: Path, name: str, entry: object) -> NotificationType:
             raise ConfigError(f"{where}: {key} must be a list of strings (none empty)")
         lists[key] = tuple(value)
     if any(not all(part for part in path.split(".")) for path in lists["personal"]):
-        raise ConfigError(f"{where}: personal holds keys of data or dotted paths into it, such as \"payout.iban\"")
+        raise ConfigError(f'{where}: personal holds keys of data or dotted paths into it, such as "payout.iban"')
     publishers = frozenset(lists.pop("publishers"))
     restricted = flags.pop("restricted") or bool(publishers)
     return NotificationType(

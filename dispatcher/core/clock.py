@@ -13,7 +13,7 @@ Clock = Callable[[], dt.datetime]
 
 
 def system_clock() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 _clock: Clock = system_clock
@@ -28,7 +28,7 @@ def to_utc_naive(value: dt.datetime) -> dt.datetime:
     """An aware datetime as the naive UTC form the database stores."""
     if value.tzinfo is None:
         return value
-    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
 
 
 @contextlib.contextmanager

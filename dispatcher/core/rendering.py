@@ -31,8 +31,11 @@ def one_line(text: str) -> str:
     emoji sequences, which then show as separate emoji.
     """
     if not (text.isascii() and text.isprintable()):  # the common case skips the scan below
-        text = "".join(" " if ch.isspace() else ch for ch in text
-                       if ch.isspace() or unicodedata.category(ch) not in INVISIBLE_CATEGORIES)
+        text = "".join(
+            " " if ch.isspace() else ch
+            for ch in text
+            if ch.isspace() or unicodedata.category(ch) not in INVISIBLE_CATEGORIES
+        )
     return " ".join(text.split())
 
 
@@ -65,7 +68,6 @@ class Renderer:
             text=self.env.get_template(f"{type_name}/body.txt").render(context).strip() + "\n",
             html=self.env.get_template(f"{type_name}/body.html").render(context),
         )
-
 
     def render_optional(self, type_name: str, file_name: str, context: dict[str, Any]) -> str | None:
         """Render templates/<type>/<file_name> if it exists (a channel's own template), else None."""

@@ -245,8 +245,10 @@ class Settings:
             if path and not path.is_file():
                 raise ConfigError(f"TIDINGS_{name.upper()} {path} does not exist")
         if settings.secret_key is not None and len(settings.secret_key) < MIN_SECRET_KEY_LENGTH:
-            raise ConfigError(f"TIDINGS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long "
-                              "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')")
+            raise ConfigError(
+                f"TIDINGS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long "
+                "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         if settings.http_total_timeout < settings.http_connect_timeout:
             raise ConfigError("TIDINGS_HTTP_TOTAL_TIMEOUT must not be shorter than TIDINGS_HTTP_CONNECT_TIMEOUT")
         if settings.retry_min_backoff > settings.retry_max_backoff:

@@ -14,7 +14,7 @@ from dispatcher.core import clock
 from dispatcher.core.errors import InvalidEvent
 from dispatcher.core.events import CloudEvent
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 #: A delivery due later than this waits in the database (``held``) for the release job, not in a
 #: delayed message: RabbitMQ requeues messages a worker holds unacknowledged past its consumer timeout.
 MAX_MESSAGE_DELAY = 60.0
@@ -41,8 +41,10 @@ def check_time(event: CloudEvent, max_skew: float) -> None:
         return
     limit = clock.now().replace(tzinfo=UTC) + dt.timedelta(seconds=max_skew)
     if event.time > limit:
-        raise InvalidEvent(f"time {event.time.isoformat()} is more than {max_skew:g} s ahead of Tidings' clock "
-                           "(TIDINGS_MAX_CLOCK_SKEW): fix the producer's clock")
+        raise InvalidEvent(
+            f"time {event.time.isoformat()} is more than {max_skew:g} s ahead of Tidings' clock "
+            "(TIDINGS_MAX_CLOCK_SKEW): fix the producer's clock"
+        )
 
 
 def check_schedule(event: CloudEvent, horizon: float) -> None:
@@ -53,8 +55,9 @@ def check_schedule(event: CloudEvent, horizon: float) -> None:
     limit = clock.now().replace(tzinfo=UTC) + dt.timedelta(seconds=horizon)
     if deliver_at > limit:
         days = horizon / 86400
-        raise InvalidEvent(f"data.deliver_at {event.data['deliver_at']} is more than {days:g} days ahead "
-                           "(TIDINGS_SCHEDULE_HORIZON)")
+        raise InvalidEvent(
+            f"data.deliver_at {event.data['deliver_at']} is more than {days:g} days ahead (TIDINGS_SCHEDULE_HORIZON)"
+        )
 
 
 def due_time(event: CloudEvent) -> dt.datetime:

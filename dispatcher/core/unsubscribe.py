@@ -62,8 +62,13 @@ def verify_token(secret: str, token: str) -> tuple[str, str]:
         raise InvalidToken("malformed token") from None
     if isinstance(claims, list) and len(claims) == 2:
         raise InvalidToken("the token has no expiry (made before tokens expired)")
-    if not (isinstance(claims, list) and len(claims) == 3 and isinstance(claims[0], str)
-            and isinstance(claims[1], str) and type(claims[2]) is int):
+    if not (
+        isinstance(claims, list)
+        and len(claims) == 3
+        and isinstance(claims[0], str)
+        and isinstance(claims[1], str)
+        and type(claims[2]) is int
+    ):
         raise InvalidToken("malformed token")
     user_id, type_name, expires_at = claims
     if _unix_now() >= expires_at:

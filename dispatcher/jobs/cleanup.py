@@ -25,21 +25,32 @@ def cleanup(*, retention_days: int, dedup_days: int) -> dict[str, int]:
     retention = now - dt.timedelta(days=retention_days)
     still_shown = InboxItem.select(InboxItem.delivery)
     counts = {
-        "read_inbox_items": InboxItem.delete().where(
-            InboxItem.read_at.is_null(False), InboxItem.created_at < retention).execute(),
-        "delivery_logs": Delivery.delete().where(
-            Delivery.status.in_(DeliveryStatus.FINAL), Delivery.updated_at < retention,
-            Delivery.id.not_in(still_shown)).execute(),
-        "cancelled_schedules": Delivery.delete().where(
+        "read_inbox_items": InboxItem.delete()
+        .where(InboxItem.read_at.is_null(False), InboxItem.created_at < retention)
+        .execute(),
+        "delivery_logs": Delivery.delete()
+        .where(
+            Delivery.status.in_(DeliveryStatus.FINAL), Delivery.updated_at < retention, Delivery.id.not_in(still_shown)
+        )
+        .execute(),
+        "cancelled_schedules": Delivery.delete()
+        .where(
             Delivery.status == DeliveryStatus.CANCELLED,
             Delivery.updated_at < now - dt.timedelta(days=CANCELLED_KEPT_DAYS),
-            Delivery.id.not_in(still_shown)).execute(),
+            Delivery.id.not_in(still_shown),
+        )
+        .execute(),
     }
-    counts["rejections"] = Rejection.delete().where(
-        Rejection.rejected_at < now - dt.timedelta(days=REJECTION_KEPT_DAYS)).execute()
-    counts["event_keys"] = Event.delete().where(
-        Event.received_at < now - dt.timedelta(days=dedup_days),
-        Event.id.not_in(Delivery.select(Delivery.event)),
-        Event.id.not_in(MatchResult.select(MatchResult.event)),
-    ).execute()
+    counts["rejections"] = (
+        Rejection.delete().where(Rejection.rejected_at < now - dt.timedelta(days=REJECTION_KEPT_DAYS)).execute()
+    )
+    counts["event_keys"] = (
+        Event.delete()
+        .where(
+            Event.received_at < now - dt.timedelta(days=dedup_days),
+            Event.id.not_in(Delivery.select(Delivery.event)),
+            Event.id.not_in(MatchResult.select(MatchResult.event)),
+        )
+        .execute()
+    )
     return counts

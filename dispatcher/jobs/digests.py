@@ -33,8 +33,13 @@ TYPE = "digest.daily"
 
 def due_digests() -> list[tuple[str, dt.date]]:
     """(user, local date) for every user with waiting digest items whose digest time has come today."""
-    waiting = [user for (user,) in Delivery.select(Delivery.user_id).where(
-        Delivery.status == DeliveryStatus.DIGEST).distinct().tuples()]
+    waiting = [
+        user
+        for (user,) in Delivery.select(Delivery.user_id)
+        .where(Delivery.status == DeliveryStatus.DIGEST)
+        .distinct()
+        .tuples()
+    ]
     users = {u.id: u for u in User.select().where(User.id.in_(waiting))} if waiting else {}
     now = clock.now()
     due = []
@@ -61,20 +66,23 @@ def make_digest(user_id: str, local_date: dt.date, catalog: Catalog, settings: S
             .join(Event)
             .switch(Delivery)
             .join(User, peewee.JOIN.LEFT_OUTER, on=(User.id == Delivery.user_id), attr="user")
-            .where(Delivery.user_id == user_id, Delivery.status == DeliveryStatus.DIGEST,
-                   Delivery.created_at <= clock.now())
+            .where(
+                Delivery.user_id == user_id,
+                Delivery.status == DeliveryStatus.DIGEST,
+                Delivery.created_at <= clock.now(),
+            )
             .order_by(Delivery.id)
         )
         if not items:
             return []
         data = {"recipients": [user_id], "date": local_date.isoformat(), "groups": _groups(items, catalog, settings)}
-        digest = CloudEvent(id=event_id, source=SOURCE, type=TYPE, data=data,
-                            time=clock.now().replace(tzinfo=dt.timezone.utc))
+        digest = CloudEvent(id=event_id, source=SOURCE, type=TYPE, data=data, time=clock.now().replace(tzinfo=dt.UTC))
         result = ingest_event(digest, catalog, ["email"])
         if result.outcome == "duplicate":
             return []
         Delivery.update(status=DeliveryStatus.DIGESTED, updated_at=clock.now()).where(
-            Delivery.id.in_([item.id for item in items]), Delivery.status == DeliveryStatus.DIGEST).execute()
+            Delivery.id.in_([item.id for item in items]), Delivery.status == DeliveryStatus.DIGEST
+        ).execute()
     log.info("digest_created", user_id=user_id, date=local_date.isoformat(), items=len(items))
     return result.to_enqueue
 

@@ -17,20 +17,16 @@ def stale_deliveries(*, stale_after: float, limit: int = 1000) -> list[tuple[int
     not hand the message to anyone else).
     """
     before = clock.now() - dt.timedelta(seconds=stale_after)
-    pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.next_attempt_at < before) & (
-        Delivery.held == False)  # noqa: E712 - peewee expression; held ones are the release job's
+    not_held = Delivery.held == False  # noqa: E712 - a peewee expression; held ones are the release job's
+    pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.next_attempt_at < before) & not_held
     claimed = (Delivery.status == DeliveryStatus.SENDING) & (Delivery.claimed_at < before)
-    query = (
-        Delivery.select(Delivery.id, Delivery.channel)
-        .where(pending | claimed)
-        .order_by(Delivery.id)
-        .limit(limit)
-    )
+    query = Delivery.select(Delivery.id, Delivery.channel).where(pending | claimed).order_by(Delivery.id).limit(limit)
     return list(query.tuples())
 
 
-def release_due_deliveries(*, window: float = RELEASE_WINDOW,
-                           limit: int = 5000) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
+def release_due_deliveries(
+    *, window: float = RELEASE_WINDOW, limit: int = 5000
+) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
     """Take out of the database the held deliveries due within ``window`` seconds.
 
     Returns (id, channel) pairs and when each is due, so that each is sent with
@@ -40,8 +36,11 @@ def release_due_deliveries(*, window: float = RELEASE_WINDOW,
     until = clock.now() + dt.timedelta(seconds=window)
     due = (
         Delivery.select(Delivery.id)
-        .where(Delivery.held == True, Delivery.status == DeliveryStatus.PENDING,  # noqa: E712 - peewee
-               Delivery.next_attempt_at <= until)
+        .where(
+            Delivery.held == True,  # noqa: E712 - a peewee expression
+            Delivery.status == DeliveryStatus.PENDING,
+            Delivery.next_attempt_at <= until,
+        )
         .order_by(Delivery.next_attempt_at)
         .limit(limit)
     )

@@ -180,11 +180,20 @@ class DeadLetterReader:
         keys = death.get("routing-keys") or [None]
         when = death.get("time")
         if not isinstance(when, dt.datetime) and isinstance(properties.timestamp, int):
-            when = dt.datetime.fromtimestamp(properties.timestamp, dt.timezone.utc)
-        return DeadLetter(queue=self.queue, message_id=str(message.get("message_id")), body=body, message=message,
-                          exchange=death.get("exchange"), routing_key=keys[0], deaths=int(death.get("count", 0)),
-                          dead_lettered_at=when if isinstance(when, dt.datetime) else None, delivery_tag=tag,
-                          publisher=properties.user_id or None, content_type=properties.content_type)
+            when = dt.datetime.fromtimestamp(properties.timestamp, dt.UTC)
+        return DeadLetter(
+            queue=self.queue,
+            message_id=str(message.get("message_id")),
+            body=body,
+            message=message,
+            exchange=death.get("exchange"),
+            routing_key=keys[0],
+            deaths=int(death.get("count", 0)),
+            dead_lettered_at=when if isinstance(when, dt.datetime) else None,
+            delivery_tag=tag,
+            publisher=properties.user_id or None,
+            content_type=properties.content_type,
+        )
 
     def ack(self, letter: DeadLetter) -> None:
         """Remove ``letter`` from the queue for good."""
@@ -212,8 +221,9 @@ class DeadLetterReader:
     def __enter__(self) -> DeadLetterReader:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -277,8 +287,12 @@ def _publish(letter: DeadLetter, publishers: dict[str, Publisher | PublishError]
     if isinstance(publisher, PublishError):
         return str(publisher)
     try:
-        publisher.publish_raw(letter.body, routing_key=letter.routing_key, content_type=letter.content_type,
-                              headers={ORIGINAL_PUBLISHER_HEADER: letter.publisher or ""})
+        publisher.publish_raw(
+            letter.body,
+            routing_key=letter.routing_key,
+            content_type=letter.content_type,
+            headers={ORIGINAL_PUBLISHER_HEADER: letter.publisher or ""},
+        )
     except PublishError as e:
         return str(e)
     return None

@@ -16,8 +16,9 @@ from dispatcher.core.settings import Settings
 from dispatcher.core.timing import check_schedule, check_time
 
 
-def admit(event: object, envelope: Envelope, *, catalog: Catalog, settings: Settings,
-          authority: Authority) -> tuple[CloudEvent, Sender]:
+def admit(
+    event: object, envelope: Envelope, *, catalog: Catalog, settings: Settings, authority: Authority
+) -> tuple[CloudEvent, Sender]:
     """The checked event and who sent it, or InvalidEvent naming the first check it failed."""
     check_content_type(envelope)
     if not isinstance(event, dict):

@@ -75,8 +75,15 @@ def claim_many(ids: list[int], message_id: str, *, stale_after: float) -> list[D
     return list(query)
 
 
-def record(delivery_id: int, message_id: str, status: str, error: str | None = None, *,
-           retry_in: float = 0.0, held: bool = False) -> None:
+def record(
+    delivery_id: int,
+    message_id: str,
+    status: str,
+    error: str | None = None,
+    *,
+    retry_in: float = 0.0,
+    held: bool = False,
+) -> None:
     """Record the outcome of our claim (pending again means: retry in ``retry_in`` seconds).
 
     ``held``: the retry waits in the database for the release job, not in a delayed message.
@@ -108,7 +115,7 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
         source=row.source,
         type=row.type,
         data=row.data,
-        time=row.time.replace(tzinfo=dt.timezone.utc) if row.time else None,
+        time=row.time.replace(tzinfo=dt.UTC) if row.time else None,
         subject=row.subject,
     )
     kind = catalog.get(event.type)
@@ -120,12 +127,18 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
     url = event.data.get("url")
     unsubscribe = None
     if settings.public_url and settings.secret_key and not kind.critical:
-        unsubscribe = unsubscribe_url(settings.public_url, settings.secret_key, delivery.user_id, kind.name,
-                                      ttl=settings.unsubscribe_token_ttl)
+        unsubscribe = unsubscribe_url(
+            settings.public_url, settings.secret_key, delivery.user_id, kind.name, ttl=settings.unsubscribe_token_ttl
+        )
     context = {
         "data": event.context,
-        "event": {"id": event.id, "type": event.type, "source": event.source, "subject": event.subject,
-                  "time": event.to_json().get("time")},
+        "event": {
+            "id": event.id,
+            "type": event.type,
+            "source": event.source,
+            "subject": event.subject,
+            "time": event.to_json().get("time"),
+        },
         "user": {
             "id": delivery.user_id,
             "name": user.name if user else None,
@@ -179,15 +192,18 @@ def next_retry(channel: Channel, attempts: int, settings: Settings, retry_after:
     return retry_delay(attempts, settings, retry_after) if attempts <= settings.retry_max else None
 
 
-def run_delivery(channel: Channel, delivery_id: int, *, message_id: str, settings: Settings,
-                 catalog: Catalog) -> Outcome:
+def run_delivery(
+    channel: Channel, delivery_id: int, *, message_id: str, settings: Settings, catalog: Catalog
+) -> Outcome:
     """Deliver one delivery; see :func:`run_deliveries`."""
     return run_deliveries(channel, [delivery_id], message_id=message_id, settings=settings, catalog=catalog)[
-        delivery_id]
+        delivery_id
+    ]
 
 
-def run_deliveries(channel: Channel, ids: list[int], *, message_id: str, settings: Settings,
-                   catalog: Catalog) -> dict[int, Outcome]:
+def run_deliveries(
+    channel: Channel, ids: list[int], *, message_id: str, settings: Settings, catalog: Catalog
+) -> dict[int, Outcome]:
     """Deliver what ``message_id`` may claim of ``ids`` and record each outcome.
 
     A transient failure is recorded and returned as "retry". A transactional
@@ -199,8 +215,12 @@ def run_deliveries(channel: Channel, ids: list[int], *, message_id: str, setting
     outcomes = {delivery_id: Outcome("already_handled") for delivery_id in ids}
     sent: list[int] = []
     for delivery in claim_many(ids, message_id, stale_after=settings.stale_after):
-        with structlog.contextvars.bound_contextvars(event_id=delivery.event.event_id, event_type=delivery.event.type,
-                                                     source=delivery.event.source, user_id=delivery.user_id):
+        with structlog.contextvars.bound_contextvars(
+            event_id=delivery.event.event_id,
+            event_type=delivery.event.type,
+            source=delivery.event.source,
+            user_id=delivery.user_id,
+        ):
             outcome = _run(channel, delivery, message_id, settings, catalog)
             if outcome.status == DeliveryStatus.SENT:
                 if channel.transactional:
@@ -237,16 +257,24 @@ def _run(channel: Channel, delivery: Delivery, message_id: str, settings: Settin
     return Outcome(DeliveryStatus.SENT)
 
 
-def _failed(channel: Channel, delivery_id: int, message_id: str, error: DeliveryError, attempts: int,
-            settings: Settings) -> Outcome:
+def _failed(
+    channel: Channel, delivery_id: int, message_id: str, error: DeliveryError, attempts: int, settings: Settings
+) -> Outcome:
     delay = None if error.permanent else next_retry(channel, attempts, settings, error.retry_after)
     if delay is None:
         record(delivery_id, message_id, DeliveryStatus.FAILED, str(error))
-        log.warning("delivery_failed", delivery_id=delivery_id, error=str(error), attempts=attempts,
-                    permanent=error.permanent)
+        log.warning(
+            "delivery_failed", delivery_id=delivery_id, error=str(error), attempts=attempts, permanent=error.permanent
+        )
         return Outcome(DeliveryStatus.FAILED)
     held = delay > MAX_MESSAGE_DELAY
     record(delivery_id, message_id, DeliveryStatus.PENDING, str(error), retry_in=delay, held=held)
-    log.warning("delivery_will_retry", delivery_id=delivery_id, error=str(error), attempts=attempts,
-                retry_in=round(delay, 3), held=held)
+    log.warning(
+        "delivery_will_retry",
+        delivery_id=delivery_id,
+        error=str(error),
+        attempts=attempts,
+        retry_in=round(delay, 3),
+        held=held,
+    )
     return Outcome("retry", delay, held)

@@ -36,7 +36,6 @@ MATCH_COMPLETED = "match.completed"
 QUIET_CHANNELS = ("email", "discord")
 
 
-
 @dataclasses.dataclass(frozen=True)
 class IngestResult:
     """What ingesting one event did, and which deliveries now need a message."""
@@ -47,7 +46,9 @@ class IngestResult:
     due: dict[int, dt.datetime] = dataclasses.field(default_factory=dict)  # those of to_enqueue due later
 
 
-def ingest_event(event: CloudEvent, catalog: Catalog, channels: list[str], *, sender: Sender = ANONYMOUS) -> IngestResult:
+def ingest_event(
+    event: CloudEvent, catalog: Catalog, channels: list[str], *, sender: Sender = ANONYMOUS
+) -> IngestResult:
     """Record ``event`` and its deliveries on ``channels``, or recognise it as seen.
 
     ``sender`` is who published it (admission checked its authority): kept with the event, and
@@ -119,9 +120,18 @@ def _create_deliveries(
         elif channel in QUIET_CHANNELS and target in users:
             user = users[target]
             when = quiet_until(due, user.timezone, user.quiet_start, user.quiet_end) or due
-        rows.append({"event": event_row_id, "user_id": target, "channel": channel, "status": status,
-                     "created_at": now, "updated_at": now, "next_attempt_at": when,
-                     "held": (when - now).total_seconds() > MAX_MESSAGE_DELAY})
+        rows.append(
+            {
+                "event": event_row_id,
+                "user_id": target,
+                "channel": channel,
+                "status": status,
+                "created_at": now,
+                "updated_at": now,
+                "next_attempt_at": when,
+                "held": (when - now).total_seconds() > MAX_MESSAGE_DELAY,
+            }
+        )
     for start in range(0, len(rows), INSERT_BATCH):
         Delivery.insert_many(rows[start : start + INSERT_BATCH]).execute()
 
@@ -131,7 +141,8 @@ def _users(user_ids: list[str]) -> dict[str, User]:
     found: dict[str, User] = {}
     for start in range(0, len(user_ids), INSERT_BATCH):
         query = User.select(User.id, User.timezone, User.quiet_start, User.quiet_end).where(
-            User.id.in_(user_ids[start : start + INSERT_BATCH]), User.quiet_start.is_null(False))
+            User.id.in_(user_ids[start : start + INSERT_BATCH]), User.quiet_start.is_null(False)
+        )
         found.update((user.id, user) for user in query)
     return found
 
@@ -144,7 +155,9 @@ def _never_attempted(event_row_id: int) -> tuple[list[tuple[int, str]], dict[int
     harmless because a delivery is claimed once.
     """
     query = Delivery.select(Delivery.id, Delivery.channel, Delivery.next_attempt_at).where(
-        Delivery.event == event_row_id, Delivery.status == DeliveryStatus.PENDING, Delivery.attempts == 0,
+        Delivery.event == event_row_id,
+        Delivery.status == DeliveryStatus.PENDING,
+        Delivery.attempts == 0,
         Delivery.held == False,  # noqa: E712 - peewee expression
     )
     rows = list(query.order_by(Delivery.id).tuples())

@@ -58,7 +58,8 @@ def digest_users(user_ids: list[str], type_name: str) -> set[str]:
     modes: dict[str, dict[str, str]] = defaultdict(dict)
     for start in range(0, len(user_ids), 500):
         query = Preference.select(Preference.user_id, Preference.type, Preference.mode).where(
-            Preference.user_id.in_(user_ids[start : start + 500]), Preference.channel == "email",
+            Preference.user_id.in_(user_ids[start : start + 500]),
+            Preference.channel == "email",
             Preference.type.in_([type_name, WILDCARD]),
         )
         for user_id, type_, mode in query.tuples():

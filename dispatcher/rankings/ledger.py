@@ -78,8 +78,12 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
     data = event.data
     missing = [key for key in ("tournament_id", "participants") if data.get(key) is None]
     if missing:
-        log.info("match_result_not_recorded", event_id=event.id, source=event.source,
-                 reason=f"data has no {' and no '.join(missing)}")
+        log.info(
+            "match_result_not_recorded",
+            event_id=event.id,
+            source=event.source,
+            reason=f"data has no {' and no '.join(missing)}",
+        )
         return False
     tournament_id = _identifier(data["tournament_id"], "data.tournament_id")
     match_id = None if data.get("match_id") is None else _identifier(data["match_id"], "data.match_id")
@@ -89,8 +93,12 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
         raise InvalidEvent(f"data.winner {str(winner)[:100]!r} is not the team_id of one of data.participants")
     completed_at = clock.to_utc_naive(event.time) if event.time else clock.now()
     MatchResult.insert(
-        event=event_row_id, tournament_id=tournament_id, match_id=match_id, winner=winner,
-        participants=[dataclasses.asdict(p) for p in participants], completed_at=completed_at,
+        event=event_row_id,
+        tournament_id=tournament_id,
+        match_id=match_id,
+        winner=winner,
+        participants=[dataclasses.asdict(p) for p in participants],
+        completed_at=completed_at,
     ).on_conflict_ignore().execute()
     return True
 
@@ -159,8 +167,10 @@ def recompute(
         if not is_sqlite():  # two recomputes at once would both write the same version
             database.execute_sql("SELECT pg_advisory_xact_lock(hashtext('tidings.rankings'))")
         scopes = all_standings(
-            ledger(), placement_points=DEFAULT_PLACEMENT_POINTS if placement_points is None else placement_points,
-            points_per_kill=points_per_kill, win_points=win_points,
+            ledger(),
+            placement_points=DEFAULT_PLACEMENT_POINTS if placement_points is None else placement_points,
+            points_per_kill=points_per_kill,
+            win_points=win_points,
         )
         latest = _latest_snapshots()
         now = clock.now()
@@ -177,13 +187,21 @@ def recompute(
     return changes
 
 
-def rank_changes(scope: str, before: list[dict[str, Any]], after: list[dict[str, Any]], *,
-                 version: int) -> list[RankChange]:
+def rank_changes(
+    scope: str, before: list[dict[str, Any]], after: list[dict[str, Any]], *, version: int
+) -> list[RankChange]:
     """The rows of ``after`` whose rank is not the one they had in ``before``, in ``after``'s order."""
     old_ranks = {row["team_id"]: row["rank"] for row in before}
     return [
-        RankChange(scope, row["team_id"], old_ranks.get(row["team_id"]), row["rank"], row["points"],
-                   version=version, team_name=row.get("team_name"))
+        RankChange(
+            scope,
+            row["team_id"],
+            old_ranks.get(row["team_id"]),
+            row["rank"],
+            row["points"],
+            version=version,
+            team_name=row.get("team_name"),
+        )
         for row in after
         if old_ranks.get(row["team_id"]) != row["rank"]
     ]
@@ -198,18 +216,21 @@ def changes_since(since: dt.datetime) -> list[RankChange]:
     changes: list[RankChange] = []
     recent = RankingSnapshot.select().where(RankingSnapshot.computed_at >= since, RankingSnapshot.version > 1)
     for snapshot in recent.order_by(RankingSnapshot.computed_at, RankingSnapshot.id):
-        previous = RankingSnapshot.get_or_none(RankingSnapshot.scope == snapshot.scope,
-                                               RankingSnapshot.version == snapshot.version - 1)
+        previous = RankingSnapshot.get_or_none(
+            RankingSnapshot.scope == snapshot.scope, RankingSnapshot.version == snapshot.version - 1
+        )
         if previous is not None:
-            changes.extend(rank_changes(snapshot.scope, previous.standings, snapshot.standings,
-                                        version=snapshot.version))
+            changes.extend(
+                rank_changes(snapshot.scope, previous.standings, snapshot.standings, version=snapshot.version)
+            )
     return changes
 
 
 def latest_snapshot(scope: str) -> RankingSnapshot | None:
     """The newest snapshot of ``scope``, or None."""
-    return RankingSnapshot.select().where(RankingSnapshot.scope == scope).order_by(
-        RankingSnapshot.version.desc()).first()
+    return (
+        RankingSnapshot.select().where(RankingSnapshot.scope == scope).order_by(RankingSnapshot.version.desc()).first()
+    )
 
 
 def standings(scope: str) -> list[dict[str, Any]]:
@@ -240,7 +261,7 @@ def change_events(changes: list[RankChange], *, now: dt.datetime) -> list[dict[s
     subscribers. The id is derived from (scope, team, snapshot version): publishing twice is harmless.
     ``now`` is naive UTC (clock.now()) or aware.
     """
-    at = now.replace(tzinfo=dt.timezone.utc) if now.tzinfo is None else now
+    at = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now
     events = []
     for change in changes:
         data: dict[str, Any] = {
@@ -257,7 +278,6 @@ def change_events(changes: list[RankChange], *, now: dt.datetime) -> list[dict[s
         key = json.dumps([change.scope, change.team_id, change.version])
         events.append(build_event(CHANGE_TYPE, data, source=SOURCE, id=str(uuid.uuid5(_ID_NAMESPACE, key)), time=at))
     return events
-
 
 
 def announce(settings: Settings, *, since: dt.datetime) -> int:

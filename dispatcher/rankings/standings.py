@@ -76,7 +76,9 @@ class _Tally:
             self.team_name = placing.team_name
 
 
-def overall_standings(matches: Sequence[MatchRecord], *, win_points: float = DEFAULT_WIN_POINTS) -> list[dict[str, Any]]:
+def overall_standings(
+    matches: Sequence[MatchRecord], *, win_points: float = DEFAULT_WIN_POINTS
+) -> list[dict[str, Any]]:
     """Rows ``{rank, team_id, team_name, points, wins, losses, matches, reached_at}``, best first."""
     tallies: dict[str, _Tally] = {}
     for match in matches:
@@ -88,8 +90,16 @@ def overall_standings(matches: Sequence[MatchRecord], *, win_points: float = DEF
             tally.losses += not won
     ordered = sorted(tallies.values(), key=lambda t: (-t.points, -t.wins, t.losses, t.reached_at, t.team_id))
     return [
-        {"rank": rank, "team_id": t.team_id, "team_name": t.team_name, "points": t.points, "wins": t.wins,
-         "losses": t.losses, "matches": t.matches, "reached_at": _iso(t.reached_at)}
+        {
+            "rank": rank,
+            "team_id": t.team_id,
+            "team_name": t.team_name,
+            "points": t.points,
+            "wins": t.wins,
+            "losses": t.losses,
+            "matches": t.matches,
+            "reached_at": _iso(t.reached_at),
+        }
         for rank, t in enumerate(ordered, start=1)
     ]
 
@@ -113,12 +123,18 @@ def battle_royale_standings(
             tally.kills += placing.kills
             if tally.best_placement is None or placing.placement < tally.best_placement:
                 tally.best_placement = placing.placement
-    ordered = sorted(
-        tallies.values(), key=lambda t: (-t.points, -t.kills, t.best_placement, t.reached_at, t.team_id)
-    )
+    ordered = sorted(tallies.values(), key=lambda t: (-t.points, -t.kills, t.best_placement, t.reached_at, t.team_id))
     return [
-        {"rank": rank, "team_id": t.team_id, "team_name": t.team_name, "points": t.points, "kills": t.kills,
-         "best_placement": t.best_placement, "matches": t.matches, "reached_at": _iso(t.reached_at)}
+        {
+            "rank": rank,
+            "team_id": t.team_id,
+            "team_name": t.team_name,
+            "points": t.points,
+            "kills": t.kills,
+            "best_placement": t.best_placement,
+            "matches": t.matches,
+            "reached_at": _iso(t.reached_at),
+        }
         for rank, t in enumerate(ordered, start=1)
     ]
 

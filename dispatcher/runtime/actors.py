@@ -44,8 +44,12 @@ AUTHORITY = Authority(settings.authorised_users)
 
 
 @dramatiq.actor(actor_name="ingest", queue_name=settings.queue("ingest"), throws=(PermanentError,), **RETRY_OPTIONS)
-def ingest(event: dict[str, Any] | None = None, error: str | None = None, envelope: dict[str, Any] | None = None,
-           ids: dict[str, str] | None = None) -> None:
+def ingest(
+    event: dict[str, Any] | None = None,
+    error: str | None = None,
+    envelope: dict[str, Any] | None = None,
+    ids: dict[str, str] | None = None,
+) -> None:
     """Admit an incoming CloudEvent (see admission.py), record it once, and fan out its deliveries.
 
     The ingest queue's consumer (broker.py) makes these messages from the bodies producers publish:
@@ -68,24 +72,39 @@ def ingest(event: dict[str, Any] | None = None, error: str | None = None, envelo
         _log_rejection(event, ids, read, e)
         raise
     enqueue_deliveries(result.to_enqueue, result.due)
-    log.info(f"event_{result.outcome}", recipients=result.recipients, enqueued=len(result.to_enqueue),
-             publisher=sender.publisher)
+    log.info(
+        f"event_{result.outcome}",
+        recipients=result.recipients,
+        enqueued=len(result.to_enqueue),
+        publisher=sender.publisher,
+    )
 
 
-def _log_rejection(event: object, ids: dict[str, str] | None, envelope: Envelope | None,
-                   error: InvalidEvent) -> None:
+def _log_rejection(event: object, ids: dict[str, str] | None, envelope: Envelope | None, error: InvalidEvent) -> None:
     """Log why, and keep the reason for `tidings dlq` (the dead-lettered body cannot carry it)."""
     ids = readable_ids(event) or ids or {}
     message = CurrentMessage.get_current_message()
     queue = message.queue_name if message is not None else settings.queue("ingest")  # ingest_retry for a retry
-    log.warning("event_rejected", reason=str(error), dead_letter_queue=xq_name(queue),
-                publisher=envelope.publisher if envelope else None,
-                routing_key=envelope.routing_key[:200] if envelope and envelope.routing_key else None, **ids)
+    log.warning(
+        "event_rejected",
+        reason=str(error),
+        dead_letter_queue=xq_name(queue),
+        publisher=envelope.publisher if envelope else None,
+        routing_key=envelope.routing_key[:200] if envelope and envelope.routing_key else None,
+        **ids,
+    )
     if message is not None:
-        Rejection.insert(message_id=message.message_id, reason=str(error), event_id=ids.get("id"),
-                         type=ids.get("type"), source=ids.get("source"), rejected_at=clock.now()).on_conflict(
-            conflict_target=[Rejection.message_id], update={Rejection.reason: str(error),
-                                                             Rejection.rejected_at: clock.now()}).execute()
+        Rejection.insert(
+            message_id=message.message_id,
+            reason=str(error),
+            event_id=ids.get("id"),
+            type=ids.get("type"),
+            source=ids.get("source"),
+            rejected_at=clock.now(),
+        ).on_conflict(
+            conflict_target=[Rejection.message_id],
+            update={Rejection.reason: str(error), Rejection.rejected_at: clock.now()},
+        ).execute()
 
 
 def _delivery_actor(name: str) -> dramatiq.Actor:
@@ -97,8 +116,9 @@ def _delivery_actor(name: str) -> dramatiq.Actor:
         structlog.contextvars.bind_contextvars(channel=name)
 
         def run() -> dict[int, Outcome]:
-            return run_deliveries(channel, delivery_ids, message_id=message.message_id, settings=settings,
-                                  catalog=catalog)
+            return run_deliveries(
+                channel, delivery_ids, message_id=message.message_id, settings=settings, catalog=catalog
+            )
 
         if channel.transactional:
             with transaction():
@@ -112,7 +132,10 @@ def _delivery_actor(name: str) -> dramatiq.Actor:
     deliver.__name__ = deliver.__qualname__ = f"deliver_{name}"
     deliver.__doc__ = f"Deliver a batch of {name} deliveries, by id."
     actor: dramatiq.Actor = dramatiq.actor(
-        deliver, actor_name=f"deliver_{name}", queue_name=settings.queue(name), priority=channel.priority,
+        deliver,
+        actor_name=f"deliver_{name}",
+        queue_name=settings.queue(name),
+        priority=channel.priority,
         **RETRY_OPTIONS,
     )
     return actor

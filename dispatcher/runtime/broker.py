@@ -44,9 +44,12 @@ hide_message_payloads()
 init_database(settings.database_url)
 
 broker = TidingsBroker(
-    url=settings.broker_url, confirm_delivery=True, queue_type=settings.queue_type,
+    url=settings.broker_url,
+    confirm_delivery=True,
+    queue_type=settings.queue_type,
     intake=Intake(ingest_queue=settings.queue("ingest"), max_event_bytes=settings.max_event_bytes),
-    retry_queue=settings.queue("ingest_retry"), relays=frozenset({settings.broker_user}),
+    retry_queue=settings.queue("ingest_retry"),
+    relays=frozenset({settings.broker_user}),
 )
 broker.declare_queue(settings.queue("ingest_retry"))
 broker.add_middleware(CurrentMessage())

@@ -18,8 +18,15 @@ from dispatcher.storage.db import database, is_sqlite, transaction
 
 
 def _create_initial_schema() -> None:
-    version_1 = [models.SchemaVersion, models.User, models.Preference, models.Subscription, models.Event,
-                 models.Delivery, models.InboxItem]
+    version_1 = [
+        models.SchemaVersion,
+        models.User,
+        models.Preference,
+        models.Subscription,
+        models.Event,
+        models.Delivery,
+        models.InboxItem,
+    ]
     database.create_tables(version_1, safe=True)  # today's models: later columns included
 
 
@@ -42,8 +49,9 @@ def _time_features() -> None:
         ("user", "quiet_end", peewee.CharField(max_length=5, null=True)),
     ]
     migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
-    steps = [migrator.add_column(table, name, field) for table, name, field in new_columns
-             if name not in _columns(table)]
+    steps = [
+        migrator.add_column(table, name, field) for table, name, field in new_columns if name not in _columns(table)
+    ]
     if steps:
         playhouse.migrate.migrate(*steps)
     database.create_tables([models.Event, models.MatchResult, models.RankingSnapshot, models.JobRun], safe=True)
@@ -69,7 +77,8 @@ def _bus_authority() -> None:
     for model in (models.User, models.Preference, models.Subscription, models.WebhookEndpoint):
         model.update(changed_at=now).where(model.changed_at > now).execute()
     commands = models.Event.select(models.Event.id, models.Event.data).where(
-        models.Event.type.startswith(CONTROL_PREFIX))
+        models.Event.type.startswith(CONTROL_PREFIX)
+    )
     for row in commands:
         data = row.data if isinstance(row.data, dict) else {}
         kept = redact_secrets(data)
@@ -112,7 +121,8 @@ def migrate() -> tuple[int, int]:
         before = current_version()
         if before > SCHEMA_VERSION:
             raise ConfigError(
-                f"the database schema is at version {before}, newer than this Tidings ({SCHEMA_VERSION}): upgrade Tidings"
+                f"the database schema is at version {before}, newer than this Tidings ({SCHEMA_VERSION}): "
+                "upgrade Tidings"
             )
         for version in range(before + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version]()
@@ -121,8 +131,9 @@ def migrate() -> tuple[int, int]:
         return before, SCHEMA_VERSION
 
 
-def migrate_when_free(*, attempts: int = 20, run: Callable[[], tuple[int, int]] = migrate,
-                      sleep: Callable[[float], None] = time.sleep) -> tuple[int, int]:
+def migrate_when_free(
+    *, attempts: int = 20, run: Callable[[], tuple[int, int]] = migrate, sleep: Callable[[float], None] = time.sleep
+) -> tuple[int, int]:
     """migrate(), waiting for another process starting at the same moment to finish its own.
 
     A new SQLite file must be switched to WAL, which needs it to itself; under load SQLite can

@@ -231,6 +231,17 @@ class Rejection(BaseModel):
 
 
 ALL_MODELS: list[type[BaseModel]] = [
-    SchemaVersion, User, Preference, Subscription, Event, Delivery, InboxItem, DisabledTarget, WebhookEndpoint,
-    MatchResult, RankingSnapshot, JobRun, Rejection,
+    SchemaVersion,
+    User,
+    Preference,
+    Subscription,
+    Event,
+    Delivery,
+    InboxItem,
+    DisabledTarget,
+    WebhookEndpoint,
+    MatchResult,
+    RankingSnapshot,
+    JobRun,
+    Rejection,
 ]

@@ -66,7 +66,10 @@ class Deployment:
         return bodies
 
     def queue_names(self) -> list[str]:
-        names = [self.settings.queue(q) for q in ("ingest", "ingest_retry", "in_app", "email", "discord", "webhook", "maintenance")]
+        names = [
+            self.settings.queue(q)
+            for q in ("ingest", "ingest_retry", "in_app", "email", "discord", "webhook", "maintenance")
+        ]
         return [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
 
     def teardown(self) -> None:

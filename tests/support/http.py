@@ -63,8 +63,16 @@ class HttpServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with server.lock:
-                    server.received.append(Received(self.command, self.path, dict(self.headers.items()), body,
-                                                    time.monotonic(), self.client_address[1]))
+                    server.received.append(
+                        Received(
+                            self.command,
+                            self.path,
+                            dict(self.headers.items()),
+                            body,
+                            time.monotonic(),
+                            self.client_address[1],
+                        )
+                    )
                     reply = server.replies.popleft() if server.replies else server.default
                 if reply.delay:
                     time.sleep(reply.delay)
@@ -76,11 +84,16 @@ class HttpServer:
                         server.cut_short.append(time.monotonic())
 
             def _answer(self, reply: Reply) -> None:
-                framing = ({"Transfer-Encoding": "chunked"} if reply.chunked
-                           else {"Content-Length": str(len(reply.body) * reply.repeat)})
+                framing = (
+                    {"Transfer-Encoding": "chunked"}
+                    if reply.chunked
+                    else {"Content-Length": str(len(reply.body) * reply.repeat)}
+                )
                 reason = self.responses.get(reply.status, ("",))[0]
-                lines = [f"HTTP/1.1 {reply.status} {reason}",
-                         *(f"{name}: {value}" for name, value in {**reply.headers, **framing}.items())]
+                lines = [
+                    f"HTTP/1.1 {reply.status} {reason}",
+                    *(f"{name}: {value}" for name, value in {**reply.headers, **framing}.items()),
+                ]
                 if reply.headers.get("Connection", "").lower() == "close":
                     self.close_connection = True
                 part = b"%x\r\n%s\r\n" % (len(reply.body), reply.body) if reply.chunked else reply.body

@@ -25,15 +25,22 @@ class ProcessGroup(WorkerProcess):
     """One dramatiq line of the Procfile: ``dramatiq <arguments>`` (modules, --processes, --threads, --queues)."""
 
     def __init__(self, env: dict[str, str], log_path: Path, *, arguments: list[str]) -> None:
-        super().__init__(env, log_path, processes=option(arguments, "--processes"),
-                         threads=option(arguments, "--threads"))
+        super().__init__(
+            env, log_path, processes=option(arguments, "--processes"), threads=option(arguments, "--threads")
+        )
         self.arguments = arguments
 
     def start(self, *, timeout: float = 30.0) -> ProcessGroup:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "dramatiq", *self.arguments], cwd=ROOT, env=self.env,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dramatiq", *self.arguments],
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         wait_for(self._ready, timeout=timeout, interval=0.1, what=f"the {self.log_path.stem} group to be ready")
         return self
 
@@ -59,8 +66,10 @@ def start_procfile(deployment: Deployment, procfile: Path = PROCFILE) -> dict[st
 
     Each group logs to <tmp_path>/<name>.log; teardown kills them with the deployment's workers.
     """
-    groups = {name: ProcessGroup(deployment.env, deployment.tmp_path / f"{name}.log", arguments=arguments)
-              for name, arguments in procfile_groups(deployment.namespace, procfile).items()}
+    groups = {
+        name: ProcessGroup(deployment.env, deployment.tmp_path / f"{name}.log", arguments=arguments)
+        for name, arguments in procfile_groups(deployment.namespace, procfile).items()
+    }
     deployment.workers += groups.values()
     for group in groups.values():
         group.start()

@@ -116,11 +116,13 @@ class PrivateRabbitNode:
             "RABBITMQ_PID_FILE": str(self.dir / "pid"),
         }
         began = time.monotonic()
-        launched = subprocess.run(["rabbitmq-server", "-detached"], env=env, capture_output=True, text=True,
-                                  timeout=60, check=False)
+        launched = subprocess.run(
+            ["rabbitmq-server", "-detached"], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
         if launched.returncode != 0:
-            self._fail_to_start(f"rabbitmq-server -detached exited {launched.returncode}: "
-                                f"{launched.stdout}{launched.stderr}")
+            self._fail_to_start(
+                f"rabbitmq-server -detached exited {launched.returncode}: {launched.stdout}{launched.stderr}"
+            )
         deadline = began + self.start_timeout
         while not self.accepts_connections():
             pid = self._read_pid()
@@ -139,8 +141,14 @@ class PrivateRabbitNode:
     def accepts_connections(self) -> bool:
         """Whether guest can open (and close) an AMQP connection to the node right now."""
         parameters = pika.ConnectionParameters(
-            host="127.0.0.1", port=self.port, credentials=pika.PlainCredentials("guest", "guest"),
-            connection_attempts=1, socket_timeout=2, blocked_connection_timeout=2, stack_timeout=5)
+            host="127.0.0.1",
+            port=self.port,
+            credentials=pika.PlainCredentials("guest", "guest"),
+            connection_attempts=1,
+            socket_timeout=2,
+            blocked_connection_timeout=2,
+            stack_timeout=5,
+        )
         try:
             pika.BlockingConnection(parameters).close()
             return True
@@ -190,8 +198,9 @@ class PrivateRabbitNode:
             self.close()
             raise
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 traceback: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
         self.close()
 
     # --- Helpers ---------------------------------------------------------------------------------
@@ -200,11 +209,13 @@ class PrivateRabbitNode:
         """`rabbitmqctl -n <this node> ARGS`: never without -n, never another node."""
         assert self.name.startswith(NODE_PREFIX) and self.name.endswith("@localhost"), self.name
         try:
-            return subprocess.run(["rabbitmqctl", "-n", self.name, *args], check=True, capture_output=True,
-                                  text=True, timeout=timeout)
+            return subprocess.run(
+                ["rabbitmqctl", "-n", self.name, *args], check=True, capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.CalledProcessError as e:
-            raise AssertionError(f"rabbitmqctl -n {self.name} {' '.join(args)} exited {e.returncode}:\n"
-                                 f"{e.stdout}{e.stderr}") from e
+            raise AssertionError(
+                f"rabbitmqctl -n {self.name} {' '.join(args)} exited {e.returncode}:\n{e.stdout}{e.stderr}"
+            ) from e
 
     def log_tail(self, lines: int = 40) -> str:
         if self.dir is None:
@@ -229,8 +240,9 @@ class PrivateRabbitNode:
     def _fail_to_start(self, why: str) -> None:
         tail = self.log_tail()
         self.close()
-        raise AssertionError(f"private RabbitMQ node {self.name} (AMQP port {self.port}) did not come up: "
-                             f"{why}\n{tail}")
+        raise AssertionError(
+            f"private RabbitMQ node {self.name} (AMQP port {self.port}) did not come up: {why}\n{tail}"
+        )
 
 
 def _alive(pid: int) -> bool:

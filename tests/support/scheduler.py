@@ -20,10 +20,16 @@ def time_passes(seconds: float) -> None:
     """As if ``seconds`` had passed for the pending deliveries (call deployment.use_database() first)."""
     for delivery in Delivery.select().where(Delivery.status == DeliveryStatus.PENDING):
         Delivery.update(next_attempt_at=delivery.next_attempt_at - dt.timedelta(seconds=seconds)).where(
-            Delivery.id == delivery.id).execute()
+            Delivery.id == delivery.id
+        ).execute()
 
 
 def run_release_job(deployment: Deployment) -> None:
     """What the scheduler runs every minute: release the held deliveries due within its window."""
-    subprocess.run([sys.executable, "-c", "import schedules; schedules.release_held_deliveries()"],
-                   cwd=PROJECT_ROOT, env=deployment.env, check=True, timeout=60)
+    subprocess.run(
+        [sys.executable, "-c", "import schedules; schedules.release_held_deliveries()"],
+        cwd=PROJECT_ROOT,
+        env=deployment.env,
+        check=True,
+        timeout=60,
+    )

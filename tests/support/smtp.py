@@ -28,8 +28,7 @@ class RecordingHandler:
         self.delay = 0.0  # seconds to wait before answering DATA: a slow server
         self.lock = threading.Lock()
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         with self.lock:
             if self.scripted_rcpt:
                 return self.scripted_rcpt.popleft()

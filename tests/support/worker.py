@@ -31,11 +31,21 @@ class WorkerProcess:
     def start_async(self) -> None:
         """Start the processes without waiting for them to be ready."""
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        command = [sys.executable, "-m", "dramatiq", "dispatcher.worker", "schedules",
-                   "--processes", str(self.processes), "--threads", str(self.threads)]
+        command = [
+            sys.executable,
+            "-m",
+            "dramatiq",
+            "dispatcher.worker",
+            "schedules",
+            "--processes",
+            str(self.processes),
+            "--threads",
+            str(self.threads),
+        ]
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(
+                command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def wait_ready(self, *, timeout: float = 30.0) -> WorkerProcess:
         wait_for(self._ready, timeout=timeout, interval=0.1, what="the worker to report ready")
