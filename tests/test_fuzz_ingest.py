@@ -31,6 +31,7 @@ from dispatcher.core.settings import DEFAULT_MAX_EVENT_BYTES, Settings
 from dispatcher.core.timing import check_schedule
 from dispatcher.pipeline.admission import admit
 from dispatcher.pipeline.ingest import IngestResult, ingest_event
+from dispatcher.rankings.ledger import INGEST_HOOKS
 from dispatcher.storage.models import InboxItem, Rejection
 from tests.support.deployment import Deployment
 from tests.support.wait import wait_for
@@ -121,7 +122,7 @@ def ingest_in_process(
         event, sender = admit(
             kwargs["event"], Envelope(**kwargs["envelope"]), catalog=catalog, settings=SETTINGS, authority=AUTHORITY
         )
-        return ingest_event(event, catalog, CHANNELS, sender=sender) if store else event
+        return ingest_event(event, catalog, CHANNELS, sender=sender, hooks=INGEST_HOOKS) if store else event
     except InvalidEvent as e:
         return Rejected(str(e))
 

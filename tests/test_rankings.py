@@ -22,6 +22,7 @@ from dispatcher.core.events import CloudEvent, parse_event
 from dispatcher.core.settings import Settings
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.rankings.ledger import (
+    INGEST_HOOKS,
     RankChange,
     change_events,
     changes_since,
@@ -253,7 +254,7 @@ def line(team: str, placement: int, kills: int = 0, **extra: Any) -> dict[str, A
 
 def feed(catalog: Catalog, event: CloudEvent) -> bool:
     """Ingest a match.completed as the worker does; True if the ledger holds it."""
-    ingest_event(event, catalog, ["in_app"])
+    ingest_event(event, catalog, ["in_app"], hooks=INGEST_HOOKS)
     row_id = Event.select(Event.id).where(Event.source == event.source, Event.event_id == event.id).scalar()
     return MatchResult.select().where(MatchResult.event == row_id).exists()
 
@@ -599,7 +600,9 @@ def test_a_published_change_notifies_the_team_subscribers_once(db: str, catalog:
     events = [e for e in change_events(recompute(), now=at(2)) if e["data"]["scope"] == "overall"]
 
     # when: what the exchange hands back to Tidings' ingest, twice
-    outcomes = [ingest_event(parse_event(e, catalog), catalog, ["in_app"]).outcome for e in events + events]
+    outcomes = [
+        ingest_event(parse_event(e, catalog), catalog, ["in_app"], hooks=INGEST_HOOKS).outcome for e in events + events
+    ]
 
     # then: c moved and has a subscriber; a did not move
     assert outcomes == ["accepted"] * 3 + ["duplicate"] * 3

@@ -13,6 +13,7 @@ from typing import Any
 
 from dispatcher.core.catalog import CONTROL_PREFIX, Catalog
 from dispatcher.core.errors import InvalidEvent
+from dispatcher.core.results import DATA_CHECKS
 
 MAX_RECIPIENTS = 10_000
 MAX_ID_LENGTH = 255
@@ -171,12 +172,9 @@ def _check_notification(event: CloudEvent, catalog: Catalog) -> None:
     cancel_key = event.data.get("cancel_key")
     if cancel_key is not None and (not isinstance(cancel_key, str) or not 0 < len(cancel_key) <= MAX_ID_LENGTH):
         raise InvalidEvent(f"data.cancel_key must be a string of 1 to {MAX_ID_LENGTH} characters")
-    if event.type == "match.completed" and event.data.get("participants") is not None:
-        from dispatcher.rankings.ledger import (
-            parse_participants,  # the ledger's rules; imported here: rankings imports events
-        )
-
-        parse_participants(event.data["participants"])
+    for key, check in DATA_CHECKS.get(event.type, {}).items():
+        if event.data.get(key) is not None:
+            check(event.data[key])
     missing = [key for key in kind.required if key not in event.data]
     if missing:
         raise InvalidEvent(f"data lacks the keys {event.type} requires: {', '.join(missing)}")

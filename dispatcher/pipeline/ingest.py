@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
 
 from dispatcher.commands.endpoints import endpoints_for
 from dispatcher.commands.registry import ANONYMOUS, apply_command, stored_data
@@ -24,14 +25,15 @@ from dispatcher.core.catalog import Catalog
 from dispatcher.core.events import CloudEvent
 from dispatcher.core.timing import MAX_MESSAGE_DELAY, due_time, quiet_until
 from dispatcher.pipeline.preferences import digest_users, load_preferences, resolve_channels, topic_subscribers
-from dispatcher.rankings.ledger import record_result
 from dispatcher.storage.db import transaction
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
 
 INSERT_BATCH = 500
 #: The channel of signed webhooks: a delivery's user_id holds the endpoint id.
 WEBHOOK = "webhook"
-MATCH_COMPLETED = "match.completed"
+#: What else records an accepted event of a type, inside ingest's transaction (the rankings ledger):
+#: (event, its row id) -> None. The runtime passes them; ingest knows no consumer by name.
+Hook = Callable[[CloudEvent, int], object]
 #: Channels whose deliveries wait for the end of the user's quiet hours (in-app never does).
 QUIET_CHANNELS = ("email", "discord")
 
@@ -47,12 +49,18 @@ class IngestResult:
 
 
 def ingest_event(
-    event: CloudEvent, catalog: Catalog, channels: list[str], *, sender: Sender = ANONYMOUS
+    event: CloudEvent,
+    catalog: Catalog,
+    channels: list[str],
+    *,
+    sender: Sender = ANONYMOUS,
+    hooks: Mapping[str, Sequence[Hook]] | None = None,
 ) -> IngestResult:
     """Record ``event`` and its deliveries on ``channels``, or recognise it as seen.
 
     ``sender`` is who published it (admission checked its authority): kept with the event, and
-    deciding what a command may reach.
+    deciding what a command may reach. ``hooks`` by type also record an accepted event, in the
+    same transaction (the runtime passes the rankings ledger's).
     """
     with transaction():
         inserted = list(
@@ -78,8 +86,8 @@ def ingest_event(
             return IngestResult("duplicate", to_enqueue, due=due)
         if event.is_command:
             return IngestResult(apply_command(event, catalog, sender))
-        if event.type == MATCH_COMPLETED:
-            record_result(event, inserted[0][0])  # the rankings ledger, in the same transaction
+        for hook in (hooks or {}).get(event.type, ()):
+            hook(event, inserted[0][0])
         recipients = _recipients(event)
         _create_deliveries(inserted[0][0], event, catalog, channels, recipients)
         to_enqueue, due = _never_attempted(inserted[0][0])

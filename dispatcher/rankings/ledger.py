@@ -20,13 +20,13 @@ from dispatcher.amqp.publisher import Publisher, build_event
 from dispatcher.core import clock
 from dispatcher.core.errors import InvalidEvent
 from dispatcher.core.events import CloudEvent
+from dispatcher.core.results import Placing, check_identifier, parse_participants
 from dispatcher.core.settings import Settings
 from dispatcher.rankings.standings import (
     DEFAULT_PLACEMENT_POINTS,
     DEFAULT_POINTS_PER_KILL,
     DEFAULT_WIN_POINTS,
     MatchRecord,
-    Placing,
     all_standings,
 )
 from dispatcher.storage.db import database, is_sqlite, transaction
@@ -38,8 +38,6 @@ SOURCE = "/tidings/rankings"
 #: announce() covers the snapshots of this long ago: a change whose publish failed goes out next time.
 ANNOUNCE_WINDOW = dt.timedelta(days=2)
 CHANGE_TYPE = "ranking.changed"
-MAX_PARTICIPANTS = 1000
-MAX_ID_LENGTH = 255
 #: Namespace of the ranking.changed event ids (uuid5 of scope, team and snapshot version).
 _ID_NAMESPACE = uuid.UUID("6f0b3c1e-4a57-5d0e-9c1a-72616e6b696e")
 
@@ -85,8 +83,8 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
             reason=f"data has no {' and no '.join(missing)}",
         )
         return False
-    tournament_id = _identifier(data["tournament_id"], "data.tournament_id")
-    match_id = None if data.get("match_id") is None else _identifier(data["match_id"], "data.match_id")
+    tournament_id = check_identifier(data["tournament_id"], "data.tournament_id")
+    match_id = None if data.get("match_id") is None else check_identifier(data["match_id"], "data.match_id")
     participants = parse_participants(data["participants"])
     winner = data.get("winner")
     if winner is not None and (not isinstance(winner, str) or winner not in {p.team_id for p in participants}):
@@ -103,40 +101,8 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
     return True
 
 
-def parse_participants(value: object) -> tuple[Placing, ...]:
-    """``data.participants`` checked, or InvalidEvent saying which entry is wrong and why."""
-    if not isinstance(value, list) or not value:
-        raise InvalidEvent("data.participants must be a non-empty list of {team_id, score, placement, kills}")
-    if len(value) > MAX_PARTICIPANTS:
-        raise InvalidEvent(f"data.participants has {len(value)} entries, over {MAX_PARTICIPANTS}")
-    placings: list[Placing] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(value):
-        where = f"data.participants[{index}]"
-        if not isinstance(entry, dict):
-            raise InvalidEvent(f"{where} must be an object with team_id, score, placement and kills")
-        team_id = _identifier(entry.get("team_id"), f"{where}.team_id")
-        if team_id in seen:
-            raise InvalidEvent(f"{where}.team_id {team_id!r} appears twice in data.participants")
-        seen.add(team_id)
-        score, placement, kills = entry.get("score"), entry.get("placement"), entry.get("kills")
-        if isinstance(score, bool) or not isinstance(score, (int, float)):
-            raise InvalidEvent(f"{where}.score must be a number")
-        if isinstance(placement, bool) or not isinstance(placement, int) or placement < 1:
-            raise InvalidEvent(f"{where}.placement must be an integer of 1 or more")
-        if isinstance(kills, bool) or not isinstance(kills, int) or kills < 0:
-            raise InvalidEvent(f"{where}.kills must be an integer of 0 or more")
-        name = entry.get("team_name")
-        if name is not None and not isinstance(name, str):
-            raise InvalidEvent(f"{where}.team_name must be a string")
-        placings.append(Placing(team_id, score, placement, kills, name or None))
-    return tuple(placings)
-
-
-def _identifier(value: object, what: str) -> str:
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_ID_LENGTH:
-        raise InvalidEvent(f"{what} must be a string of 1 to {MAX_ID_LENGTH} characters")
-    return value
+#: What the ledger records at ingest, by event type (pipeline.ingest's hooks).
+INGEST_HOOKS = {"match.completed": [record_result]}
 
 
 def ledger() -> list[MatchRecord]:

@@ -22,6 +22,8 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dispatcher.core.results import Placing
+
 #: Battle-royale points per placement; placements not listed earn nothing.
 DEFAULT_PLACEMENT_POINTS: Mapping[int, float] = {1: 12, 2: 9, 3: 7, 4: 5, 5: 4, 6: 3, 7: 2, 8: 1}
 DEFAULT_POINTS_PER_KILL = 1.0
@@ -31,17 +33,6 @@ OVERALL = "overall"
 
 def tournament_scope(tournament_id: str) -> str:
     return f"tournament:{tournament_id}"
-
-
-@dataclasses.dataclass(frozen=True)
-class Placing:
-    """One team's line in one match."""
-
-    team_id: str
-    score: float
-    placement: int
-    kills: int
-    team_name: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,6 +27,7 @@ from dispatcher.core.errors import InvalidEvent, PermanentError
 from dispatcher.pipeline.admission import admit
 from dispatcher.pipeline.delivery import Outcome, run_deliveries
 from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.rankings.ledger import INGEST_HOOKS
 from dispatcher.runtime.broker import broker, catalog, settings
 from dispatcher.storage.db import transaction
 from dispatcher.storage.models import Rejection
@@ -67,7 +68,7 @@ def ingest(
         raise
     structlog.contextvars.bind_contextvars(event_id=checked.id, event_type=checked.type, source=checked.source)
     try:
-        result = ingest_event(checked, catalog, list(DELIVERY_ACTORS), sender=sender)
+        result = ingest_event(checked, catalog, list(DELIVERY_ACTORS), sender=sender, hooks=INGEST_HOOKS)
     except InvalidEvent as e:  # a control command with bad data
         _log_rejection(event, ids, read, e)
         raise
