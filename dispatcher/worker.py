@@ -1,25 +1,28 @@
 """The worker entry point: ``dramatiq dispatcher.worker schedules`` (see Procfile).
 
-Imports the broker first, then every actor; at process boot it migrates the
-schema and declares the exchange and the ingest binding.
+One of the two modules that set things up when imported (schedules.py is the other): it loads
+the configuration, builds the broker, declares the actors on it, and adds a boot hook that
+migrates the schema and declares the exchange and the ingest binding in each worker process.
 """
 
 from __future__ import annotations
 
+import dramatiq
 import dramatiq.errors
 import pika.exceptions
 import structlog
 
 from dispatcher.amqp.topology import declare_topology
+from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import ConfigError
-from dispatcher.core.settings import redact_url
-from dispatcher.runtime.actors import DELIVERY_ACTORS, ingest
-from dispatcher.runtime.broker import broker, catalog, settings
+from dispatcher.core.settings import Settings, redact_url
+from dispatcher.runtime.actors import declare_actors
+from dispatcher.runtime.broker import build_broker, configure_process, load_configuration
 from dispatcher.runtime.middleware import BootMiddleware
 from dispatcher.storage.migrate import migrate_when_free
 
 
-def boot() -> None:
+def boot(broker: dramatiq.Broker, settings: Settings, catalog: Catalog) -> None:
     """Get the database and RabbitMQ ready for this worker process."""
     before, after = migrate_when_free()
     try:
@@ -41,6 +44,11 @@ def boot() -> None:
     )
 
 
-broker.add_middleware(BootMiddleware(boot))
+settings, catalog = load_configuration()
+configure_process(settings)
+broker = build_broker(settings)
+dramatiq.set_broker(broker)
+actors = declare_actors(broker, settings, catalog)
+broker.add_middleware(BootMiddleware(lambda: boot(broker, settings, catalog)))
 
-__all__ = ["DELIVERY_ACTORS", "boot", "broker", "ingest"]
+__all__ = ["actors", "boot", "broker", "catalog", "settings"]

@@ -9,11 +9,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import dramatiq
+import dramatiq.broker
 import psycopg2
 import pytest
+from dramatiq import Worker
+from dramatiq.brokers.stub import StubBroker
 
 from dispatcher.core.catalog import Catalog, load_catalog
-from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.core.settings import PROJECT_ROOT, Settings
+from dispatcher.runtime.broker import build_broker
 from dispatcher.storage.db import database, init_database
 from dispatcher.storage.migrate import migrate
 from dispatcher.storage.models import ALL_MODELS
@@ -121,3 +126,34 @@ def running(deployment: Deployment) -> Deployment:
 
 
 sys.path.insert(0, str(PROJECT_ROOT))
+
+
+# --- dramatiq on its StubBroker (in the style of dramatiq's own test suite) ------------------------------------
+
+
+@pytest.fixture
+def stub_settings(sqlite_db: str) -> Settings:
+    """Settings for actors on the StubBroker: the test's SQLite database, quick retries."""
+    return Settings(database_url=sqlite_db, namespace="t", retry_max=3, retry_min_backoff=0.05, retry_max_backoff=0.1)
+
+
+@pytest.fixture
+def stub_broker(stub_settings: Settings) -> Iterator[StubBroker]:
+    """A StubBroker with Tidings' middleware, as build_broker makes it; declare actors on it in the test."""
+    previous = dramatiq.broker.global_broker  # get_broker() would make a RabbitMQ broker when none is set
+    broker = build_broker(stub_settings, StubBroker())
+    broker.emit_after("process_boot")
+    dramatiq.set_broker(broker)
+    yield broker
+    broker.flush_all()
+    broker.close()
+    dramatiq.broker.global_broker = previous
+
+
+@pytest.fixture
+def stub_worker(stub_broker: StubBroker) -> Iterator[Worker]:
+    """A dramatiq worker with two threads on every queue of the stub broker."""
+    worker = Worker(stub_broker, worker_timeout=100, worker_threads=2)
+    worker.start()
+    yield worker
+    worker.stop()

@@ -1,13 +1,17 @@
-"""The dramatiq actors: ``ingest`` and one ``deliver_<channel>`` per registered channel.
+"""The dramatiq actors: ``ingest`` and one ``deliver_<channel>`` per registered channel, declared by a function.
 
 Each channel has its own queue (<namespace>.<channel>), so a slow SMTP server
 fills only the email queue. A delivery message carries a batch of delivery ids
 (one event's recipients on one channel); a delivery that fails transiently is
 retried on its own, by a delayed message of one id.
+
+:func:`declare_actors` declares them on the broker it is given (build it with
+runtime.broker.build_broker first), so tests and the embedded mode can use a StubBroker.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections import defaultdict
@@ -19,69 +23,131 @@ import structlog
 from dramatiq.common import xq_name
 from dramatiq.middleware import CurrentMessage
 
-from channels import REGISTRY, channel_class, load_channel
+from channels import REGISTRY, Channel, load_channel
 from dispatcher.amqp.intake import Envelope, readable_ids
 from dispatcher.core import clock
 from dispatcher.core.authority import Authority
+from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import InvalidEvent, PermanentError
+from dispatcher.core.settings import Settings
 from dispatcher.pipeline.admission import admit
 from dispatcher.pipeline.delivery import Outcome, run_deliveries
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.rankings.ledger import INGEST_HOOKS
-from dispatcher.runtime.broker import broker, catalog, settings
 from dispatcher.storage.db import transaction
 from dispatcher.storage.models import Rejection
 
 log = structlog.get_logger("tidings.ingest")
 
-RETRY_OPTIONS = {
-    "max_retries": settings.retry_max,
-    "min_backoff": int(settings.retry_min_backoff * 1000),
-    "max_backoff": int(settings.retry_max_backoff * 1000),
-}
+
+@dataclasses.dataclass(frozen=True)
+class Actors:
+    """The actors declared on one broker, and what sends delivery messages to them."""
+
+    settings: Settings
+    ingest: dramatiq.Actor
+    deliveries: dict[str, dramatiq.Actor]  # channel name -> its delivery actor
+    channels: dict[str, Channel]
+
+    def enqueue_deliveries(
+        self, deliveries: list[tuple[int, str]], due: Mapping[int, dt.datetime] | None = None
+    ) -> None:
+        """Send (delivery id, channel) pairs to their channels' actors, a batch per message.
+
+        A delivery in ``due`` (naive UTC) goes in a message delayed until then (never before it).
+        """
+        now = clock.now()
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for delivery_id, channel in deliveries:
+            when = (due or {}).get(delivery_id)
+            delay = max(0, math.ceil((when - now).total_seconds() * 1000)) if when else 0
+            groups[(channel, delay)].append(delivery_id)
+        for (channel, delay), ids in groups.items():
+            if channel not in self.deliveries:
+                log.warning("channel_not_registered", channel=channel, deliveries=len(ids))
+                continue
+            size = self.channels[channel].batch_size
+            for start in range(0, len(ids), size):
+                self.deliveries[channel].send_with_options(args=(ids[start : start + size],), delay=delay or None)
 
 
-AUTHORITY = Authority(settings.authorised_users)
+def retry_options(settings: Settings) -> dict[str, int]:
+    """dramatiq's retry options from TIDINGS_RETRY_*."""
+    return {
+        "max_retries": settings.retry_max,
+        "min_backoff": int(settings.retry_min_backoff * 1000),
+        "max_backoff": int(settings.retry_max_backoff * 1000),
+    }
 
 
-@dramatiq.actor(actor_name="ingest", queue_name=settings.queue("ingest"), throws=(PermanentError,), **RETRY_OPTIONS)
-def ingest(
-    event: dict[str, Any] | None = None,
-    error: str | None = None,
-    envelope: dict[str, Any] | None = None,
-    ids: dict[str, str] | None = None,
-) -> None:
-    """Admit an incoming CloudEvent (see admission.py), record it once, and fan out its deliveries.
+def declare_actors(
+    broker: dramatiq.Broker,
+    settings: Settings,
+    catalog: Catalog,
+    *,
+    channels: Mapping[str, Channel] | None = None,
+) -> Actors:
+    """Declare ``ingest`` and a delivery actor per channel on ``broker``.
 
-    The ingest queue's consumer (broker.py) makes these messages from the bodies producers publish:
-    ``event`` or ``error``, the AMQP ``envelope``, and ``ids`` read from a body refused before parsing.
+    ``channels``: the channel instances by name (default: one of each registered channel).
     """
-    read = Envelope(**envelope) if envelope else None
-    try:
-        if error is not None:
-            raise InvalidEvent(error)
-        if read is None:
-            raise InvalidEvent("the message has no AMQP envelope: it was not made by the ingest queue's consumer")
-        checked, sender = admit(event, read, catalog=catalog, settings=settings, authority=AUTHORITY)
-    except InvalidEvent as e:
-        _log_rejection(event, ids, read, e)
-        raise
-    structlog.contextvars.bind_contextvars(event_id=checked.id, event_type=checked.type, source=checked.source)
-    try:
-        result = ingest_event(checked, catalog, list(DELIVERY_ACTORS), sender=sender, hooks=INGEST_HOOKS)
-    except InvalidEvent as e:  # a control command with bad data
-        _log_rejection(event, ids, read, e)
-        raise
-    enqueue_deliveries(result.to_enqueue, result.due)
-    log.info(
-        f"event_{result.outcome}",
-        recipients=result.recipients,
-        enqueued=len(result.to_enqueue),
-        publisher=sender.publisher,
+    chosen = dict(channels) if channels is not None else {name: load_channel(name, settings) for name in REGISTRY}
+    authority = Authority(settings.authorised_users)
+    deliveries: dict[str, dramatiq.Actor] = {}
+
+    def ingest(
+        event: dict[str, Any] | None = None,
+        error: str | None = None,
+        envelope: dict[str, Any] | None = None,
+        ids: dict[str, str] | None = None,
+    ) -> None:
+        """Admit an incoming CloudEvent (see admission.py), record it once, and fan out its deliveries.
+
+        The ingest queue's consumer (amqp/rabbitmq.py) makes these messages from the bodies producers
+        publish: ``event`` or ``error``, the AMQP ``envelope``, and ``ids`` read from a body refused
+        before parsing.
+        """
+        read = Envelope(**envelope) if envelope else None
+        try:
+            if error is not None:
+                raise InvalidEvent(error)
+            if read is None:
+                raise InvalidEvent("the message has no AMQP envelope: it was not made by the ingest queue's consumer")
+            checked, sender = admit(event, read, catalog=catalog, settings=settings, authority=authority)
+        except InvalidEvent as e:
+            _log_rejection(event, ids, read, e, settings)
+            raise
+        structlog.contextvars.bind_contextvars(event_id=checked.id, event_type=checked.type, source=checked.source)
+        try:
+            result = ingest_event(checked, catalog, list(deliveries), sender=sender, hooks=INGEST_HOOKS)
+        except InvalidEvent as e:  # a control command with bad data
+            _log_rejection(event, ids, read, e, settings)
+            raise
+        actors.enqueue_deliveries(result.to_enqueue, result.due)
+        log.info(
+            f"event_{result.outcome}",
+            recipients=result.recipients,
+            enqueued=len(result.to_enqueue),
+            publisher=sender.publisher,
+        )
+
+    ingest_actor = dramatiq.actor(
+        ingest,
+        actor_name="ingest",
+        queue_name=settings.queue("ingest"),
+        broker=broker,
+        throws=(PermanentError,),
+        **retry_options(settings),
     )
+    for name, channel in chosen.items():
+        deliveries[name] = _delivery_actor(broker, settings, catalog, name, channel)
+    actors = Actors(settings=settings, ingest=ingest_actor, deliveries=deliveries, channels=chosen)
+    return actors
 
 
-def _log_rejection(event: object, ids: dict[str, str] | None, envelope: Envelope | None, error: InvalidEvent) -> None:
+def _log_rejection(
+    event: object, ids: dict[str, str] | None, envelope: Envelope | None, error: InvalidEvent, settings: Settings
+) -> None:
     """Log why, and keep the reason for `tidings dlq` (the dead-lettered body cannot carry it)."""
     ids = readable_ids(event) or ids or {}
     message = CurrentMessage.get_current_message()
@@ -108,9 +174,9 @@ def _log_rejection(event: object, ids: dict[str, str] | None, envelope: Envelope
         ).execute()
 
 
-def _delivery_actor(name: str) -> dramatiq.Actor:
-    channel = load_channel(name, settings)
-
+def _delivery_actor(
+    broker: dramatiq.Broker, settings: Settings, catalog: Catalog, name: str, channel: Channel
+) -> dramatiq.Actor:
     def deliver(delivery_ids: list[int]) -> None:
         message = CurrentMessage.get_current_message()
         assert message is not None, "the CurrentMessage middleware is on the broker"
@@ -136,33 +202,8 @@ def _delivery_actor(name: str) -> dramatiq.Actor:
         deliver,
         actor_name=f"deliver_{name}",
         queue_name=settings.queue(name),
+        broker=broker,
         priority=channel.priority,
-        **RETRY_OPTIONS,
+        **retry_options(settings),
     )
     return actor
-
-
-def enqueue_deliveries(deliveries: list[tuple[int, str]], due: Mapping[int, dt.datetime] | None = None) -> None:
-    """Send (delivery id, channel) pairs to their channels' actors, a batch per message.
-
-    A delivery in ``due`` (naive UTC) goes in a message delayed until then.
-    """
-    now = clock.now()
-    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for delivery_id, channel in deliveries:
-        when = (due or {}).get(delivery_id)
-        delay = max(0, math.ceil((when - now).total_seconds() * 1000)) if when else 0  # never before it is due
-        groups[(channel, delay)].append(delivery_id)
-    for (channel, delay), ids in groups.items():
-        if channel not in DELIVERY_ACTORS:
-            log.warning("channel_not_registered", channel=channel, deliveries=len(ids))
-            continue
-        size = channel_class(channel).batch_size
-        for start in range(0, len(ids), size):
-            DELIVERY_ACTORS[channel].send_with_options(args=(ids[start : start + size],), delay=delay or None)
-
-
-#: Channel name -> its delivery actor, for every channel in the registry.
-DELIVERY_ACTORS: dict[str, dramatiq.Actor] = {name: _delivery_actor(name) for name in REGISTRY}
-
-__all__ = ["DELIVERY_ACTORS", "broker", "enqueue_deliveries", "ingest"]

@@ -1,11 +1,9 @@
-"""The one dramatiq broker. Every entry point imports this module first.
+"""Building the dramatiq broker: the configuration an entry point loads, the broker and its middleware.
 
-dramatiq's default JSON encoder serves Tidings' own queues; the ingest queue,
-which producers reach through the events exchange, has a consumer of its own
-(rabbitmq.py).
-
-Middleware must be on the broker before any actor using its options is
-declared (periodiq's ``periodic=`` included), hence one module, imported first.
+Nothing here runs at import: the entry points (dispatcher/worker.py, schedules.py) call these
+functions, and so do tests and the embedded mode, with the broker they want. dramatiq's default
+JSON encoder serves Tidings' own queues; the ingest queue, which producers reach through the
+events exchange, has a consumer of its own (amqp/rabbitmq.py).
 """
 
 from __future__ import annotations
@@ -13,7 +11,6 @@ from __future__ import annotations
 import sys
 
 import dramatiq
-import structlog
 from dramatiq.middleware import CurrentMessage
 from periodiq import PeriodiqMiddleware
 
@@ -27,34 +24,44 @@ from dispatcher.runtime.middleware import DatabaseMiddleware, LogContextMiddlewa
 from dispatcher.storage.db import init_database
 
 
-def _load() -> tuple[Settings, Catalog]:
+def load_configuration() -> tuple[Settings, Catalog]:
+    """The settings and the catalog, for an entry point: a bad one stops the process with one clear line
+    instead of a traceback from inside the dramatiq CLI."""
     try:
         settings = get_settings()
         catalog = load_catalog(settings.catalog_path, settings.templates_dir)
     except ConfigError as e:
-        # One clear line instead of a traceback from inside the dramatiq CLI.
         print(f"tidings: configuration error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     return settings, catalog
 
 
-settings, catalog = _load()
-configure_logging(settings.log_format, settings.log_level)
-hide_message_payloads()
-init_database(settings.database_url)
+def build_broker(settings: Settings, broker: dramatiq.Broker | None = None) -> dramatiq.Broker:
+    """The broker with Tidings' middleware: a RabbitMQ broker made from ``settings``, or ``broker`` (a StubBroker
+    in tests and the embedded mode). Declare the actors on it afterwards (actors.declare_actors): middleware must
+    be on a broker before an actor using its options (periodiq's ``periodic=``) is declared."""
+    if broker is None:
+        broker = TidingsBroker(
+            url=settings.broker_url,
+            confirm_delivery=True,
+            queue_type=settings.queue_type,
+            intake=Intake(ingest_queue=settings.queue("ingest"), max_event_bytes=settings.max_event_bytes),
+            retry_queue=settings.queue("ingest_retry"),
+            relays=frozenset({settings.broker_user}),
+        )
+        broker.declare_queue(settings.queue("ingest_retry"))
+    for middleware in (
+        CurrentMessage(),
+        DatabaseMiddleware(),
+        LogContextMiddleware(),
+        PeriodiqMiddleware(skip_delay=60),
+    ):
+        broker.add_middleware(middleware)
+    return broker
 
-broker = TidingsBroker(
-    url=settings.broker_url,
-    confirm_delivery=True,
-    queue_type=settings.queue_type,
-    intake=Intake(ingest_queue=settings.queue("ingest"), max_event_bytes=settings.max_event_bytes),
-    retry_queue=settings.queue("ingest_retry"),
-    relays=frozenset({settings.broker_user}),
-)
-broker.declare_queue(settings.queue("ingest_retry"))
-broker.add_middleware(CurrentMessage())
-broker.add_middleware(DatabaseMiddleware())
-broker.add_middleware(LogContextMiddleware())
-broker.add_middleware(PeriodiqMiddleware(skip_delay=60))
-dramatiq.set_broker(broker)
-structlog.get_logger("tidings").debug("broker_ready", namespace=settings.namespace)
+
+def configure_process(settings: Settings) -> None:
+    """What an entry point sets up once: logging and the database."""
+    configure_logging(settings.log_format, settings.log_level)
+    hide_message_payloads()
+    init_database(settings.database_url)

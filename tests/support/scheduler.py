@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from dispatcher.core.settings import PROJECT_ROOT
+from dispatcher.storage.db import transaction
 from dispatcher.storage.models import Delivery, DeliveryStatus
 
 from .deployment import Deployment
@@ -18,10 +19,12 @@ from .deployment import Deployment
 
 def time_passes(seconds: float) -> None:
     """As if ``seconds`` had passed for the pending deliveries (call deployment.use_database() first)."""
-    for delivery in Delivery.select().where(Delivery.status == DeliveryStatus.PENDING):
-        Delivery.update(next_attempt_at=delivery.next_attempt_at - dt.timedelta(seconds=seconds)).where(
-            Delivery.id == delivery.id
-        ).execute()
+    with transaction():  # one write transaction from the start: SQLite refuses to upgrade a read one under load
+        pending = list(Delivery.select().where(Delivery.status == DeliveryStatus.PENDING))
+        for delivery in pending:
+            Delivery.update(next_attempt_at=delivery.next_attempt_at - dt.timedelta(seconds=seconds)).where(
+                Delivery.id == delivery.id
+            ).execute()
 
 
 def run_release_job(deployment: Deployment) -> None:
