@@ -9,7 +9,7 @@ delivery: the caller retries transient failures.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from dispatcher.core.catalog import NotificationType
 from dispatcher.core.events import CloudEvent
@@ -38,11 +38,32 @@ class Notification:
         return self.event.context
 
 
+#: Whom a channel's deliveries go to: a user (``Delivery.user_id`` is a user id, preferences apply) or an
+#: endpoint (it holds a webhook endpoint id, and the endpoints' own type patterns decide, not preferences).
+Addressee = Literal["user", "endpoint"]
+#: The Procfile process that consumes a channel's queue: ``worker`` (with ingest), ``sender`` or ``hooks``.
+ProcessGroup = Literal["worker", "sender", "hooks"]
+
+
 class Channel:
-    """Base class: one subclass per channel, one instance per worker process."""
+    """Base class: one subclass per channel, one instance per worker process.
+
+    Its class attributes are the channel's facts. Routing (pipeline/routing.py), the catalog's and the
+    preferences' checks and the tests read them through the registry, so no other module names a channel.
+    """
 
     #: The name preferences and the registry use.
     name: ClassVar[str] = ""
+    #: Whom it addresses (see ``Addressee``).
+    addresses: ClassVar[Addressee] = "user"
+    #: True: a delivery due inside the user's quiet hours waits for their end (not for critical types).
+    quiet_hours: ClassVar[bool] = False
+    #: True: a user may choose the daily digest for it instead (preference mode "digest").
+    digests: ClassVar[bool] = False
+    #: True: a catalog type that lists no ``channels`` gets this one.
+    catalog_default: ClassVar[bool] = False
+    #: The Procfile process whose ``--queues`` list its queue (<namespace>.<name>).
+    process_group: ClassVar[ProcessGroup] = "hooks"
     #: dramatiq actor priority: lower runs first when worker threads are busy.
     priority: ClassVar[int] = 0
     #: How many deliveries one message carries (a large fan-out becomes several messages).

@@ -157,6 +157,9 @@ class DiscordChannel(Channel):
     """Posts each delivery as an embed to the user's Discord webhook, or to the server channel's."""
 
     name = "discord"
+    addresses = "user"
+    quiet_hours = True
+    process_group = "hooks"
     priority = 10
     batch_size = 10
     transactional = False

@@ -73,7 +73,8 @@ def _embedded_ipv4(address: Address) -> ipaddress.IPv4Address | None:
 def describe(address: Address) -> str:
     """A refused address and why it is not public, for error messages: '::ffff:127.0.0.1 (loopback)'."""
     judged = _embedded_ipv4(address) or address
-    shown = f"::ffff:{address.ipv4_mapped}" if getattr(address, "ipv4_mapped", None) else str(address)
+    ipv6 = address if isinstance(address, ipaddress.IPv6Address) else None
+    shown = f"::ffff:{ipv6.ipv4_mapped}" if ipv6 is not None and ipv6.ipv4_mapped else str(address)
     for kind, matches in (
         ("unspecified", judged.is_unspecified),
         ("loopback", judged.is_loopback),

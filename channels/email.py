@@ -111,6 +111,10 @@ class SmtpChannel(Channel):
     """Sends each email delivery through TIDINGS_SMTP_URL."""
 
     name = "email"
+    addresses = "user"
+    quiet_hours = True
+    digests = True
+    process_group = "sender"
     priority = 10  # behind in-app when threads are scarce
     batch_size = 10  # small, so a large fan-out spreads over the worker threads
 

@@ -12,6 +12,10 @@ class InAppChannel(Channel):
     """Stores one InboxItem per delivery; the delivery's unique key makes it idempotent."""
 
     name = "in_app"
+    addresses = "user"
+    quiet_hours = False  # an inbox row disturbs no one
+    catalog_default = True
+    process_group = "worker"
     priority = 0
     batch_size = 100
     transactional = True

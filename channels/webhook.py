@@ -16,7 +16,8 @@ import hashlib
 import hmac
 import json
 import uuid
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import structlog
 
@@ -80,7 +81,9 @@ def public_body(notification: Notification) -> bytes:
     data = without_personal(event.data, notification.kind.personal)
     recipients = [r for r in event.data.get("recipients") or [] if isinstance(r, str)]
     if recipients:
-        emails = {e.lower() for (e,) in User.select(User.email).where(User.id.in_(recipients)).tuples() if e}
+        rows = User.select(User.email).where(User.id.in_(recipients)).tuples()
+        # cast: peewee's stubs type the rows of .tuples() as model instances
+        emails = {e.lower() for (e,) in cast(Iterable[tuple[str | None]], rows) if e}
         data = scrub(data, emails)
     body = {
         "id": event.id,
@@ -113,6 +116,9 @@ class WebhookChannel(Channel):
     """POSTs each event to the endpoints whose patterns match its type."""
 
     name = "webhook"
+    addresses = "endpoint"
+    quiet_hours = False
+    process_group = "hooks"
     priority = 10
     batch_size = 10
 

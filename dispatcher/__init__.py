@@ -4,7 +4,7 @@
 - ``storage``: the database, its models and migrations
 - ``amqp``: what arrives from the events exchange, the RabbitMQ broker class, topology, publishing
 - ``commands``: the control commands (users, preferences, topics, cancel, webhook endpoints)
-- ``pipeline``: one event's way: admission, ingest, preferences, delivery
+- ``pipeline``: one event's way: admission, ingest, preferences, routing, delivery
 - ``rankings``: the match ledger, standings, snapshots, rank-change announcements
 - ``jobs``: periodic work (release, sweep, digests, cleanup, job slots)
 - ``runtime``: the dramatiq broker, its middleware and the actors

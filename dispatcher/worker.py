@@ -12,6 +12,7 @@ import dramatiq.errors
 import pika.exceptions
 import structlog
 
+from dispatcher.amqp.rabbitmq import TidingsBroker
 from dispatcher.amqp.topology import declare_topology
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import ConfigError
@@ -22,7 +23,7 @@ from dispatcher.runtime.middleware import BootMiddleware
 from dispatcher.storage.migrate import migrate_when_free
 
 
-def boot(broker: dramatiq.Broker, settings: Settings, catalog: Catalog) -> None:
+def boot(broker: TidingsBroker, settings: Settings, catalog: Catalog) -> None:
     """Get the database and RabbitMQ ready for this worker process."""
     before, after = migrate_when_free()
     try:

@@ -16,6 +16,7 @@ import pytest
 from dramatiq import Worker
 from dramatiq.brokers.stub import StubBroker
 
+from channels import channel_classes
 from dispatcher.core.catalog import Catalog, load_catalog
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.runtime.broker import build_broker
@@ -33,7 +34,9 @@ for _key in [k for k in os.environ if k.startswith("TIDINGS_")]:
 
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
-    return load_catalog(PROJECT_ROOT / "templates" / "catalog.toml", PROJECT_ROOT / "templates")
+    return load_catalog(
+        PROJECT_ROOT / "templates" / "catalog.toml", PROJECT_ROOT / "templates", channels=channel_classes()
+    )
 
 
 @contextlib.contextmanager

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from channels import channel_classes
 from dispatcher.amqp.intake import CONTENT_TYPE, Envelope
 from dispatcher.core import clock
 from dispatcher.core.authority import OPERATOR, Authority, Sender
@@ -18,14 +19,11 @@ from dispatcher.core.catalog import Catalog, load_catalog, without_personal
 from dispatcher.core.errors import InvalidEvent, Unauthorized
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.pipeline.admission import admit
+from tests.support.events import cloud_event, invite
 
 NOW = dt.datetime(2026, 5, 9, 12, 0)
 SETTINGS = Settings(command_users=("ops",))
 AUTHORITY = Authority(SETTINGS.authorised_users)
-
-
-def event(type_: str, data: dict[str, Any], **attributes: Any) -> dict[str, Any]:
-    return {"specversion": "1.0", "id": "e1", "source": "/svc", "type": type_, "data": data, **attributes}
 
 
 def envelope(type_: str, publisher: str | None, **changes: Any) -> Envelope:
@@ -40,9 +38,9 @@ def admitted(raw: dict[str, Any], publisher: str | None, catalog: Catalog, **cha
     return sender
 
 
-UPSERT = event("tidings.user.upsert", {"id": "ana", "email": "evil@attacker.test"})
-ANNOUNCEMENT = event("system.announcement", {"recipients": ["ana"], "title": "Free money", "message": "Click"})
-INVITE = event("team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", "inviter_name": "Ada"})
+UPSERT = cloud_event("tidings.user.upsert", {"id": "ana", "email": "evil@attacker.test"})
+ANNOUNCEMENT = cloud_event("system.announcement", {"recipients": ["ana"], "title": "Free money", "message": "Click"})
+INVITE = cloud_event("team.invite.sent", invite(team_name="Owls", inviter_name="Ada"))
 
 
 @pytest.mark.parametrize(
@@ -50,10 +48,12 @@ INVITE = event("team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", 
     [
         UPSERT,
         ANNOUNCEMENT,
-        event("payment.verified", {"recipients": ["ana"], "amount": 1, "currency": "EUR", "reference": "r"}),
-        event("tidings.webhook.upsert", {"id": "x", "url": "https://evil.test/", "secret": "whsec_x", "types": ["*"]}),
-        event("tidings.topic.subscribe", {"topic": "t", "user": "ana"}),
-        event(
+        cloud_event("payment.verified", {"recipients": ["ana"], "amount": 1, "currency": "EUR", "reference": "r"}),
+        cloud_event(
+            "tidings.webhook.upsert", {"id": "x", "url": "https://evil.test/", "secret": "whsec_x", "types": ["*"]}
+        ),
+        cloud_event("tidings.topic.subscribe", {"topic": "t", "user": "ana"}),
+        cloud_event(
             "ranking.changed", {"recipients": ["ana"], "team_name": "Owls", "old_rank": 9, "new_rank": 1, "points": 99}
         ),
     ],
@@ -81,7 +81,7 @@ def test_command_users_and_tidings_own_user_may_send_commands_and_restricted_typ
 
 def test_anyone_may_publish_an_ordinary_type_and_a_cancel(catalog: Catalog) -> None:
     # given / when
-    cancel = event("tidings.notification.cancel", {"cancel_key": "match:1:reminder"})
+    cancel = cloud_event("tidings.notification.cancel", {"cancel_key": "match:1:reminder"})
     senders = [admitted(raw, publisher, catalog) for raw in (INVITE, cancel) for publisher in (None, "teams")]
     # then
     assert [s.privileged for s in senders] == [False] * 4
@@ -92,8 +92,8 @@ def test_a_restricted_type_admits_the_publishers_its_catalog_entry_lists(tmp_pat
     (tmp_path / "catalog.toml").write_text(
         '[types."payment.verified"]\nchannels = ["in_app"]\npublishers = ["billing"]\n'
     )
-    listed = load_catalog(tmp_path / "catalog.toml")
-    raw = event("payment.verified", {"recipients": ["ana"]})
+    listed = load_catalog(tmp_path / "catalog.toml", channels=channel_classes())
+    raw = cloud_event("payment.verified", {"recipients": ["ana"]})
     # when / then
     assert admitted(raw, "billing", listed) == Sender(publisher="billing")
     with pytest.raises(Unauthorized, match="its publishers in the catalog: billing"):
@@ -163,8 +163,8 @@ def test_a_dotted_personal_path_must_name_keys(tmp_path: Path) -> None:
 
     (tmp_path / "catalog.toml").write_text('[types."a.b"]\npersonal = ["payout..iban"]\n')
     with pytest.raises(ConfigError, match="dotted paths"):
-        load_catalog(tmp_path / "catalog.toml")
+        load_catalog(tmp_path / "catalog.toml", channels=channel_classes())
 
 
 def test_the_shipped_catalog_loads(catalog: Catalog) -> None:
-    assert load_catalog(PROJECT_ROOT / "templates" / "catalog.toml") == catalog
+    assert load_catalog(PROJECT_ROOT / "templates" / "catalog.toml", channels=channel_classes()) == catalog

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from channels import channel_classes
 from dispatcher.core.catalog import Catalog, load_catalog
 from dispatcher.core.errors import ConfigError
 from dispatcher.core.rendering import Renderer
@@ -232,7 +233,7 @@ personal = ["secret"]
     )
 
     # when
-    catalog = load_catalog(path, tmp_path)
+    catalog = load_catalog(path, tmp_path, channels=channel_classes())
 
     # then
     a, b = catalog.types["a.happened"], catalog.types["b.happened"]
@@ -254,7 +255,7 @@ def test_load_catalog_rejects_a_type_missing_a_template_file(tmp_path: Path, mis
 
     # when / then
     with pytest.raises(ConfigError, match=f"catalog type 'a.happened' has no template .*{missing}"):
-        load_catalog(path, tmp_path)
+        load_catalog(path, tmp_path, channels=channel_classes())
 
 
 def test_load_catalog_rejects_an_unknown_key(tmp_path: Path) -> None:
@@ -263,7 +264,7 @@ def test_load_catalog_rejects_an_unknown_key(tmp_path: Path) -> None:
 
     # when / then
     with pytest.raises(ConfigError, match=r"type 'a.happened': unknown keys \['chanels'\]"):
-        load_catalog(path, tmp_path)
+        load_catalog(path, tmp_path, channels=channel_classes())
 
 
 @pytest.mark.parametrize("channels", ['["sms"]', '["in_app", "pigeon"]', '"in_app"'])
@@ -273,7 +274,7 @@ def test_load_catalog_rejects_a_bad_channel_name(tmp_path: Path, channels: str) 
 
     # when / then
     with pytest.raises(ConfigError, match="type 'a.happened': channels must be a list drawn from"):
-        load_catalog(path, tmp_path)
+        load_catalog(path, tmp_path, channels=channel_classes())
 
 
 @pytest.mark.parametrize("name", ["tidings.user.upsert", "tidings.custom", "team.*", "team.#"])
@@ -283,7 +284,7 @@ def test_load_catalog_rejects_a_reserved_or_wildcard_type_name(tmp_path: Path, n
 
     # when / then
     with pytest.raises(ConfigError, match=f"type '{name}': the name is reserved or not a valid routing key"):
-        load_catalog(path)
+        load_catalog(path, channels=channel_classes())
 
 
 @pytest.mark.parametrize(
@@ -300,7 +301,7 @@ def test_load_catalog_rejects_malformed_values(tmp_path: Path, entry: str, messa
 
     # when / then
     with pytest.raises(ConfigError, match=message):
-        load_catalog(path)
+        load_catalog(path, channels=channel_classes())
 
 
 @pytest.mark.parametrize(
@@ -316,7 +317,7 @@ def test_load_catalog_rejects_a_file_without_types(tmp_path: Path, toml: str, me
 
     # when / then
     with pytest.raises(ConfigError, match=message):
-        load_catalog(path)
+        load_catalog(path, channels=channel_classes())
 
 
 def test_load_catalog_rejects_a_missing_file(tmp_path: Path) -> None:
@@ -325,4 +326,4 @@ def test_load_catalog_rejects_a_missing_file(tmp_path: Path) -> None:
 
     # when / then
     with pytest.raises(ConfigError, match="cannot read the catalog"):
-        load_catalog(path)
+        load_catalog(path, channels=channel_classes())

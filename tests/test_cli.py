@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -12,9 +13,11 @@ from pathlib import Path
 import pytest
 
 from dispatcher.cli.main import main
+from dispatcher.core import clock
 from dispatcher.core.settings import PROJECT_ROOT, Settings
+from dispatcher.storage.db import init_database
 from dispatcher.storage.migrate import SCHEMA_VERSION
-from dispatcher.storage.models import InboxItem
+from dispatcher.storage.models import InboxItem, Preference, User
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
@@ -58,10 +61,49 @@ def test_users_prefs_and_topics_commands_apply_and_show_what_they_did(capsys, se
     ]
     prefs = json.loads(run(capsys, settings, "prefs", "show", "ana", "--json")[1])
     resolved = {row["type"]: row["channels"] for row in prefs["resolved"]}
-    assert resolved["team.invite.sent"] == "in_app"  # email switched off for every type...
-    assert resolved["payment.verified"] == "in_app,email"  # ...but not for a critical one
-    assert prefs["stored"] == [{"type": "*", "channel": "email", "enabled": False}]
+    enabled = {channel: route["enabled"] for channel, route in resolved["team.invite.sent"].items()}
+    assert enabled == {"in_app": True, "email": False, "discord": False}  # email switched off for every type...
+    assert resolved["payment.verified"]["email"] == {  # ...but not for a critical one
+        "enabled": True,
+        "mode": "immediate",
+        "locked": True,
+        "quiet_until": None,
+    }
+    assert prefs["stored"] == [{"type": "*", "channel": "email", "enabled": False, "mode": "immediate"}]
     assert json.loads(run(capsys, settings, "topics", "list", "--json")[1]) == [{"topic": "team:1", "user": "ana"}]
+
+
+def test_prefs_show_prints_what_routing_decides_now_digest_quiet_hours_and_locks(capsys, settings: Settings) -> None:
+    # given ana, in Paris, with quiet hours from 22:00 to 07:00, match results in her email digest, Discord on
+    run(capsys, settings, "users", "upsert", "ana", "--email", "ana@example.com", "--timezone", "Europe/Paris")
+    run(capsys, settings, "prefs", "set", "ana", "*", "discord", "on")
+    init_database(settings.database_url)
+    User.update(quiet_start="22:00", quiet_end="07:00").where(User.id == "ana").execute()
+    Preference.create(
+        user_id="ana", type="match.completed", channel="email", enabled=True, mode="digest", changed_at=clock.now()
+    )
+
+    # when: it is 23:30 in Paris (21:30 UTC)
+    with clock.use_clock(lambda: dt.datetime(2026, 5, 9, 21, 30)):
+        shown = json.loads(run(capsys, settings, "prefs", "show", "ana", "--json")[1])
+        table = run(capsys, settings, "prefs", "show", "ana")[1]
+
+    # then
+    resolved = {row["type"]: row["channels"] for row in shown["resolved"]}
+    assert resolved["match.completed"]["email"]["mode"] == "digest"
+    assert resolved["team.invite.sent"]["discord"]["quiet_until"] == "2026-05-10T05:00:00Z"  # 07:00 in Paris
+    assert resolved["team.invite.sent"]["in_app"]["quiet_until"] is None  # in-app ignores quiet hours
+    assert resolved["system.announcement"]["email"] == {  # critical: locked, and never held
+        "enabled": True,
+        "mode": "immediate",
+        "locked": True,
+        "quiet_until": None,
+    }
+    routes = table.split("stored settings")[0].splitlines()
+    rows = {line.split()[0]: line for line in routes if line.startswith(("match.completed ", "team."))}
+    assert rows["match.completed"].split()[1:3] == ["on", "digest"]
+    assert "on, held by quiet hours until 2026-05-10T05:00:00Z" in rows["team.invite.sent"]
+    assert "on, locked" in table
 
 
 def test_bad_input_gets_a_clear_error_and_a_failing_status(capsys, settings: Settings) -> None:

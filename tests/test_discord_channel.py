@@ -29,8 +29,10 @@ from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.storage.db import database
 from dispatcher.storage.models import DisabledTarget, User
 from tests.support.http import HttpServer, Reply
+from tests.support.http import https_server as https_server  # a fixture
 from tests.support.services import free_port
-from tests.support.tls import make_certificate
+from tests.support.tls import Certificate
+from tests.support.tls import certificate as certificate  # a fixture
 
 TOKEN = "SECRETTOKEN"
 JSON = {"Content-Type": "application/json"}
@@ -71,25 +73,9 @@ def make_notification(
     )
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture(scope="module")
-def https_server(certificate: tuple[Path, Path]) -> Iterator[HttpServer]:
-    cert, key = certificate
-    server = HttpServer(cert, key).start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def server(https_server: HttpServer) -> HttpServer:
-    """The module's HTTPS server, with no request seen and no reply scripted yet."""
-    with https_server.lock:
-        https_server.received.clear()
-        https_server.replies.clear()
+    """Discord's stand-in: an HTTPS server of this test's own."""
     return https_server
 
 
@@ -107,11 +93,10 @@ def posted_path(webhook: str) -> str:
     return urllib.parse.urlsplit(webhook).path.replace("/api/", "/api/v10/", 1) + "?wait=true"
 
 
-def make_settings(certificate: tuple[Path, Path], **extra: str) -> Settings:
+def make_settings(certificate: Certificate, **extra: str) -> Settings:
     return Settings.from_env(
         {
-            "TIDINGS_ALLOW_PRIVATE_NETWORKS": "127.0.0.0/8",
-            "TIDINGS_HTTP_CA_FILE": str(certificate[0]),
+            **certificate.https_settings(),
             "TIDINGS_HTTP_CONNECT_TIMEOUT": "2",
             "TIDINGS_HTTP_READ_TIMEOUT": "5",
             **extra,
@@ -120,7 +105,7 @@ def make_settings(certificate: tuple[Path, Path], **extra: str) -> Settings:
 
 
 @pytest.fixture
-def channel(certificate: tuple[Path, Path]) -> Iterator[DiscordChannel]:
+def channel(certificate: Certificate) -> Iterator[DiscordChannel]:
     channel = DiscordChannel(make_settings(certificate))
     yield channel
     channel.close()
@@ -332,7 +317,7 @@ def test_a_wait_longer_than_max_wait_raises_with_the_time_left(limiter: RateLimi
     assert error.value.retry_after == pytest.approx(60.0)
 
 
-def test_every_channel_instance_shares_the_process_limiter(certificate: tuple[Path, Path]) -> None:
+def test_every_channel_instance_shares_the_process_limiter(certificate: Certificate) -> None:
     first, second = DiscordChannel(make_settings(certificate)), DiscordChannel(make_settings(certificate))
     try:
         assert first.limiter is second.limiter is LIMITER
@@ -384,7 +369,7 @@ def test_without_an_event_time_the_timestamp_is_now(
 
 @integration
 def test_the_users_webhook_comes_first_then_the_server_channel_then_the_delivery_is_skipped(
-    sqlite_db: str, server: HttpServer, certificate: tuple[Path, Path], catalog: Catalog
+    sqlite_db: str, server: HttpServer, certificate: Certificate, catalog: Catalog
 ) -> None:
     # given a server channel webhook, and a user webhook
     user_url, server_url = server.url("/api/webhooks/1/USERTOKEN"), server.url("/api/webhooks/2/SERVERTOKEN")
@@ -430,7 +415,7 @@ def test_long_text_is_cut_with_an_ellipsis_and_the_embed_stays_within_6000_chara
 
 @integration
 def test_a_discord_template_writes_the_description_with_the_event_data_escaped(
-    sqlite_db: str, server: HttpServer, webhook: str, certificate: tuple[Path, Path], catalog: Catalog, tmp_path: Path
+    sqlite_db: str, server: HttpServer, webhook: str, certificate: Certificate, catalog: Catalog, tmp_path: Path
 ) -> None:
     # given a discord.md for team.invite.sent, and a team name that tries to add a link
     templates = tmp_path / "templates"
@@ -459,7 +444,7 @@ def test_a_429_is_retried_later_and_holds_every_thread_back_until_retry_after(
     server: HttpServer,
     webhook: str,
     channel: DiscordChannel,
-    certificate: tuple[Path, Path],
+    certificate: Certificate,
     catalog: Catalog,
 ) -> None:
     # given a webhook that answers 429 with retry_after 2.5 after 0.2 s, then 200

@@ -15,6 +15,8 @@ from dispatcher.cli.dlq import SWEEP_NOTE
 from dispatcher.cli.main import main
 from dispatcher.storage.models import InboxItem, Rejection
 from tests.support.deployment import Deployment
+from tests.support.events import INVITE_URL, as_body, cloud_event, invite
+from tests.support.publishing import publish
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -26,25 +28,9 @@ def dlq(capsys: pytest.CaptureFixture[str], deployment: Deployment, *argv: str) 
     return code, out, err
 
 
-def publish(deployment: Deployment, routing_key: str, body: bytes) -> None:
+def publish_raw_as_tidings(deployment: Deployment, routing_key: str, body: bytes) -> None:
     with Publisher(deployment.settings.broker_url, deployment.exchange) as publisher:
         publisher.publish_raw(body, routing_key=routing_key)
-
-
-def event(type_: str, data: dict[str, Any], *, id: str | None = None) -> bytes:
-    return json.dumps(
-        {"specversion": "1.0", "id": id or str(uuid.uuid4()), "source": "/tests", "type": type_, "data": data}
-    ).encode()
-
-
-def invite(**data: Any) -> dict[str, Any]:
-    return {
-        "recipients": ["ana"],
-        "team_name": "Wolves",
-        "inviter_name": "Mira",
-        "url": "https://play.example/invites/1",
-        **data,
-    }
 
 
 def xq_name(deployment: Deployment, queue: str = "ingest") -> str:
@@ -84,19 +70,7 @@ def put_in_xq(
         "exchange": deployment.exchange if exchange is None else exchange,
         "routing-keys": [routing_key],
     }
-    connection = pika.BlockingConnection(pika.URLParameters(deployment.settings.broker_url))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(
-        "",
-        xq_name(deployment, queue),
-        body,
-        pika.BasicProperties(
-            delivery_mode=2, headers={"x-death": [death]}, content_type="application/cloudevents+json"
-        ),
-        mandatory=True,
-    )
-    connection.close()
+    publish(deployment, body, exchange="", routing_key=xq_name(deployment, queue), headers={"x-death": [death]})
 
 
 def log_events(deployment: Deployment, name: str) -> list[dict[str, Any]]:
@@ -106,7 +80,7 @@ def log_events(deployment: Deployment, name: str) -> list[dict[str, Any]]:
 
 def given_rejected(deployment: Deployment, *bodies: tuple[str, bytes]) -> None:
     for routing_key, body in bodies:
-        publish(deployment, routing_key, body)
+        publish_raw_as_tidings(deployment, routing_key, body)
     wait_for(lambda: len(xq_bodies(deployment)) == len(bodies), what="the events in the dead-letter queue")
     assert Rejection.select().count() == len(bodies)
 
@@ -118,7 +92,7 @@ def test_list_shows_each_rejected_event_with_its_reason_and_routing_key_and_cons
     secret = "whsec_" + "A" * 32
     given_rejected(
         running,
-        ("team.invite.sent", event("team.invite.sent", {"recipients": ["ana"]}, id="r1")),
+        ("team.invite.sent", as_body(cloud_event("team.invite.sent", {"recipients": ["ana"]}, id="r1"))),
         ("match.scheduled", b"not json at all"),
         (
             "tidings.webhook.upsert",
@@ -167,7 +141,7 @@ def test_list_shows_each_rejected_event_with_its_reason_and_routing_key_and_cons
 
 def test_show_prints_the_whole_body_and_its_reason(capsys, running: Deployment) -> None:
     # given
-    body = event("team.invite.sent", {"recipients": ["ana"], "note": "x" * 200}, id="long-1")
+    body = as_body(cloud_event("team.invite.sent", {"recipients": ["ana"], "note": "x" * 200}, id="long-1"))
     given_rejected(running, ("team.invite.sent", body))
     [row] = json.loads(dlq(capsys, running, "list", "--json")[1])["dead_letters"]
     # when
@@ -189,7 +163,8 @@ def test_replaying_an_event_still_invalid_puts_it_back_with_its_reason_and_deliv
     capsys, running: Deployment
 ) -> None:
     # given
-    given_rejected(running, ("team.invite.sent", event("team.invite.sent", {"recipients": ["ana"]}, id="bad-1")))
+    body = as_body(cloud_event("team.invite.sent", {"recipients": ["ana"]}, id="bad-1"))
+    given_rejected(running, ("team.invite.sent", body))
     [row] = json.loads(dlq(capsys, running, "list", "--json")[1])["dead_letters"]
     # when
     code, out, _ = dlq(capsys, running, "replay", row["message_id"])
@@ -206,7 +181,7 @@ def test_a_valid_dead_letter_is_delivered_once_however_often_it_is_replayed(
     capsys, caplog: pytest.LogCaptureFixture, running: Deployment
 ) -> None:
     # given a valid event dead-lettered as RabbitMQ does it
-    body = event("team.invite.sent", invite(), id="ok-1")
+    body = as_body(cloud_event("team.invite.sent", invite(url=INVITE_URL), id="ok-1"))
     put_in_xq(running, body)
     # when
     code, out, _ = dlq(capsys, running, "replay", "--all")
@@ -225,7 +200,7 @@ def test_a_valid_dead_letter_is_delivered_once_however_often_it_is_replayed(
 
 def test_a_dead_letter_that_cannot_be_published_stays_in_the_queue(capsys, running: Deployment) -> None:
     # given a letter whose routing key nothing is bound to any more
-    put_in_xq(running, event("team.renamed", {"recipients": ["ana"]}), routing_key="team.renamed")
+    put_in_xq(running, as_body(cloud_event("team.renamed", {"recipients": ["ana"]})), routing_key="team.renamed")
     # when
     code, out, err = dlq(capsys, running, "replay", "--all")
     # then

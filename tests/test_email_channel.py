@@ -7,7 +7,6 @@ import datetime as dt
 import email
 import email.policy
 import email.utils
-from pathlib import Path
 
 import pytest
 import structlog
@@ -24,7 +23,8 @@ from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, User
 from tests.support.services import free_port
 from tests.support.smtp import SmtpServer
-from tests.support.tls import make_certificate, server_context
+from tests.support.tls import Certificate
+from tests.support.tls import certificate as certificate  # a fixture
 
 pytestmark = pytest.mark.integration
 
@@ -190,17 +190,13 @@ def test_a_connection_the_server_dropped_is_replaced_without_failing_the_deliver
         second.stop()
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-def test_starttls_delivers_when_the_certificate_verifies(certificate: tuple[Path, Path], catalog: Catalog) -> None:
+def test_starttls_delivers_when_the_certificate_verifies(certificate: Certificate, catalog: Catalog) -> None:
     # given a server that requires STARTTLS, and a CA file that trusts its certificate
-    cert, key = certificate
-    server = SmtpServer(tls_context=server_context(cert, key), require_starttls=True).start()
+    server = SmtpServer(tls_context=certificate.server_context(), require_starttls=True).start()
     try:
-        channel = SmtpChannel(make_settings(f"smtp+starttls://127.0.0.1:{server.port}", TIDINGS_SMTP_CA_FILE=str(cert)))
+        channel = SmtpChannel(
+            make_settings(f"smtp+starttls://127.0.0.1:{server.port}", TIDINGS_SMTP_CA_FILE=str(certificate.ca_file))
+        )
         # when
         channel.deliver(make_notification(catalog))
         # then
@@ -209,10 +205,9 @@ def test_starttls_delivers_when_the_certificate_verifies(certificate: tuple[Path
         server.stop()
 
 
-def test_starttls_refuses_a_certificate_it_cannot_verify(certificate: tuple[Path, Path], catalog: Catalog) -> None:
-    # given the same server but no CA file: its self-signed certificate is not trusted
-    cert, key = certificate
-    server = SmtpServer(tls_context=server_context(cert, key), require_starttls=True).start()
+def test_starttls_refuses_a_certificate_it_cannot_verify(certificate: Certificate, catalog: Catalog) -> None:
+    # given the same server but no CA file: its certificate, from an unknown CA, is not trusted
+    server = SmtpServer(tls_context=certificate.server_context(), require_starttls=True).start()
     try:
         channel = SmtpChannel(make_settings(f"smtp+starttls://127.0.0.1:{server.port}"))
         # when / then
@@ -223,11 +218,12 @@ def test_starttls_refuses_a_certificate_it_cannot_verify(certificate: tuple[Path
         server.stop()
 
 
-def test_smtps_delivers_over_tls_from_the_first_byte(certificate: tuple[Path, Path], catalog: Catalog) -> None:
-    cert, key = certificate
-    server = SmtpServer(ssl_context=server_context(cert, key)).start()
+def test_smtps_delivers_over_tls_from_the_first_byte(certificate: Certificate, catalog: Catalog) -> None:
+    server = SmtpServer(ssl_context=certificate.server_context()).start()
     try:
-        channel = SmtpChannel(make_settings(f"smtps://127.0.0.1:{server.port}", TIDINGS_SMTP_CA_FILE=str(cert)))
+        channel = SmtpChannel(
+            make_settings(f"smtps://127.0.0.1:{server.port}", TIDINGS_SMTP_CA_FILE=str(certificate.ca_file))
+        )
         channel.deliver(make_notification(catalog))
         assert len(server.messages) == 1
     finally:

@@ -11,30 +11,24 @@ import pytest
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import InvalidEvent
 from dispatcher.core.events import MAX_RECIPIENTS, decode_body, parse_event
+from tests.support.events import cloud_event, invite
 
 
-def invite(**overrides: Any) -> dict[str, Any]:
+def invite_event(**overrides: Any) -> dict[str, Any]:
     """A valid team.invite.sent event; ``overrides`` replace top-level attributes."""
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": "evt-1",
-        "source": "/teams",
-        "type": "team.invite.sent",
-        "time": "2026-05-09T18:30:00Z",
-        "data": {"recipients": ["u1", "u2"], "team_name": "Owls", "inviter_name": "Ada"},
-    }
-    event.update(overrides)
-    return event
+    data = invite(["u1", "u2"], team_name="Owls", inviter_name="Ada")
+    event = cloud_event("team.invite.sent", data, id="evt-1", source="/teams", time="2026-05-09T18:30:00Z")
+    return {**event, **overrides}
 
 
 def with_data(**data: Any) -> dict[str, Any]:
     """A team.invite.sent event whose data is exactly ``data``."""
-    return invite(data=data)
+    return invite_event(data=data)
 
 
 def test_a_valid_event_is_parsed_into_a_cloud_event(catalog: Catalog) -> None:
     # given
-    raw = invite(
+    raw = invite_event(
         subject="team/42",
         data={
             "recipients": ["u1"],
@@ -59,7 +53,7 @@ def test_a_valid_event_is_parsed_into_a_cloud_event(catalog: Catalog) -> None:
 
 def test_a_parsed_event_turns_back_into_its_json_form(catalog: Catalog) -> None:
     # given
-    raw = invite(time="2026-05-09T20:30:00+02:00")
+    raw = invite_event(time="2026-05-09T20:30:00+02:00")
 
     # when
     body = parse_event(raw, catalog).to_json()
@@ -73,7 +67,7 @@ def test_a_parsed_event_turns_back_into_its_json_form(catalog: Catalog) -> None:
 
 def test_an_event_without_time_is_accepted(catalog: Catalog) -> None:
     # given
-    raw = invite()
+    raw = invite_event()
     del raw["time"]
 
     # when
@@ -86,7 +80,7 @@ def test_an_event_without_time_is_accepted(catalog: Catalog) -> None:
 @pytest.mark.parametrize("specversion", [None, "0.3", "1", 1.0, "1.0 "])
 def test_an_event_with_a_wrong_specversion_is_rejected(catalog: Catalog, specversion: object) -> None:
     # given
-    raw = invite(specversion=specversion)
+    raw = invite_event(specversion=specversion)
 
     # when / then
     with pytest.raises(InvalidEvent, match='specversion must be "1.0"'):
@@ -99,7 +93,7 @@ def test_an_event_with_a_missing_or_empty_required_attribute_is_rejected(
     catalog: Catalog, attribute: str, value: object
 ) -> None:
     # given
-    raw = invite()
+    raw = invite_event()
     if value == "<missing>":
         del raw[attribute]
     else:
@@ -112,7 +106,7 @@ def test_an_event_with_a_missing_or_empty_required_attribute_is_rejected(
 
 def test_an_event_with_an_overlong_id_is_rejected(catalog: Catalog) -> None:
     # given
-    raw = invite(id="x" * 1021)
+    raw = invite_event(id="x" * 1021)
 
     # when / then
     with pytest.raises(InvalidEvent, match="id is longer than 1020 characters"):
@@ -122,7 +116,7 @@ def test_an_event_with_an_overlong_id_is_rejected(catalog: Catalog) -> None:
 @pytest.mark.parametrize("data", [[], "text", 42, True])
 def test_an_event_whose_data_is_not_an_object_is_rejected(catalog: Catalog, data: object) -> None:
     # given
-    raw = invite(data=data)
+    raw = invite_event(data=data)
 
     # when / then
     with pytest.raises(InvalidEvent, match="data must be a JSON object"):
@@ -131,7 +125,7 @@ def test_an_event_whose_data_is_not_an_object_is_rejected(catalog: Catalog, data
 
 def test_an_event_with_a_non_json_content_type_is_rejected(catalog: Catalog) -> None:
     # given
-    raw = invite(datacontenttype="text/xml")
+    raw = invite_event(datacontenttype="text/xml")
 
     # when / then
     with pytest.raises(InvalidEvent, match="datacontenttype 'text/xml' is not application/json"):
@@ -143,7 +137,7 @@ def test_an_event_with_a_non_json_content_type_is_rejected(catalog: Catalog) -> 
 )
 def test_json_content_types_are_accepted(catalog: Catalog, content_type: str) -> None:
     # given
-    raw = invite(datacontenttype=content_type)
+    raw = invite_event(datacontenttype=content_type)
 
     # when
     event = parse_event(raw, catalog)
@@ -233,7 +227,7 @@ def test_a_malformed_topic_is_rejected(catalog: Catalog, topic: object) -> None:
 
 def test_an_event_of_a_type_outside_the_catalog_is_rejected(catalog: Catalog) -> None:
     # given
-    raw = invite(type="team.invite.exploded")
+    raw = invite_event(type="team.invite.exploded")
 
     # when / then
     with pytest.raises(InvalidEvent, match="type 'team.invite.exploded' is not in the catalog"):
@@ -242,7 +236,7 @@ def test_an_event_of_a_type_outside_the_catalog_is_rejected(catalog: Catalog) ->
 
 def test_an_event_missing_required_keys_is_rejected_naming_them(catalog: Catalog) -> None:
     # given
-    raw = invite(type="match.disputed", data={"recipients": ["u1"], "tournament_name": "Cup"})
+    raw = invite_event(type="match.disputed", data={"recipients": ["u1"], "tournament_name": "Cup"})
 
     # when / then
     with pytest.raises(InvalidEvent, match="data lacks the keys match.disputed requires: match_id, reason"):
@@ -262,7 +256,7 @@ def test_an_event_missing_required_keys_is_rejected_naming_them(catalog: Catalog
 )
 def test_an_event_with_a_bad_time_is_rejected(catalog: Catalog, time: object, message: str) -> None:
     # given
-    raw = invite(time=time)
+    raw = invite_event(time=time)
 
     # when / then
     with pytest.raises(InvalidEvent, match=message):
@@ -281,7 +275,7 @@ def test_an_event_with_a_url_that_is_not_http_is_rejected(catalog: Catalog, url:
 
 def test_a_subject_that_is_not_a_string_is_rejected(catalog: Catalog) -> None:
     # given
-    raw = invite(subject=["team", 42])
+    raw = invite_event(subject=["team", 42])
 
     # when / then
     with pytest.raises(InvalidEvent, match="subject must be a string"):
@@ -290,7 +284,7 @@ def test_a_subject_that_is_not_a_string_is_rejected(catalog: Catalog) -> None:
 
 def test_a_control_command_skips_the_notification_checks(catalog: Catalog) -> None:
     # given: no recipients, no topic, and a type the catalog does not list
-    raw = invite(type="tidings.user.upsert", data={"id": "u1", "email": "u1@example.com"})
+    raw = invite_event(type="tidings.user.upsert", data={"id": "u1", "email": "u1@example.com"})
 
     # when
     event = parse_event(raw, catalog)
@@ -302,7 +296,7 @@ def test_a_control_command_skips_the_notification_checks(catalog: Catalog) -> No
 
 def test_a_control_command_still_needs_the_cloud_event_attributes(catalog: Catalog) -> None:
     # given
-    raw = invite(type="tidings.user.upsert", id="", data={"id": "u1"})
+    raw = invite_event(type="tidings.user.upsert", id="", data={"id": "u1"})
 
     # when / then
     with pytest.raises(InvalidEvent, match="id must be a non-empty string"):
@@ -311,11 +305,11 @@ def test_a_control_command_still_needs_the_cloud_event_attributes(catalog: Catal
 
 def test_decode_body_reads_a_json_object_from_bytes_or_text() -> None:
     # given
-    body = json.dumps(invite())
+    body = json.dumps(invite_event())
 
     # when / then
-    assert decode_body(body) == invite()
-    assert decode_body(body.encode("utf-8")) == invite()
+    assert decode_body(body) == invite_event()
+    assert decode_body(body.encode("utf-8")) == invite_event()
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,8 @@ from dispatcher.pipeline.ingest import IngestResult, ingest_event
 from dispatcher.rankings.ledger import INGEST_HOOKS
 from dispatcher.storage.models import InboxItem, Rejection
 from tests.support.deployment import Deployment
+from tests.support.events import INVITE_URL, as_body, cloud_event, invite
+from tests.support.publishing import publish
 from tests.support.wait import wait_for
 
 SETTINGS = Settings()
@@ -57,40 +59,33 @@ def intake(max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Intake:
 
 def invite_event(**overrides: Any) -> dict[str, Any]:
     """A valid team.invite.sent with every optional attribute, so that removing one means something."""
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/fuzz",
-        "type": "team.invite.sent",
-        "datacontenttype": "application/json",
-        "time": "2026-05-09T18:30:00Z",
-        "subject": "team/7",
-        "data": {
-            "recipients": ["ana", "bo"],
-            "team_name": "Wolves",
-            "inviter_name": "Mira",
-            "url": "https://play.example/invites/1",
-            "deliver_at": "2020-01-01T00:00:00Z",
-            "topic": "team:7",
-            "cancel_key": "invite-7",
-        },
-    }
+    data = invite(
+        ["ana", "bo"],
+        url=INVITE_URL,
+        deliver_at="2020-01-01T00:00:00Z",
+        topic="team:7",
+        cancel_key="invite-7",
+    )
+    event = cloud_event(
+        "team.invite.sent",
+        data,
+        source="/fuzz",
+        datacontenttype="application/json",
+        time="2026-05-09T18:30:00Z",
+        subject="team/7",
+    )
     event.update(overrides)
     return event
 
 
-def dumps(value: Any) -> bytes:
-    return json.dumps(value).encode()
-
-
-def invite(**overrides: Any) -> bytes:
+def invite_body(**overrides: Any) -> bytes:
     """The body of a valid invite with some attributes changed."""
-    return dumps(invite_event(**overrides))
+    return as_body(invite_event(**overrides))
 
 
 def invite_with_data(**fields: Any) -> bytes:
     """The body of a valid invite with some data fields changed."""
-    return invite(data={**invite_event()["data"], **fields})
+    return invite_body(data={**invite_event()["data"], **fields})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -258,7 +253,7 @@ def almost_valid_events(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def command(type_: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/fuzz", "type": type_, "data": data}
+    return cloud_event(type_, data, source="/fuzz")
 
 
 VALID_COMMANDS = [
@@ -323,7 +318,7 @@ def dramatiq_shaped_bodies(draw: st.DrawFn) -> bytes:
         fields["message_timestamp"] = draw(json_values)
     if draw(st.booleans()):
         fields[draw(st.text(max_size=10))] = draw(json_values)
-    return dumps(fields)
+    return as_body(fields)
 
 
 # 1. Properties ---------------------------------------------------------------------------------------
@@ -367,7 +362,7 @@ def test_an_almost_valid_event_is_stored_or_rejected_with_a_reason(
     sqlite_db: str, catalog: Catalog, event: dict[str, Any]
 ) -> None:
     # given a valid event with one field broken / when
-    outcome = ingest_in_process(dumps(event), catalog, store=True)
+    outcome = ingest_in_process(as_body(event), catalog, store=True)
     # then
     assert_accepted_or_rejected_with_a_reason(outcome)
 
@@ -378,7 +373,7 @@ def test_an_almost_valid_command_is_applied_or_rejected_with_a_reason(
     sqlite_db: str, catalog: Catalog, event: dict[str, Any]
 ) -> None:
     # given a valid control command with one field broken, from an authorised user / when
-    outcome = ingest_in_process(dumps(event), catalog, store=True, publisher=SETTINGS.broker_user)
+    outcome = ingest_in_process(as_body(event), catalog, store=True, publisher=SETTINGS.broker_user)
     # then
     assert_accepted_or_rejected_with_a_reason(outcome)
 
@@ -421,8 +416,8 @@ def padded_event(size: int, **overrides: Any) -> bytes:
     """A valid event of exactly ``size`` bytes, padded in data."""
     event = invite_event(**overrides)
     event["data"]["padding"] = ""
-    event["data"]["padding"] = "x" * (size - len(dumps(event)))
-    body = dumps(event)
+    event["data"]["padding"] = "x" * (size - len(as_body(event)))
+    body = as_body(event)
     assert len(body) == size
     return body
 
@@ -443,28 +438,30 @@ NASTY = [
     pytest.param(padded_event(TEN_MB), f"the body is {TEN_MB} bytes, over the limit", id="10MB-string-value"),
     pytest.param(b'{"specversion": "1.0", "id": "caf\xe9"}', NOT_UTF8, id="latin-1"),
     pytest.param(b"\xff\xfe\xfd" * 1000, NOT_UTF8, id="invalid-utf8"),
-    pytest.param(invite().decode().encode("utf-16"), NOT_UTF8, id="utf16-with-bom"),
-    pytest.param(b"\xef\xbb\xbf" + invite(), "the body is not JSON (Unexpected UTF-8 BOM", id="utf8-bom"),
+    pytest.param(invite_body().decode().encode("utf-16"), NOT_UTF8, id="utf16-with-bom"),
+    pytest.param(b"\xef\xbb\xbf" + invite_body(), "the body is not JSON (Unexpected UTF-8 BOM", id="utf8-bom"),
     pytest.param(invite_with_data(score=float("nan"), max=float("inf")), ACCEPTED, id="NaN-and-Infinity-in-data"),
-    pytest.param(invite(id=float("nan")), "id must be a non-empty string", id="NaN-id"),
-    pytest.param(invite(specversion=float("-inf")), 'specversion must be "1.0"', id="Infinity-specversion"),
+    pytest.param(invite_body(id=float("nan")), "id must be a non-empty string", id="NaN-id"),
+    pytest.param(invite_body(specversion=float("-inf")), 'specversion must be "1.0"', id="Infinity-specversion"),
     pytest.param(
         invite_with_data(recipients=["u"] * 100_000),
         "data.recipients has 100000 entries, over 10000",
         id="100k-recipients",
     ),
-    pytest.param(invite(id="\x01\x1b[31m\u202e\u200b\x7f\ufeff"), ACCEPTED, id="control-characters-in-id"),
-    pytest.param(invite(id="a\x00b"), NUL, id="NUL-in-id"),
+    pytest.param(invite_body(id="\x01\x1b[31m\u202e\u200b\x7f\ufeff"), ACCEPTED, id="control-characters-in-id"),
+    pytest.param(invite_body(id="a\x00b"), NUL, id="NUL-in-id"),
     pytest.param(invite_with_data(recipients=["a\x00b"]), NUL, id="NUL-in-recipient"),
-    pytest.param(invite(id="\u2028\t \u3000"), "id must be a non-empty string", id="whitespace-id"),
-    pytest.param(invite(id="\ud800"), SURROGATE, id="lone-surrogate-id"),
+    pytest.param(invite_body(id="\u2028\t \u3000"), "id must be a non-empty string", id="whitespace-id"),
+    pytest.param(invite_body(id="\ud800"), SURROGATE, id="lone-surrogate-id"),
     pytest.param(invite_with_data(recipients=["\udfff"]), SURROGATE, id="lone-surrogate-recipient"),
-    pytest.param(invite(type="t" * 100_000), "type is longer than 1020 characters", id="100k-char-type"),
+    pytest.param(invite_body(type="t" * 100_000), "type is longer than 1020 characters", id="100k-char-type"),
     pytest.param(
-        invite(type="team.invite.sent\x1b"), "type 'team.invite.sent\\x1b' is not in the catalog", id="escape-in-type"
+        invite_body(type="team.invite.sent\x1b"),
+        "type 'team.invite.sent\\x1b' is not in the catalog",
+        id="escape-in-type",
     ),
     pytest.param(
-        invite(time="0001-01-01T00:00:00+01:00"),
+        invite_body(time="0001-01-01T00:00:00+01:00"),
         "time '0001-01-01T00:00:00+01:00' is out of range in UTC",
         id="time-before-year-1-in-UTC",
     ),
@@ -484,7 +481,7 @@ NASTY = [
         id="duplicate-keys",
     ),
     pytest.param(
-        dumps(
+        as_body(
             {
                 "queue_name": "q",
                 "actor_name": "ingest",
@@ -499,7 +496,7 @@ NASTY = [
         id="dramatiq-keys-and-one-more",
     ),
     pytest.param(
-        dumps({"queue_name": "q", "actor_name": "ingest", "args": 5, "kwargs": {}, "options": {}, "message_id": "m"}),
+        as_body({"queue_name": "q", "actor_name": "ingest", "args": 5, "kwargs": {}, "options": {}, "message_id": "m"}),
         "the body is shaped like a dramatiq message",
         id="dramatiq-keys-of-wrong-types",
     ),
@@ -558,7 +555,7 @@ def test_a_command_or_match_result_with_a_value_of_the_wrong_kind_is_rejected_wi
     sqlite_db: str, catalog: Catalog, event: dict[str, Any]
 ) -> None:
     # given / when
-    outcome = ingest_in_process(dumps(event), catalog, store=True)
+    outcome = ingest_in_process(as_body(event), catalog, store=True)
     # then
     assert isinstance(outcome, Rejected)
 
@@ -601,47 +598,31 @@ def nasty_bodies() -> list[bytes]:
         padded_event(TEN_MB),
         padded_event(WORKER_LIMIT + 1),
         b'{"specversion": "1.0", "id": "caf\xe9"}',
-        invite().decode().encode("utf-16"),
-        invite().decode().encode("utf-32"),
-        b"\xef\xbb\xbf" + invite(),
-        invite(id=float("nan")),
-        invite(specversion=float("inf")),
+        invite_body().decode().encode("utf-16"),
+        invite_body().decode().encode("utf-32"),
+        b"\xef\xbb\xbf" + invite_body(),
+        invite_body(id=float("nan")),
+        invite_body(specversion=float("inf")),
         invite_with_data(recipients=["a"] * 10_001),
         invite_with_data(recipients=["u"] * 100_000),
-        invite(id="\x01\x1b[31m\u202e", data={"recipients": "ana"}),
-        invite(id="\ud800"),
-        invite(type="t" * 10_000),
-        invite(type="no.such\x00type"),
-        invite(time="0001-01-01T00:00:00+01:00"),
+        invite_body(id="\x01\x1b[31m\u202e", data={"recipients": "ana"}),
+        invite_body(id="\ud800"),
+        invite_body(type="t" * 10_000),
+        invite_body(type="no.such\x00type"),
+        invite_body(time="0001-01-01T00:00:00+01:00"),
         invite_with_data(deliver_at="9000-01-01T00:00:00Z"),
-        invite(data=[1, 2]),
+        invite_body(data=[1, 2]),
         invite_with_data(url="javascript:alert(1)"),
-        invite(datacontenttype="text/xml"),
-        invite(subject=7),
-        invite(specversion="0.3"),
+        invite_body(datacontenttype="text/xml"),
+        invite_body(subject=7),
+        invite_body(specversion="0.3"),
         b'{"id": ' + b"9" * 5000 + b"}",
         b"",
         b"null",
         b"1e999999",
         b"\x00\x01\x02",
-        dumps({"queue_name": "q", "actor_name": "ingest", "args": 5, "kwargs": {}, "options": {}, "message_id": "m"}),
+        as_body({"queue_name": "q", "actor_name": "ingest", "args": 5, "kwargs": {}, "options": {}, "message_id": "m"}),
     ]
-
-
-def publish_raw(deployment: Deployment, bodies: list[bytes]) -> None:
-    """What a producer does: plain pika, mandatory, with publisher confirms."""
-    connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    for body in bodies:
-        channel.basic_publish(
-            deployment.exchange,
-            "team.invite.sent",
-            body,
-            pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2),
-            mandatory=True,
-        )
-    connection.close()
 
 
 def dead_letter_count(deployment: Deployment) -> int:
@@ -670,8 +651,8 @@ def test_a_worker_dead_letters_every_nasty_body_with_its_reason_and_keeps_servin
         expected[codec.wrap(body)["message_id"]] = outcome.reason
     assert len(expected) == len(bad)
     # when
-    publish_raw(deployment, bad)
-    publish_raw(deployment, [invite(data={"recipients": ["ana"], "team_name": "Wolves", "inviter_name": "Mira"})])
+    publish(deployment, *bad, routing_key=ENVELOPE.routing_key)
+    publish(deployment, invite_body(data=invite()), routing_key=ENVELOPE.routing_key)
     # then the valid event gets through, and every bad one is dead-lettered with its reason
     wait_for(lambda: InboxItem.select().count() == 1, timeout=30, what="the valid event after the bad ones")
     wait_for(lambda: Rejection.select().count() == len(bad), timeout=30, interval=0.1, what="a rejection per body")

@@ -13,7 +13,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -23,38 +22,21 @@ from channels.http import HttpClient, redact_url
 from dispatcher.core.errors import DeliveryError
 from dispatcher.core.settings import Settings
 from tests.support.http import HttpServer, Reply
+from tests.support.http import http_server as http_server  # a fixture
+from tests.support.http import https_server as https_server  # a fixture
 from tests.support.services import free_port
-from tests.support.tls import make_certificate
+from tests.support.tls import LOOPBACK, Certificate
+from tests.support.tls import certificate as certificate  # a fixture
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
-LOOPBACK = "127.0.0.0/8"
 TOKEN = "s3cr3t-T0KEN"
 #: Discord-like: the last path segment is the webhook's password.
 PATH = f"/api/webhooks/123/{TOKEN}?wait=true"
 
 
 # --- fixtures and helpers ---------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def https_server(certificate: tuple[Path, Path]) -> Iterator[HttpServer]:
-    server = HttpServer(*certificate).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def http_server() -> Iterator[HttpServer]:
-    server = HttpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -279,10 +261,10 @@ def test_given_default_settings_when_posting_to_localhost_then_the_resolved_addr
 
 
 def test_given_loopback_is_allowed_and_the_ca_is_trusted_when_posting_then_the_server_gets_body_and_headers(
-    https_server: HttpServer, certificate: tuple[Path, Path], make_client: Callable[..., HttpClient]
+    https_server: HttpServer, certificate: Certificate, make_client: Callable[..., HttpClient]
 ) -> None:
     # given
-    client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_CA_FILE=str(certificate[0]))
+    client = make_client(**certificate.https_settings())
     https_server.reply_next(Reply(status=202, body=b'{"id": "1"}'))
     # when
     response = client.post(
@@ -366,7 +348,7 @@ def test_given_a_name_resolving_to_refused_and_allowed_addresses_then_only_an_al
 # --- TLS --------------------------------------------------------------------------------------------------------
 
 
-def test_given_no_ca_file_when_the_server_certificate_is_self_signed_then_a_transient_tls_error_is_raised(
+def test_given_no_ca_file_when_the_server_certificate_is_from_an_unknown_ca_then_a_transient_tls_error_is_raised(
     https_server: HttpServer, make_client: Callable[..., HttpClient]
 ) -> None:
     # given
@@ -382,13 +364,13 @@ def test_given_no_ca_file_when_the_server_certificate_is_self_signed_then_a_tran
 
 def test_the_certificate_is_checked_against_the_host_name_not_the_address_connected_to(
     https_server: HttpServer,
-    certificate: tuple[Path, Path],
+    certificate: Certificate,
     monkeypatch: pytest.MonkeyPatch,
     make_client: Callable[..., HttpClient],
 ) -> None:
     # given: the certificate names 127.0.0.1 and localhost, not hooks.tidings.test, which resolves to 127.0.0.1
     resolve(monkeypatch, "hooks.tidings.test", ["127.0.0.1"])
-    client = make_client(TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK, TIDINGS_HTTP_CA_FILE=str(certificate[0]))
+    client = make_client(**certificate.https_settings())
     # when
     error = post_error(client, https_server.url(PATH, host="hooks.tidings.test"))
     response = client.post(https_server.url(PATH, host="localhost"), body=b"{}", headers={})
@@ -462,10 +444,9 @@ TRICKLE = 1.0  # seconds per byte: far within the 10 s read timeout, which never
 
 
 @pytest.fixture
-def deadline_client(certificate: tuple[Path, Path], make_client: Callable[..., HttpClient]) -> HttpClient:
+def deadline_client(certificate: Certificate, make_client: Callable[..., HttpClient]) -> HttpClient:
     return make_client(
-        TIDINGS_ALLOW_PRIVATE_NETWORKS=LOOPBACK,
-        TIDINGS_HTTP_CA_FILE=str(certificate[0]),
+        **certificate.https_settings(),
         TIDINGS_HTTP_CONNECT_TIMEOUT="1",
         TIDINGS_HTTP_TOTAL_TIMEOUT=str(TOTAL),
     )

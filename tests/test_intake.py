@@ -11,6 +11,7 @@ import pytest
 
 from dispatcher.amqp.intake import ORIGINAL_PUBLISHER_HEADER, Envelope, Intake, check_content_type, check_routing_key
 from dispatcher.core.errors import InvalidEvent
+from tests.support.events import as_body, cloud_event, invite
 
 MAX_EVENT_BYTES = 4096
 
@@ -20,20 +21,10 @@ def intake() -> Intake:
     return Intake(ingest_queue="tidings.ingest", max_event_bytes=MAX_EVENT_BYTES)
 
 
-def cloud_event(**overrides: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "specversion": "1.0",
-        "id": "evt-1",
-        "source": "/teams",
-        "type": "team.invite.sent",
-        "data": {"recipients": ["u1"], "team_name": "Owls", "inviter_name": "Ada"},
-    }
-    event.update(overrides)
-    return event
-
-
-def body(value: Any) -> bytes:
-    return json.dumps(value).encode("utf-8")
+def invite_event(**overrides: Any) -> dict[str, Any]:
+    """A valid team.invite.sent event; ``overrides`` replace top-level attributes."""
+    data = invite(["u1"], team_name="Owls", inviter_name="Ada")
+    return {**cloud_event("team.invite.sent", data, id="evt-1", source="/teams"), **overrides}
 
 
 def assert_ingest_message(decoded: dict[str, Any]) -> None:
@@ -71,10 +62,10 @@ def test_a_body_shaped_like_a_dramatiq_message_is_wrapped_like_any_other(intake:
 
 def test_a_cloud_event_is_wrapped_into_an_ingest_message(intake: Intake) -> None:
     # given
-    event = cloud_event()
+    event = invite_event()
 
     # when
-    decoded = intake.wrap(body(event))
+    decoded = intake.wrap(as_body(event))
 
     # then
     assert_ingest_message(decoded)
@@ -83,8 +74,8 @@ def test_a_cloud_event_is_wrapped_into_an_ingest_message(intake: Intake) -> None
 
 def test_the_message_id_is_the_same_for_every_copy_of_one_event(intake: Intake) -> None:
     # given: the same (source, id), published twice, even with other content
-    first = body(cloud_event())
-    again = body(cloud_event(time="2026-05-09T18:30:00Z"))
+    first = as_body(invite_event())
+    again = as_body(invite_event(time="2026-05-09T18:30:00Z"))
 
     # when
     ids = {intake.wrap(first)["message_id"], intake.wrap(again)["message_id"], intake.wrap(first)["message_id"]}
@@ -96,19 +87,19 @@ def test_the_message_id_is_the_same_for_every_copy_of_one_event(intake: Intake) 
 @pytest.mark.parametrize(
     "other",
     [
-        cloud_event(id="evt-2"),
-        cloud_event(source="/matches"),
-        cloud_event(id="/teams", source="evt-1"),
-        cloud_event(source="/teamse", id="vt-1"),
+        invite_event(id="evt-2"),
+        invite_event(source="/matches"),
+        invite_event(id="/teams", source="evt-1"),
+        invite_event(source="/teamse", id="vt-1"),
     ],
 )
 def test_the_message_id_differs_for_another_source_or_id(intake: Intake, other: dict[str, Any]) -> None:
     # given
-    first = body(cloud_event())
+    first = as_body(invite_event())
 
     # when
     first_id = intake.wrap(first)["message_id"]
-    other_id = intake.wrap(body(other))["message_id"]
+    other_id = intake.wrap(as_body(other))["message_id"]
 
     # then
     assert first_id != other_id
@@ -138,8 +129,8 @@ def test_the_message_id_of_an_undecodable_body_depends_only_on_the_bytes(intake:
         (b'"a string"', "the body is JSON but not an object (got str)"),
         (b"null", "the body is JSON but not an object (got NoneType)"),
         (b"[" * 5_000, "the body is not JSON"),
-        (json.dumps(cloud_event()).encode("utf-16"), "the body is not UTF-8"),
-        (json.dumps(cloud_event()).encode("utf-32"), "the body is not UTF-8"),
+        (json.dumps(invite_event()).encode("utf-16"), "the body is not UTF-8"),
+        (json.dumps(invite_event()).encode("utf-32"), "the body is not UTF-8"),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_wrapped_with_the_reason(intake: Intake, data: bytes, reason: str) -> None:
@@ -154,7 +145,7 @@ def test_a_body_that_is_not_a_json_object_is_wrapped_with_the_reason(intake: Int
 
 def test_an_event_over_max_event_bytes_is_wrapped_with_an_error(intake: Intake) -> None:
     # given
-    data = body(cloud_event(data={"recipients": ["u1"], "padding": "x" * MAX_EVENT_BYTES}))
+    data = as_body(invite_event(data={"recipients": ["u1"], "padding": "x" * MAX_EVENT_BYTES}))
 
     # when
     decoded = intake.wrap(data)
@@ -169,9 +160,9 @@ def test_an_event_over_max_event_bytes_is_wrapped_with_an_error(intake: Intake) 
 
 def test_an_event_of_exactly_max_event_bytes_is_accepted(intake: Intake) -> None:
     # given
-    event = cloud_event(data={"padding": ""})
-    event["data"]["padding"] = "x" * (MAX_EVENT_BYTES - len(body(event)))
-    data = body(event)
+    event = invite_event(data={"padding": ""})
+    event["data"]["padding"] = "x" * (MAX_EVENT_BYTES - len(as_body(event)))
+    data = as_body(event)
     assert len(data) == MAX_EVENT_BYTES
 
     # when
@@ -224,7 +215,7 @@ def test_decoding_never_raises(intake: Intake, data: bytes) -> None:
 
 def test_an_unstorable_body_is_refused_with_the_id_and_source_it_carries(intake: Intake) -> None:
     # given: a NUL character, which PostgreSQL text cannot hold
-    data = body(cloud_event(data={"recipients": ["u1"], "note": "a\u0000b"}))
+    data = as_body(invite_event(data={"recipients": ["u1"], "note": "a\u0000b"}))
 
     # when
     decoded = intake.wrap(data)
@@ -241,7 +232,7 @@ def test_the_envelope_travels_with_the_body(intake: Intake) -> None:
     )
 
     # when
-    decoded = intake.wrap(body(cloud_event()), envelope)
+    decoded = intake.wrap(as_body(invite_event()), envelope)
 
     # then
     assert Envelope(**decoded["kwargs"]["envelope"]) == envelope

@@ -9,7 +9,6 @@ else). Authority rests on one fact, shown first: RabbitMQ refuses a message whos
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -27,7 +26,7 @@ import pika.exceptions
 import pytest
 
 from dispatcher.amqp.intake import CONTENT_TYPE
-from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.amqp.publisher import build_event
 from dispatcher.commands.endpoints import new_secret
 from dispatcher.storage.models import (
     Delivery,
@@ -40,6 +39,8 @@ from dispatcher.storage.models import (
     WebhookEndpoint,
 )
 from tests.support.deployment import Deployment
+from tests.support.events import invite
+from tests.support.publishing import Producer, connect_producer, publish_as_tidings
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -123,51 +124,9 @@ def secured(deployment: Deployment, users: BusUsers) -> Deployment:
 # --- publishing ----------------------------------------------------------------------------------
 
 
-class Connection:
-    """One producer's AMQP connection: raw pika, publisher confirms, mandatory, persistent."""
-
-    def __init__(self, user: RabbitUser, exchange: str) -> None:
-        self.exchange = exchange
-        self.connection = pika.BlockingConnection(pika.URLParameters(user.url))
-        self.channel = self.connection.channel()
-        self.channel.confirm_delivery()
-
-    def send(
-        self,
-        event: dict[str, Any],
-        *,
-        user_id: str | None,
-        routing_key: str | None = None,
-        content_type: str = CONTENT_TYPE,
-    ) -> None:
-        """Publish ``event`` as JSON, with routing key = its type unless given."""
-        key = routing_key if routing_key is not None else event["type"]
-        properties = pika.BasicProperties(content_type=content_type, delivery_mode=2, user_id=user_id)
-        self.channel.basic_publish(self.exchange, key, json.dumps(event).encode(), properties, mandatory=True)
-
-    def close(self) -> None:
-        if self.connection.is_open:
-            self.connection.close()
-
-
-@contextlib.contextmanager
-def connected(user: RabbitUser, deployment: Deployment) -> Iterator[Connection]:
-    connection = Connection(user, deployment.exchange)
-    try:
-        yield connection
-    finally:
-        connection.close()
-
-
-def as_tidings(deployment: Deployment, *events: dict[str, Any]) -> None:
-    """Publish with Tidings' own authority: guest, user_id=guest."""
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        for event in events:
-            publisher.publish(event)
-
-
-def invite(recipients: list[str], **extra: Any) -> dict[str, Any]:
-    return {"recipients": recipients, "team_name": "Wolves", "inviter_name": "Mira", **extra}
+def connected(user: RabbitUser, deployment: Deployment) -> Producer:
+    """A producer connected to RabbitMQ as ``user``."""
+    return connect_producer(deployment, broker_url=user.url)
 
 
 def in_seconds(seconds: float) -> str:
@@ -253,7 +212,7 @@ def test_a_dramatiq_shaped_body_from_a_producer_cannot_run_a_delivery_actor_earl
     secured: Deployment, users: BusUsers
 ) -> None:
     # given an invitation scheduled two minutes ahead, its in-app delivery waiting in the database
-    as_tidings(secured, build_event("team.invite.sent", invite(["ana"], deliver_at=in_seconds(120))))
+    publish_as_tidings(secured, build_event("team.invite.sent", invite(["ana"], deliver_at=in_seconds(120))))
     delivery_id = wait_for(
         lambda: Delivery.select(Delivery.id).where(Delivery.channel == "in_app").scalar(), what="the scheduled delivery"
     )
@@ -375,7 +334,7 @@ def test_a_producer_without_authority_cannot_send_commands_or_restricted_types(
     secured: Deployment, users: BusUsers
 ) -> None:
     # given a user known to Tidings
-    as_tidings(secured, build_event("tidings.user.upsert", {"id": "ana", "email": "ana@example.com"}))
+    publish_as_tidings(secured, build_event("tidings.user.upsert", {"id": "ana", "email": "ana@example.com"}))
     wait_for(lambda: User.get_or_none(User.id == "ana"), what="ana")
     attacks: list[tuple[str, dict[str, Any]]] = [
         ("tidings.user.upsert", {"id": "ana", "email": "ana@attacker.example"}),
@@ -424,7 +383,7 @@ def test_a_cancel_from_a_producer_reaches_only_its_own_events_of_the_same_source
     # given two reminders in 10 minutes with one cancel_key and source: one from Tidings' user, one from the producer
     key = "match:1:reminder"
     reminder = invite(["ana"], deliver_at=in_seconds(600), cancel_key=key)
-    as_tidings(secured, build_event("team.invite.sent", reminder, source="/matches", id="by-guest"))
+    publish_as_tidings(secured, build_event("team.invite.sent", reminder, source="/matches", id="by-guest"))
     with connected(users.producer, secured) as producer:
         producer.send(
             build_event("team.invite.sent", reminder, source="/matches", id="by-producer"), user_id=users.producer.name
@@ -524,7 +483,7 @@ def test_a_replayed_dead_letter_keeps_the_authority_of_its_first_publisher(
     # given a user, and the producer's forged upsert of it dead-lettered for want of authority
     from dispatcher.cli.main import main
 
-    as_tidings(secured, build_event("tidings.user.upsert", {"id": "ana", "email": "ana@example.com"}))
+    publish_as_tidings(secured, build_event("tidings.user.upsert", {"id": "ana", "email": "ana@example.com"}))
     wait_for(lambda: User.get_or_none(User.id == "ana"), what="ana")
     with connected(users.producer, secured) as producer:
         producer.send(

@@ -6,11 +6,13 @@ import threading
 from collections import Counter
 
 import pytest
-from peewee import fn
 
-from dispatcher.amqp.publisher import Publisher, build_event
-from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, User
+from dispatcher.amqp.publisher import build_event
+from dispatcher.storage.models import Delivery, Event, InboxItem, User
+from tests.support.deliveries import finished, inbox_copies
 from tests.support.deployment import Deployment
+from tests.support.events import invite
+from tests.support.publishing import publish_as_tidings, publish_users_as_tidings
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 
@@ -21,35 +23,21 @@ USERS = ["ana", "bo", "cara"]
 THREADS = 8
 
 
-def finished(channel: str) -> int:
-    return Delivery.select().where(Delivery.channel == channel, Delivery.status.in_(DeliveryStatus.FINAL)).count()
-
-
 def test_a_worker_killed_with_sigkill_mid_burst_and_restarted_loses_no_event(
     deployment: Deployment, smtp_server: SmtpServer
 ) -> None:
     # given a worker and three users with email addresses
     worker = deployment.worker(threads=THREADS).start()
     deployment.use_database()
-    publisher = Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange)
-    for user in USERS:
-        publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
+    publish_users_as_tidings(deployment, USERS)
     wait_for(lambda: User.select().count() == 3, what="the users")
 
     # when a burst is published and the worker is killed twice in the middle of it
     ids = [f"burst-{n}" for n in range(EVENTS)]
 
     def burst() -> None:
-        with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as p:
-            for event_id in ids:
-                p.publish(
-                    build_event(
-                        "team.invite.sent",
-                        {"recipients": USERS, "team_name": "Wolves", "inviter_name": "Mira"},
-                        id=event_id,
-                        source="/burst",
-                    )
-                )
+        events = (build_event("team.invite.sent", invite(USERS), id=i, source="/burst") for i in ids)
+        publish_as_tidings(deployment, *events)
 
     producer = threading.Thread(target=burst)
     producer.start()
@@ -76,13 +64,7 @@ def test_a_worker_killed_with_sigkill_mid_burst_and_restarted_loses_no_event(
     assert killed_in_ingest < EVENTS and killed_in_email < EVENTS * 3, "a kill came too late to test anything"
     assert Event.select().where(Event.source == "/burst").count() == EVENTS
     assert InboxItem.select().count() == EVENTS * 3
-    per_user_event = (
-        InboxItem.select(InboxItem.user_id, Delivery.event, fn.COUNT(InboxItem.id))
-        .join(Delivery)
-        .group_by(InboxItem.user_id, Delivery.event)
-        .tuples()
-    )
-    assert {count for _, _, count in per_user_event} == {1}
+    assert inbox_copies() == {1}
     statuses = Counter(d.status for d in Delivery.select())
     assert statuses == {"sent": EVENTS * 6}
     message_ids = Counter(m["Message-ID"] for m in smtp_server.messages)

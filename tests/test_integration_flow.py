@@ -7,75 +7,29 @@ import json
 import subprocess
 import sys
 import time
-import uuid
 from typing import Any
 
-import pika
 import pytest
 
 from dispatcher.core.settings import PROJECT_ROOT
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection, User
 from tests.support.deployment import Deployment
+from tests.support.events import INVITE_URL, as_body, cloud_event, invite
+from tests.support.publishing import publish, publish_event
+from tests.support.scheduler import run_schedules
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
 
-def publish_with_pika(
-    deployment: Deployment,
-    type_: str,
-    data: dict[str, Any],
-    *,
-    id: str | None = None,
-    source: str = "/tests",
-    at: str | None = None,
-    user_id: str | None = None,
-) -> str:
-    """What any producer does: plain pika, structured-mode CloudEvents JSON, routing key = type.
-
-    ``user_id``: the AMQP property naming the publisher (RabbitMQ checks it is the connection's user).
-    """
-    event_id = id or str(uuid.uuid4())
-    event = {"specversion": "1.0", "id": event_id, "source": source, "type": type_, "data": data}
-    if at is not None:
-        event["time"] = at
-    body = json.dumps(event)
-    publish_raw(deployment, type_, body.encode(), user_id=user_id)
-    return event_id
-
-
-def publish_raw(deployment: Deployment, routing_key: str, body: bytes, *, user_id: str | None = None) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters(deployment.env["TIDINGS_BROKER_URL"]))
-    channel = connection.channel()
-    channel.confirm_delivery()
-    channel.basic_publish(
-        deployment.exchange,
-        routing_key,
-        body,
-        pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2, user_id=user_id),
-        mandatory=True,
-    )
-    connection.close()
-
-
-def invite(recipients: list[str], **extra: Any) -> dict[str, Any]:
-    return {
-        "recipients": recipients,
-        "team_name": "Wolves",
-        "inviter_name": "Mira",
-        "url": "https://play.example/invites/1",
-        **extra,
-    }
-
-
 def given_users(deployment: Deployment) -> None:
     """ana gets email, bo turned email off for invites, cara was never upserted (by Tidings' own user, guest)."""
-    publish_with_pika(
+    publish_event(
         deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com", "name": "Ana"}, user_id="guest"
     )
-    publish_with_pika(deployment, "tidings.user.upsert", {"id": "bo", "email": "bo@example.com"}, user_id="guest")
-    publish_with_pika(
+    publish_event(deployment, "tidings.user.upsert", {"id": "bo", "email": "bo@example.com"}, user_id="guest")
+    publish_event(
         deployment,
         "tidings.preferences.set",
         {"user": "bo", "preferences": [{"type": "team.invite.sent", "channel": "email", "enabled": False}]},
@@ -99,7 +53,7 @@ def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_
     given_users(running)
     # when
     started = time.monotonic()
-    event_id = publish_with_pika(running, "team.invite.sent", invite(["ana", "bo", "cara"]))
+    event_id = publish_event(running, "team.invite.sent", invite(["ana", "bo", "cara"], url=INVITE_URL))
     # then: every recipient's inbox, and email as their preferences say
     deadline = started + 1.0
     wait_for(lambda: InboxItem.select().count() == 3, timeout=deadline - time.monotonic(), what="3 inbox rows")
@@ -142,11 +96,11 @@ def test_an_event_published_with_plain_pika_reaches_inboxes_and_the_smtp_server_
 def test_republishing_the_same_event_changes_nothing(running: Deployment, smtp_server: SmtpServer) -> None:
     # given an event that was delivered
     given_users(running)
-    event_id = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    event_id = publish_event(running, "team.invite.sent", invite(["ana"], url=INVITE_URL))
     wait_for(lambda: len(smtp_server.messages) == 1 and InboxItem.select().count() == 1, what="the first delivery")
     # when the producer publishes it again, then a new event after it
-    publish_with_pika(running, "team.invite.sent", invite(["ana"]), id=event_id)
-    later = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    publish_event(running, "team.invite.sent", invite(["ana"], url=INVITE_URL), id=event_id)
+    later = publish_event(running, "team.invite.sent", invite(["ana"], url=INVITE_URL))
     # then only the new event adds anything
     wait_for(lambda: InboxItem.select().count() == 2 and len(smtp_server.messages) == 2, what="the later event")
     wait_for(lambda: '"event_duplicate"' in running.workers[0].log(), what="the duplicate to be recognised")
@@ -166,23 +120,12 @@ def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_s
         b"\xff\xfe\x00 invalid utf-8",
         b'["a", "list"]',
         b'{"specversion": "1.0", "source": "/tests", "type": "team.invite.sent", "data": {}}',
-        json.dumps(
-            {"specversion": "1.0", "id": "r1", "source": "/tests", "type": "team.invite.sent", "data": invite("ana")}
-        ).encode(),
-        json.dumps(
-            {
-                "specversion": "1.0",
-                "id": "r2",
-                "source": "/tests",
-                "type": "team.invite.sent",
-                "data": {"recipients": ["ana"]},
-            }
-        ).encode(),
+        as_body(cloud_event("team.invite.sent", invite("ana", url=INVITE_URL), id="r1")),
+        as_body(cloud_event("team.invite.sent", {"recipients": ["ana"]}, id="r2")),
     ]
     # when
-    for body in bad:
-        publish_raw(running, "team.invite.sent", body)
-    publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    publish(running, *bad, routing_key="team.invite.sent")
+    publish_event(running, "team.invite.sent", invite(["ana"], url=INVITE_URL))
     # then
     wait_for(lambda: len(running.dead_letters()) == len(bad), what="every bad event in the dead-letter queue")
     assert sorted(running.dead_letters()) == sorted(bad)
@@ -204,7 +147,7 @@ def test_malformed_events_are_dead_lettered_with_a_reason_and_the_worker_keeps_s
 
 def test_a_rejected_command_is_logged_without_its_personal_data(running: Deployment) -> None:
     # when
-    publish_with_pika(
+    publish_event(
         running,
         "tidings.user.upsert",
         {"id": "ana", "email": "hidden.person@example.com", "timezone": "Mars/Olympus"},
@@ -220,30 +163,30 @@ def test_a_rejected_command_is_logged_without_its_personal_data(running: Deploym
 
 def test_topic_subscribers_receive_an_event_sent_to_their_topic(running: Deployment) -> None:
     # given commands carrying their time: worker threads may apply them in any order, the later one wins
-    publish_with_pika(
+    publish_event(
         running,
         "tidings.topic.subscribe",
         {"topic": "team:7", "user": "ana"},
-        at="2026-05-09T12:00:00Z",
+        time="2026-05-09T12:00:00Z",
         user_id="guest",
     )
-    publish_with_pika(
+    publish_event(
         running,
         "tidings.topic.subscribe",
         {"topic": "team:7", "user": "bo"},
-        at="2026-05-09T12:00:01Z",
+        time="2026-05-09T12:00:01Z",
         user_id="guest",
     )
-    publish_with_pika(
+    publish_event(
         running,
         "tidings.topic.unsubscribe",
         {"topic": "team:7", "user": "bo"},
-        at="2026-05-09T12:00:02Z",
+        time="2026-05-09T12:00:02Z",
         user_id="guest",
     )
     wait_for(lambda: Event.select().where(Event.type.startswith("tidings.topic")).count() == 3, what="commands")
     # when
-    publish_with_pika(
+    publish_event(
         running,
         "team.roster.changed",
         {"topic": "team:7", "recipients": ["cara"], "team_name": "Wolves", "player_name": "Dan", "change": "joined"},
@@ -260,10 +203,10 @@ def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(
     given_users(running)
     smtp_server.reply_next("451 4.3.0 greylisted, try again", "452 4.2.2 mailbox full")
     # when
-    first = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    first = publish_event(running, "team.invite.sent", invite(["ana"], url=INVITE_URL))
     wait_for(lambda: len(smtp_server.messages) == 1, what="the email after two transient failures")
     smtp_server.reply_next("550 5.1.1 no such user")
-    second = publish_with_pika(running, "team.invite.sent", invite(["ana"]))
+    second = publish_event(running, "team.invite.sent", invite(["ana"], url=INVITE_URL))
 
     # then
     def email_of(event_id: str) -> Delivery | None:
@@ -282,17 +225,11 @@ def test_the_periodic_sweep_delivers_what_a_lost_message_left_pending(running: D
     from dispatcher.pipeline.ingest import ingest_event
 
     an_hour_ago = clock.now() - dt.timedelta(hours=1)
-    event = CloudEvent(id="lost-1", source="/tests", type="team.invite.sent", data=invite(["ana"]))
+    event = CloudEvent(id="lost-1", source="/tests", type="team.invite.sent", data=invite(["ana"], url=INVITE_URL))
     with clock.use_clock(lambda: an_hour_ago):
         ingest_event(event, catalog, ["in_app"])
     # when the scheduler's job is enqueued, as periodiq does every five minutes
-    subprocess.run(
-        [sys.executable, "-c", "import schedules; schedules.requeue_stale_deliveries.send()"],
-        cwd=PROJECT_ROOT,
-        env=running.env,
-        check=True,
-        timeout=60,
-    )
+    run_schedules(running, "requeue_stale_deliveries.send()")
     # then the worker runs it and the delivery is made
     wait_for(lambda: InboxItem.select().count() == 1, what="the swept delivery")
     assert [
@@ -324,8 +261,8 @@ def test_the_flow_is_the_same_with_postgresql_as_the_database(
     deployment.use_database()
     given_users(deployment)
     # when
-    event_id = publish_with_pika(deployment, "team.invite.sent", invite(["ana", "bo", "cara"]))
-    publish_with_pika(deployment, "team.invite.sent", invite(["ana", "bo", "cara"]), id=event_id)
+    event_id = publish_event(deployment, "team.invite.sent", invite(["ana", "bo", "cara"], url=INVITE_URL))
+    publish_event(deployment, "team.invite.sent", invite(["ana", "bo", "cara"], url=INVITE_URL), id=event_id)
     # then
     wait_for(lambda: InboxItem.select().count() == 3 and len(smtp_server.messages) == 1, what="the deliveries")
     wait_for(lambda: '"event_duplicate"' in deployment.workers[0].log(), what="the duplicate")
@@ -353,8 +290,8 @@ def test_with_quorum_queues_events_flow_and_bad_ones_are_dead_lettered(
     deployment.use_database()
     given_users(deployment)
     # when
-    publish_with_pika(deployment, "team.invite.sent", invite(["ana"]))
-    publish_raw(deployment, "team.invite.sent", b"not json")
+    publish_event(deployment, "team.invite.sent", invite(["ana"], url=INVITE_URL))
+    publish(deployment, b"not json", routing_key="team.invite.sent")
     # then
     wait_for(lambda: InboxItem.select().count() == 1 and len(smtp_server.messages) == 1, what="the deliveries")
     wait_for(lambda: deployment.dead_letters() == [b"not json"], what="the dead letter")

@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
 
 from channels.http import redact_url
-from dispatcher.amqp.publisher import Publisher, build_event
 from dispatcher.cli.main import main
 from dispatcher.commands.endpoints import new_secret
 from dispatcher.core.settings import PROJECT_ROOT
 from dispatcher.storage.models import Delivery, Event, WebhookEndpoint
 from tests.support.deployment import Deployment
+from tests.support.events import invite
 from tests.support.http import HttpServer, Reply
+from tests.support.http import https_server as https_server  # a fixture
+from tests.support.publishing import publish_event_as_tidings
 from tests.support.scheduler import run_release_job, time_passes
 from tests.support.smtp import SmtpServer
-from tests.support.tls import make_certificate
+from tests.support.tls import Certificate
+from tests.support.tls import certificate as certificate  # a fixture
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,39 +28,22 @@ pytestmark = pytest.mark.integration
 SECRET = new_secret()
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
+@pytest.fixture
+def receiver(https_server: HttpServer) -> HttpServer:
+    """The webhook (or Discord) receiver: an HTTPS server of this test's own."""
+    return https_server
 
 
 @pytest.fixture
-def receiver(certificate: tuple[Path, Path]) -> Iterator[HttpServer]:
-    server = HttpServer(*certificate).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def hooks(deployment: Deployment, certificate: tuple[Path, Path]) -> Deployment:
+def hooks(deployment: Deployment, certificate: Certificate) -> Deployment:
     """A deployment allowed to reach loopback over HTTPS, trusting the test certificate."""
-    deployment.configure(
-        TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
-        TIDINGS_HTTP_CA_FILE=str(certificate[0]),
-        TIDINGS_LOG_FORMAT="json",
-    )
+    deployment.configure(**certificate.https_settings(), TIDINGS_LOG_FORMAT="json")
     return deployment
-
-
-def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> str:
-    event = build_event(type_, data, source="/tests", id=id)
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        publisher.publish(event)
-    return event["id"]
 
 
 def register(deployment: Deployment, receiver: HttpServer, **fields: object) -> None:
     data = {"id": "scores", "url": receiver.url("/hooks/tidings"), "secret": SECRET, "types": ["match.*"], **fields}
-    publish(deployment, "tidings.webhook.upsert", data)
+    publish_event_as_tidings(deployment, "tidings.webhook.upsert", data)
     wait_for(lambda: WebhookEndpoint.select().count() == 1, what="the endpoint")
 
 
@@ -77,8 +61,8 @@ def test_every_webhook_request_verifies_with_standardwebhooks(hooks: Deployment,
     hooks.use_database()
     register(hooks, receiver)
     # when
-    event_id = publish(hooks, "match.completed", match_completed(score="2-1"))
-    publish(hooks, "team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", "inviter_name": "Mira"})
+    event_id = publish_event_as_tidings(hooks, "match.completed", match_completed(score="2-1"))
+    publish_event_as_tidings(hooks, "team.invite.sent", invite(team_name="Owls"))
     # then only the matching type arrives, signed
     wait_for(lambda: len(receiver.requests()) == 1, what="the webhook")
     wait_for(lambda: Event.select().count() == 3, what="the other event")
@@ -103,9 +87,11 @@ def test_a_410_disables_the_endpoint_and_nothing_more_is_sent(hooks: Deployment,
     register(hooks, receiver)
     receiver.reply_next(Reply(410))
     # when
-    publish(hooks, "match.completed", match_completed())
+    publish_event_as_tidings(hooks, "match.completed", match_completed())
     wait_for(lambda: not WebhookEndpoint.get().enabled, what="the endpoint to be disabled")
-    publish(hooks, "match.started", {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": "Owls"})
+    publish_event_as_tidings(
+        hooks, "match.started", {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": "Owls"}
+    )
     wait_for(lambda: Event.select().count() == 3, what="the second event")
     # then
     assert len(receiver.requests()) == 1
@@ -126,7 +112,7 @@ def test_a_retry_due_an_hour_ahead_survives_a_restart_of_every_process_and_is_de
     hooks.use_database()
     register(hooks, receiver)
     receiver.reply_next(Reply(500))
-    publish(hooks, "match.completed", match_completed())
+    publish_event_as_tidings(hooks, "match.completed", match_completed())
     wait_for(lambda: getattr(webhook_delivery(), "held", False), what="the retry to be held in the database")
     # when every process restarts
     worker.kill()
@@ -152,7 +138,7 @@ def test_a_replay_sends_again_with_the_original_webhook_id(hooks: Deployment, re
     hooks.worker().start()
     hooks.use_database()
     register(hooks, receiver)
-    event_id = publish(hooks, "match.completed", match_completed())
+    event_id = publish_event_as_tidings(hooks, "match.completed", match_completed())
     wait_for(lambda: getattr(webhook_delivery(), "status", None) == "sent", what="the first delivery")
     # when
     assert main(["webhooks", "replay", event_id], settings=hooks.settings) == 0
@@ -166,15 +152,15 @@ def test_a_replay_sends_again_with_the_original_webhook_id(hooks: Deployment, re
 
 
 def test_a_private_address_is_refused_unless_allowed(
-    deployment: Deployment, receiver: HttpServer, certificate: tuple[Path, Path]
+    deployment: Deployment, receiver: HttpServer, certificate: Certificate
 ) -> None:
     # given a worker with the default egress rules (no private networks), trusting the certificate
-    deployment.configure(TIDINGS_HTTP_CA_FILE=str(certificate[0]))
+    deployment.configure(TIDINGS_HTTP_CA_FILE=str(certificate.ca_file))
     deployment.worker().start()
     deployment.use_database()
     register(deployment, receiver)
     # when
-    publish(deployment, "match.completed", match_completed())
+    publish_event_as_tidings(deployment, "match.completed", match_completed())
     # then
     wait_for(lambda: getattr(webhook_delivery(), "status", None) == "failed", what="the refusal")
     assert "127.0.0.1" in webhook_delivery().last_error
@@ -189,11 +175,11 @@ def test_an_endpoint_failing_for_too_long_is_disabled_and_its_owner_told(
     hooks.configure(TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,0.5,0.5,0.5", TIDINGS_WEBHOOK_DISABLE_AFTER="0.8")
     hooks.worker().start()
     hooks.use_database()
-    publish(hooks, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com"})
+    publish_event_as_tidings(hooks, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com"})
     register(hooks, receiver, owner="ana")
     receiver.default = Reply(503)
     # when
-    publish(hooks, "match.completed", match_completed())
+    publish_event_as_tidings(hooks, "match.completed", match_completed())
     # then
     wait_for(lambda: not WebhookEndpoint.get().enabled, what="the endpoint to be disabled")
     assert WebhookEndpoint.get().disabled_reason.startswith("failing since ")
@@ -217,7 +203,7 @@ def test_a_redirect_is_a_failure_and_is_not_followed(hooks: Deployment, receiver
     register(hooks, receiver)
     receiver.reply_next(Reply(302, {"Location": receiver.url("/elsewhere")}))
     # when
-    publish(hooks, "match.completed", match_completed())
+    publish_event_as_tidings(hooks, "match.completed", match_completed())
     # then the retry goes to the registered URL again, never to the Location
     wait_for(lambda: getattr(webhook_delivery(), "status", None) == "sent", what="the retry")
     assert [r.path for r in receiver.requests()] == ["/hooks/tidings", "/hooks/tidings"]
@@ -232,7 +218,7 @@ def test_a_503_with_retry_after_delays_the_retry_that_long(hooks: Deployment, re
     register(hooks, receiver)
     receiver.reply_next(Reply(503, {"Retry-After": "2"}))
     # when
-    publish(hooks, "match.completed", match_completed())
+    publish_event_as_tidings(hooks, "match.completed", match_completed())
     # then
     wait_for(lambda: len(receiver.requests()) == 2, what="the retry")
     first, second = receiver.requests()
@@ -245,10 +231,10 @@ def test_during_a_rotation_the_requests_verify_with_either_secret(hooks: Deploym
     hooks.use_database()
     register(hooks, receiver)
     rotated = new_secret()
-    publish(hooks, "tidings.webhook.upsert", {"id": "scores", "secret": rotated})
+    publish_event_as_tidings(hooks, "tidings.webhook.upsert", {"id": "scores", "secret": rotated})
     wait_for(lambda: WebhookEndpoint.get().secret == rotated, what="the rotation")
     # when
-    publish(hooks, "match.completed", match_completed())
+    publish_event_as_tidings(hooks, "match.completed", match_completed())
     # then
     wait_for(lambda: len(receiver.requests()) == 1, what="the webhook")
     [request] = receiver.requests()
@@ -269,7 +255,7 @@ def test_the_documented_hmac_verifier_accepts_a_real_request_and_rejects_a_forge
     hooks.use_database()
     register(hooks, receiver)
     # when
-    publish(hooks, "match.completed", match_completed())
+    publish_event_as_tidings(hooks, "match.completed", match_completed())
     wait_for(lambda: len(receiver.requests()) == 1, what="the webhook")
     [request] = receiver.requests()
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -284,15 +270,15 @@ def test_a_user_who_turned_discord_on_gets_an_embed_from_the_worker(hooks: Deplo
     hooks.worker().start()
     hooks.use_database()
     url = receiver.url("/api/webhooks/42/SECRETTOKEN")
-    publish(hooks, "tidings.user.upsert", {"id": "ana", "discord_webhook_url": url})
-    publish(
+    publish_event_as_tidings(hooks, "tidings.user.upsert", {"id": "ana", "discord_webhook_url": url})
+    publish_event_as_tidings(
         hooks,
         "tidings.preferences.set",
         {"user": "ana", "preferences": [{"type": "team.invite.sent", "channel": "discord", "enabled": True}]},
     )
     wait_for(lambda: Event.select().count() == 2, what="the commands")
     # when
-    publish(hooks, "team.invite.sent", {"recipients": ["ana"], "team_name": "Owls", "inviter_name": "@everyone"})
+    publish_event_as_tidings(hooks, "team.invite.sent", invite(team_name="Owls", inviter_name="@everyone"))
     # then
     wait_for(lambda: len(receiver.requests()) == 1, what="the Discord request")
     [request] = receiver.requests()

@@ -11,11 +11,13 @@ import sys
 
 import pytest
 
-from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.amqp.publisher import build_event
 from dispatcher.core.settings import PROJECT_ROOT
 from dispatcher.storage.models import InboxItem, User
 from tests.support.deployment import Deployment
+from tests.support.events import invite
 from tests.support.procfile import option, procfile_groups
+from tests.support.publishing import publish_as_tidings, publish_users_as_tidings
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 
@@ -45,17 +47,10 @@ def test_a_slow_smtp_server_does_not_delay_in_app_delivery(deployment: Deploymen
             what=f"the {processes} worker processes of the worker, sender and hooks groups",
         )
         deployment.use_database()
-        with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-            for user in USERS:
-                publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
-            wait_for(lambda: User.select().count() == 3, what="the users")
-            # when far more email is queued than the sender has threads
-            for _ in range(EVENTS):
-                publisher.publish(
-                    build_event(
-                        "team.invite.sent", {"recipients": USERS, "team_name": "Wolves", "inviter_name": "Mira"}
-                    )
-                )
+        publish_users_as_tidings(deployment, USERS)
+        wait_for(lambda: User.select().count() == 3, what="the users")
+        # when far more email is queued than the sender has threads
+        publish_as_tidings(deployment, *(build_event("team.invite.sent", invite(USERS)) for _ in range(EVENTS)))
         # then in-app delivery finishes while the emails are still going out
         wait_for(lambda: InboxItem.select().count() == EVENTS * 3, timeout=5, what="every in-app row")
         assert len(smtp_server.messages) < EVENTS * 3 / 2

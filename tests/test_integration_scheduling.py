@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 
 import pytest
 
-from dispatcher.amqp.publisher import Publisher, build_event
-from dispatcher.core.settings import PROJECT_ROOT
 from dispatcher.storage.models import Delivery, Event, InboxItem
 from tests.support.deployment import Deployment
-from tests.support.scheduler import run_release_job, time_passes
+from tests.support.events import invite
+from tests.support.publishing import publish_event_as_tidings
+from tests.support.scheduler import run_release_job, run_schedules, time_passes
 from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
@@ -20,23 +18,12 @@ pytestmark = pytest.mark.integration
 UTC = dt.UTC
 
 
-def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> None:
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        publisher.publish(build_event(type_, data, source="/tests", id=id))
-
-
 def in_seconds(seconds: float) -> dt.datetime:
     return dt.datetime.now(UTC) + dt.timedelta(seconds=seconds)
 
 
-def invite(user: str, deliver_at: dt.datetime, **extra: object) -> dict:
-    return {
-        "recipients": [user],
-        "team_name": "Owls",
-        "inviter_name": "Mira",
-        "deliver_at": deliver_at.isoformat().replace("+00:00", "Z"),
-        **extra,
-    }
+def scheduled_invite(user: str, deliver_at: dt.datetime, **extra: object) -> dict:
+    return invite([user], team_name="Owls", deliver_at=deliver_at.isoformat().replace("+00:00", "Z"), **extra)
 
 
 def in_app(user: str = "ana") -> Delivery | None:
@@ -51,7 +38,7 @@ def arrival(user: str) -> dt.datetime | None:
 def test_a_notification_scheduled_3_s_ahead_arrives_after_3_s_and_not_before(running: Deployment) -> None:
     # when
     deliver_at = in_seconds(3)
-    publish(running, "team.invite.sent", invite("ana", deliver_at))
+    publish_event_as_tidings(running, "team.invite.sent", scheduled_invite("ana", deliver_at))
     # then
     arrived = wait_for(lambda: arrival("ana"), timeout=10, what="the scheduled notification")
     assert deliver_at <= arrived <= deliver_at + dt.timedelta(seconds=2)
@@ -60,10 +47,12 @@ def test_a_notification_scheduled_3_s_ahead_arrives_after_3_s_and_not_before(run
 def test_a_cancel_before_the_time_prevents_the_delivery(running: Deployment) -> None:
     # given two notifications due at the same time, one with a cancel key
     deliver_at = in_seconds(3)
-    publish(running, "team.invite.sent", invite("ana", deliver_at, cancel_key="match:42:reminder"))
-    publish(running, "team.invite.sent", invite("bo", deliver_at))
+    publish_event_as_tidings(
+        running, "team.invite.sent", scheduled_invite("ana", deliver_at, cancel_key="match:42:reminder")
+    )
+    publish_event_as_tidings(running, "team.invite.sent", scheduled_invite("bo", deliver_at))
     # when
-    publish(running, "tidings.notification.cancel", {"cancel_key": "match:42:reminder"})
+    publish_event_as_tidings(running, "tidings.notification.cancel", {"cancel_key": "match:42:reminder"})
     # then bo's arrives, and ana's, due at the same moment, does not
     wait_for(lambda: arrival("bo"), timeout=10, what="the other notification")
     assert arrival("ana") is None
@@ -75,7 +64,7 @@ def test_a_schedule_survives_a_restart_of_the_worker(deployment: Deployment) -> 
     worker = deployment.worker().start()
     deployment.use_database()
     deliver_at = in_seconds(5)
-    publish(deployment, "team.invite.sent", invite("ana", deliver_at))
+    publish_event_as_tidings(deployment, "team.invite.sent", scheduled_invite("ana", deliver_at))
     wait_for(in_app, what="the delivery row")
     worker.kill()
     # when
@@ -91,7 +80,7 @@ def test_a_schedule_held_in_the_database_survives_restarts_and_is_released_once(
     # given a notification due in an hour, held in the database, and every process restarted
     worker = deployment.worker().start()
     deployment.use_database()
-    publish(deployment, "team.invite.sent", invite("ana", in_seconds(3600)))
+    publish_event_as_tidings(deployment, "team.invite.sent", scheduled_invite("ana", in_seconds(3600)))
     wait_for(lambda: getattr(in_app(), "held", False), what="the held delivery")
     worker.kill()
     worker.start()
@@ -110,19 +99,13 @@ def test_a_schedule_held_in_the_database_survives_restarts_and_is_released_once(
 
 def recompute_rankings(deployment: Deployment) -> None:
     """What the scheduler's daily job runs."""
-    subprocess.run(
-        [sys.executable, "-c", "import schedules; schedules.recompute_rankings()"],
-        cwd=PROJECT_ROOT,
-        env=deployment.env,
-        check=True,
-        timeout=60,
-    )
+    run_schedules(deployment, "recompute_rankings()")
 
 
 def test_rank_changes_reach_only_the_subscribers_of_teams_whose_rank_moved(running: Deployment) -> None:
     # given three teams followed by one user each, and a first day of results
     for user, team in (("ana", "a"), ("bo", "b"), ("cy", "c")):
-        publish(running, "tidings.topic.subscribe", {"topic": f"team:{team}", "user": user})
+        publish_event_as_tidings(running, "tidings.topic.subscribe", {"topic": f"team:{team}", "user": user})
 
     def result(order: list[str]) -> dict:
         return {
@@ -136,12 +119,12 @@ def test_rank_changes_reach_only_the_subscribers_of_teams_whose_rank_moved(runni
             ],
         }
 
-    publish(running, "match.completed", result(["a", "b", "c"]))
+    publish_event_as_tidings(running, "match.completed", result(["a", "b", "c"]))
     wait_for(lambda: Event.select().where(Event.type == "match.completed").count() == 1, what="the result")
     recompute_rankings(running)  # the first snapshot announces nothing
     # when b beats a twice, and c stays last
-    publish(running, "match.completed", result(["b", "a", "c"]))
-    publish(running, "match.completed", result(["b", "a", "c"]))
+    publish_event_as_tidings(running, "match.completed", result(["b", "a", "c"]))
+    publish_event_as_tidings(running, "match.completed", result(["b", "a", "c"]))
     wait_for(lambda: Event.select().where(Event.type == "match.completed").count() == 3, what="the results")
     recompute_rankings(running)
     recompute_rankings(running)  # a second run, or a second scheduler, announces nothing twice

@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.amqp.publisher import build_event
 from dispatcher.commands.endpoints import new_secret
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User, WebhookEndpoint
 from tests.support.deployment import Deployment
 from tests.support.http import HttpServer, Reply
+from tests.support.http import https_server as https_server  # a fixture
 from tests.support.procfile import start_procfile
+from tests.support.publishing import publish_as_tidings, publish_event_as_tidings
 from tests.support.smtp import SmtpServer
-from tests.support.tls import make_certificate
+from tests.support.tls import Certificate
+from tests.support.tls import certificate as certificate  # a fixture
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,27 +37,14 @@ TOTAL = 8.0  # TIDINGS_HTTP_TOTAL_TIMEOUT here (30 s by default), below the 10 s
 PROMPT = 5.0  # seconds within which the critical email must reach the SMTP server
 MARGIN = 2.0  # seconds a request may end after its deadline: a bound on a timeout, not a speed test
 DEADLINE_ERROR = f"did not finish within {TOTAL:g} s (TIDINGS_HTTP_TOTAL_TIMEOUT)"
+SOURCE = "/slow-receivers"
 
 
 @pytest.fixture
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def trickling_receiver(certificate: tuple[Path, Path]) -> Iterator[HttpServer]:
+def trickling_receiver(https_server: HttpServer) -> HttpServer:
     """An HTTPS receiver that answers every request one byte every 4 s, from its status line on."""
-    server = HttpServer(*certificate).start()
-    server.default = Reply(trickle_headers=TRICKLE)
-    yield server
-    server.stop()
-
-
-def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> str:
-    event = build_event(type_, data, source="/slow-receivers", id=id)
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        publisher.publish(event)
-    return event["id"]
+    https_server.default = Reply(trickle_headers=TRICKLE)
+    return https_server
 
 
 def webhook_deliveries(event_ids: list[str]) -> list[Delivery]:
@@ -74,22 +62,24 @@ def all_cut_at_the_deadline(event_ids: list[str]) -> list[Delivery]:
 
 
 def test_webhooks_to_a_trickling_receiver_neither_hold_up_a_critical_email_nor_hang_past_their_deadline(
-    deployment: Deployment, smtp_server: SmtpServer, trickling_receiver: HttpServer, certificate: tuple[Path, Path]
+    deployment: Deployment, smtp_server: SmtpServer, trickling_receiver: HttpServer, certificate: Certificate
 ) -> None:
     # given the Procfile's groups, a user with an email address, and a webhook endpoint for match.* on a receiver
     # that answers a byte every 4 s; a retry of a cut webhook waits 5 minutes, so each event is tried once here
     deployment.configure(
-        TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8",
-        TIDINGS_HTTP_CA_FILE=str(certificate[0]),
+        **certificate.https_settings(),
         TIDINGS_HTTP_TOTAL_TIMEOUT=f"{TOTAL:g}",
         TIDINGS_WEBHOOK_RETRY_SCHEDULE="0,300",
     )
     start_procfile(deployment)
-    publish(deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com"})
-    publish(
+    publish_event_as_tidings(
+        deployment, "tidings.user.upsert", {"id": "ana", "email": "ana@example.com"}, source=SOURCE
+    )
+    publish_event_as_tidings(
         deployment,
         "tidings.webhook.upsert",
         {"id": "scores", "url": trickling_receiver.url("/hooks/scores"), "secret": new_secret(), "types": ["match.*"]},
+        source=SOURCE,
     )
     wait_for(
         lambda: User.select().count() == 1 and WebhookEndpoint.select().count() == 1,
@@ -98,16 +88,8 @@ def test_webhooks_to_a_trickling_receiver_neither_hold_up_a_critical_email_nor_h
 
     # when a burst of match events goes to the receiver, and every hooks thread is stuck in a trickling answer
     ids = [f"match-{n}" for n in range(EVENTS)]
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        for event_id in ids:
-            publisher.publish(
-                build_event(
-                    "match.started",
-                    {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": "Owls"},
-                    source="/slow-receivers",
-                    id=event_id,
-                )
-            )
+    match_started = {"recipients": ["ana"], "tournament_name": "Cup", "opponent_name": "Owls"}
+    publish_as_tidings(deployment, *(build_event("match.started", match_started, source=SOURCE, id=i) for i in ids))
     wait_for(
         lambda: len(trickling_receiver.requests()) >= HOOKS_THREADS,
         timeout=15,
@@ -116,7 +98,9 @@ def test_webhooks_to_a_trickling_receiver_neither_hold_up_a_critical_email_nor_h
     first_request = trickling_receiver.requests()[0].at
     # and then a critical event comes for the user
     published = time.monotonic()
-    publish(deployment, "payout.received", {"recipients": ["ana"], "amount": "250.00", "currency": "EUR"})
+    publish_event_as_tidings(
+        deployment, "payout.received", {"recipients": ["ana"], "amount": "250.00", "currency": "EUR"}, source=SOURCE
+    )
 
     # then its email reaches the SMTP server promptly, while the webhooks are still trickling
     [email] = wait_for(

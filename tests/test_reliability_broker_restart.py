@@ -16,8 +16,11 @@ import pika.exceptions
 import pytest
 
 from dispatcher.amqp.publisher import Publisher, PublishError, build_event
-from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, User
+from dispatcher.storage.models import Delivery, Event, InboxItem, User
+from tests.support.deliveries import finished
 from tests.support.deployment import Deployment
+from tests.support.events import invite
+from tests.support.publishing import publish_users_as_tidings
 from tests.support.rabbit_node import PrivateRabbitNode
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
@@ -54,10 +57,6 @@ def broker_up(url: str) -> bool:
         return False
 
 
-def finished(channel: str) -> int:
-    return Delivery.select().where(Delivery.channel == channel, Delivery.status.in_(DeliveryStatus.FINAL)).count()
-
-
 def publish_until_confirmed(url: str, exchange: str, events: list[dict], *, pace: float) -> int:
     """A producer that uses confirms: on any failure it reconnects and publishes the same event again."""
     retries, index, publisher = 0, 0, None
@@ -84,17 +83,10 @@ def test_workers_reconnect_after_a_broker_restart_and_nothing_is_lost(
     assert url == node.url
     deployment.worker(threads=8).start()
     deployment.use_database()
-    with Publisher(url, deployment.exchange) as publisher:
-        for user in USERS:
-            publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
+    publish_users_as_tidings(deployment, USERS)
     wait_for(lambda: User.select().count() == 3, what="the users")
     events = [
-        build_event(
-            "team.invite.sent",
-            {"recipients": USERS, "team_name": "Owls", "inviter_name": "Mira"},
-            id=f"burst-{n}",
-            source="/burst",
-        )
+        build_event("team.invite.sent", invite(USERS, team_name="Owls"), id=f"burst-{n}", source="/burst")
         for n in range(EVENTS)
     ]
     outcome: dict[str, int] = {}

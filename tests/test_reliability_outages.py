@@ -13,21 +13,22 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from standardwebhooks import Webhook
 
-from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.amqp.publisher import build_event
 from dispatcher.commands.endpoints import new_secret
 from dispatcher.core.settings import Settings
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, User, WebhookEndpoint
 from tests.support.deployment import Deployment
 from tests.support.http import HttpServer, Received, Reply
 from tests.support.procfile import start_procfile
+from tests.support.publishing import publish_as_tidings, publish_event_as_tidings
 from tests.support.rabbit_node import port_outside_the_ephemeral_range
 from tests.support.smtp import SmtpServer
-from tests.support.tls import make_certificate
+from tests.support.tls import Certificate
+from tests.support.tls import certificate as certificate  # a fixture
 from tests.support.wait import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -37,6 +38,7 @@ PROBE_EVERY = 2.0  # seconds between probes during an outage
 PROMPT = 5.0  # seconds within which a probe must reach every channel it goes to
 USERS = ["ana", "bo", "cara"]
 SECRET = new_secret()
+SOURCE = "/outages"
 
 
 # --- The outside world ---------------------------------------------------------------------------
@@ -73,8 +75,8 @@ class PeerRecordingServer(HttpServer):
     Each hooks thread keeps its own connection, so the port tells one thread's requests apart.
     """
 
-    def __init__(self, cert: Path, key: Path) -> None:
-        super().__init__(cert, key)
+    def __init__(self, certificate: Certificate) -> None:
+        super().__init__(certificate)
         handler = self.httpd.RequestHandlerClass
 
         class PeerRecordingHandler(handler):  # type: ignore[misc, valid-type]
@@ -85,16 +87,10 @@ class PeerRecordingServer(HttpServer):
         self.httpd.RequestHandlerClass = PeerRecordingHandler
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return make_certificate(tmp_path_factory.mktemp("tls"))
-
-
 @pytest.fixture
-def receiver(certificate: tuple[Path, Path]) -> Iterator[PeerRecordingServer]:
-    server = PeerRecordingServer(*certificate).start()
-    yield server
-    server.stop()
+def receiver(certificate: Certificate) -> Iterator[PeerRecordingServer]:
+    with PeerRecordingServer(certificate) as server:
+        yield server
 
 
 @pytest.fixture
@@ -105,26 +101,23 @@ def flaky_smtp() -> Iterator[FlakySmtp]:
 
 
 @pytest.fixture
-def outside(deployment: Deployment, certificate: tuple[Path, Path]) -> Deployment:
+def outside(deployment: Deployment, certificate: Certificate) -> Deployment:
     """A deployment that may reach loopback over HTTPS, trusting the test certificate."""
-    deployment.configure(TIDINGS_ALLOW_PRIVATE_NETWORKS="127.0.0.0/8", TIDINGS_HTTP_CA_FILE=str(certificate[0]))
+    deployment.configure(**certificate.https_settings())
     return deployment
 
 
 # --- Helpers -------------------------------------------------------------------------------------
 
 
-def publish(deployment: Deployment, type_: str, data: dict, *, id: str | None = None) -> str:
-    event = build_event(type_, data, source="/outages", id=id)
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        publisher.publish(event)
-    return event["id"]
+def publish(deployment: Deployment, type_: str, data: dict) -> str:
+    return publish_event_as_tidings(deployment, type_, data, source=SOURCE)
 
 
 def publish_many(deployment: Deployment, type_: str, ids: list[str], data: Callable[[int], dict]) -> None:
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        for n, event_id in enumerate(ids):
-            publisher.publish(build_event(type_, data(n), source="/outages", id=event_id))
+    """One event of ``type_`` per id, the n-th with ``data(n)``, on one connection."""
+    events = (build_event(type_, data(n), source=SOURCE, id=event_id) for n, event_id in enumerate(ids))
+    publish_as_tidings(deployment, *events)
 
 
 def add_users(deployment: Deployment, **fields: dict) -> None:

@@ -16,10 +16,13 @@ from typing import Any
 import pytest
 from peewee import fn
 
-from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.amqp.publisher import build_event
 from dispatcher.storage.migrate import SCHEMA_VERSION
-from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, SchemaVersion, User
+from dispatcher.storage.models import Delivery, Event, InboxItem, SchemaVersion, User
+from tests.support.deliveries import finished, inbox_copies
 from tests.support.deployment import Deployment
+from tests.support.events import invite
+from tests.support.publishing import publish_as_tidings, publish_users_as_tidings
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 from tests.support.worker import WorkerProcess
@@ -29,10 +32,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 EVENTS = 300
 USERS = ["ana", "bo", "cara"]
 PROCESSES, THREADS = 2, 4  # per host
-
-
-def finished(channel: str) -> int:
-    return Delivery.select().where(Delivery.channel == channel, Delivery.status.in_(DeliveryStatus.FINAL)).count()
 
 
 def log_lines(path: Path) -> list[dict[str, Any]]:
@@ -57,25 +56,15 @@ def test_two_hosts_sharing_postgresql_and_rabbitmq_keep_the_guarantees_when_one_
     with ThreadPoolExecutor(2) as pool:
         list(pool.map(WorkerProcess.start, [host_a, host_b]))
     deployment.use_database()
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        for user in USERS:
-            publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
+    publish_users_as_tidings(deployment, USERS)
     wait_for(lambda: User.select().count() == len(USERS), what="the users")
 
     # when a burst comes in, and host A is killed while both ingest and email are busy
     ids = [f"burst-{n}" for n in range(EVENTS)]
 
     def publish(event_ids: list[str]) -> None:
-        with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as p:
-            for event_id in event_ids:
-                p.publish(
-                    build_event(
-                        "team.invite.sent",
-                        {"recipients": USERS, "team_name": "Wolves", "inviter_name": "Mira"},
-                        id=event_id,
-                        source="/burst",
-                    )
-                )
+        events = (build_event("team.invite.sent", invite(USERS), id=i, source="/burst") for i in event_ids)
+        publish_as_tidings(deployment, *events)
 
     publish(ids[: EVENTS // 2])
     wait_for(lambda: finished("email") >= 30, timeout=60, what="emails to be under way")
@@ -106,13 +95,7 @@ def test_two_hosts_sharing_postgresql_and_rabbitmq_keep_the_guarantees_when_one_
     per_event = Delivery.select(Delivery.event, fn.COUNT(Delivery.id)).group_by(Delivery.event).tuples()
     assert Counter(n for _, n in per_event if n) == {6: EVENTS}
     assert InboxItem.select().count() == EVENTS * 3
-    per_user_event = (
-        InboxItem.select(InboxItem.user_id, Delivery.event, fn.COUNT(InboxItem.id))
-        .join(Delivery)
-        .group_by(InboxItem.user_id, Delivery.event)
-        .tuples()
-    )
-    assert {n for _, _, n in per_user_event} == {1}
+    assert inbox_copies() == {1}
     assert Counter(d.status for d in Delivery.select()) == {"sent": EVENTS * 6}
     message_ids = Counter(m["Message-ID"] for m in smtp_server.messages)
     assert len(message_ids) == EVENTS * 3, "every email delivery reached the SMTP server"

@@ -9,9 +9,11 @@ from email.message import EmailMessage
 import pika
 import pytest
 
-from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.amqp.publisher import build_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
 from tests.support.deployment import Deployment
+from tests.support.events import invite
+from tests.support.publishing import publish_as_tidings, publish_users_as_tidings
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
 
@@ -47,20 +49,14 @@ def test_sigterm_lets_in_flight_emails_finish_and_leaves_the_rest_queued_for_the
     # given a worker with four threads, and an SMTP server taking 3 s per message
     worker = deployment.worker(threads=THREADS).start()
     deployment.use_database()
-    with Publisher(deployment.env["TIDINGS_BROKER_URL"], deployment.exchange) as publisher:
-        for user in USERS:
-            publisher.publish(build_event("tidings.user.upsert", {"id": user, "email": f"{user}@example.com"}))
-        wait_for(lambda: User.select().count() == len(USERS), what="the users")
-        smtp_server.handler.delay = SMTP_DELAY
-        # and more email messages than threads, every thread in the middle of a batch
-        for n in range(EVENTS):
-            publisher.publish(
-                build_event(
-                    "team.invite.sent",
-                    {"recipients": USERS, "team_name": f"Team {n}", "inviter_name": "Mira"},
-                    source="/shutdown",
-                )
-            )
+    publish_users_as_tidings(deployment, USERS)
+    wait_for(lambda: User.select().count() == len(USERS), what="the users")
+    smtp_server.handler.delay = SMTP_DELAY
+    # and more email messages than threads, every thread in the middle of a batch
+    invites = (
+        build_event("team.invite.sent", invite(USERS, team_name=f"Team {n}"), source="/shutdown") for n in range(EVENTS)
+    )
+    publish_as_tidings(deployment, *invites)
     wait_for(
         lambda: len(emails(DeliveryStatus.SENDING)) == THREADS * len(USERS),
         timeout=10,

@@ -24,6 +24,7 @@ from dispatcher.jobs.maintenance import release_due_deliveries
 from dispatcher.jobs.slots import claim_slot
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
+from tests.support.events import invite
 
 UTC = dt.UTC
 _ids = itertools.count()
@@ -35,8 +36,9 @@ def at(moment: dt.datetime) -> clock.Clock:
 
 
 def event(type_: str = "team.invite.sent", **data: object) -> CloudEvent:
-    base = {"team_name": "Owls", "inviter_name": "Mira"} if type_ == "team.invite.sent" else {}
-    return CloudEvent(id=f"e{next(_ids)}", source="/tests", type=type_, data={"recipients": ["ana"], **base, **data})
+    """An event to ana: an invitation to Owls unless ``type_`` says otherwise; ``data`` adds keys."""
+    data = invite(team_name="Owls", **data) if type_ == "team.invite.sent" else {"recipients": ["ana"], **data}
+    return CloudEvent(id=f"e{next(_ids)}", source="/tests", type=type_, data=data)
 
 
 def command(catalog: Catalog, type_: str, data: dict) -> str:
@@ -401,13 +403,7 @@ def test_a_cancel_without_authority_reaches_only_its_own_sources_and_publishers_
         id="m1",
         source="/matches",
         type="team.invite.sent",
-        data={
-            "recipients": ["ana"],
-            "team_name": "Owls",
-            "inviter_name": "Mira",
-            "deliver_at": "2026-05-09T13:00:00Z",
-            "cancel_key": "match:42:reminder",
-        },
+        data=invite(team_name="Owls", deliver_at="2026-05-09T13:00:00Z", cancel_key="match:42:reminder"),
     )
     theirs = dataclasses.replace(ours, id="o1", source="/other")
     with clock.use_clock(at(T0)):

@@ -94,6 +94,6 @@ class IngestConsumer(_RabbitmqConsumer):
                 self.broker.queues_pending.add(q_name(self.queue_name))
             raise ConnectionClosed(e) from None
         envelope = Envelope.from_amqp(method.routing_key, properties, relays=self.broker.relays)
-        message = Message(**self.broker.intake.wrap(body or b"", envelope))
+        message: Message[Any] = Message(**self.broker.intake.wrap(body or b"", envelope))
         self.known_tags.add(method.delivery_tag)
         return _RabbitmqMessage(method.redelivered, method.delivery_tag, message)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from channels import channel_classes
 from dispatcher.core import clock
 from dispatcher.core.authority import OPERATOR
 from dispatcher.core.catalog import Catalog, load_catalog
@@ -25,7 +26,7 @@ class Context:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.catalog: Catalog = load_catalog(settings.catalog_path, settings.templates_dir)
+        self.catalog: Catalog = load_catalog(settings.catalog_path, settings.templates_dir, channels=channel_classes())
         self._database_ready = False
 
     def database(self) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from dispatcher.cli.console import Context, print_json, print_table
 from dispatcher.core.errors import TidingsError
@@ -29,14 +29,17 @@ def _reasons(ctx: Context, message_ids: list[str]) -> dict[str, str]:
     for start in range(0, len(message_ids), 500):
         chunk = message_ids[start : start + 500]
         query = Rejection.select(Rejection.message_id, Rejection.reason).where(Rejection.message_id.in_(chunk))
-        found.update(query.tuples())
+        # cast: peewee's stubs type the rows of .tuples() as model instances
+        found.update(cast(Iterable[tuple[str, str]], query.tuples()))
     return found
 
 
 def _failure(letter: dlq.DeadLetter) -> dict[str, Any]:
     """What a dramatiq message says about itself: actor, arguments, retries, the last recorded error."""
     message = letter.message
-    options = message.get("options") if isinstance(message.get("options"), dict) else {}
+    options = message.get("options")
+    if not isinstance(options, dict):
+        options = {}
     traceback = options.get("traceback")
     lines = [line for line in str(traceback or "").splitlines() if line.strip()]
     return {

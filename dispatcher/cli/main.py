@@ -7,12 +7,14 @@ exchange (a CloudEvent applied once), so the two can never disagree.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from channels import channel_names
 from dispatcher.amqp.publisher import Publisher, build_event
 from dispatcher.cli import dlq as cli_dlq
 from dispatcher.cli import rankings as cli_rankings
@@ -20,16 +22,16 @@ from dispatcher.cli import schedule as cli_schedule
 from dispatcher.cli import webhooks as cli_webhooks
 from dispatcher.cli.console import CLI_SOURCE, Context, print_json, print_table
 from dispatcher.core import clock
-from dispatcher.core.catalog import PREFERENCE_CHANNELS
+from dispatcher.core.catalog import WILDCARD
 from dispatcher.core.errors import ConfigError, TidingsError
-from dispatcher.core.events import decode_body, parse_event
+from dispatcher.core.events import decode_body, format_time, parse_event
 from dispatcher.core.logs import configure_logging
 from dispatcher.core.settings import PROJECT_ROOT, Settings, get_settings
 from dispatcher.core.timing import check_schedule
-from dispatcher.pipeline.preferences import WILDCARD, load_preferences, resolve_channels
+from dispatcher.pipeline.routing import plan_deliveries
 from dispatcher.storage.db import init_database
 from dispatcher.storage.migrate import migrate
-from dispatcher.storage.models import Delivery, Event, InboxItem, Preference, Subscription, User
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Preference, Subscription, User
 
 # --- commands ---------------------------------------------------------------
 
@@ -115,27 +117,53 @@ def cmd_prefs_set(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_prefs_show(ctx: Context, args: argparse.Namespace) -> int:
-    """The resolved channels per type, and the settings stored for the user."""
+    """What routing decides for the user now, per type and channel, and the settings stored for them."""
     ctx.database()
-    rows = []
+    now = clock.now()
+    channels = channel_names(addresses="user")
+    rows: list[dict[str, Any]] = []
     for name in ctx.catalog.names():
         kind = ctx.catalog.types[name]
-        preferences = load_preferences([args.user], name).get(args.user, {})
-        chosen = resolve_channels(kind, preferences, PREFERENCE_CHANNELS)
-        rows.append({"type": name, "channels": ",".join(chosen), "critical": "yes" if kind.critical else ""})
+        planned = {p.channel: p for p in plan_deliveries(kind, [args.user], channels, now=now)}
+        routes: dict[str, dict[str, Any]] = {}
+        for channel in channels:
+            p = planned.get(channel)
+            routes[channel] = {
+                "enabled": p is not None,
+                "mode": None if p is None else "digest" if p.status == DeliveryStatus.DIGEST else "immediate",
+                "locked": p is not None and p.locked,
+                "quiet_until": format_time(p.due.replace(tzinfo=dt.UTC)) if p is not None and p.quiet else None,
+            }
+        rows.append({"type": name, "critical": kind.critical, "channels": routes})
     stored = [
-        {"type": p.type, "channel": p.channel, "enabled": p.enabled}
+        {"type": p.type, "channel": p.channel, "enabled": p.enabled, "mode": p.mode}
         for p in Preference.select()
         .where(Preference.user_id == args.user)
         .order_by(Preference.type, Preference.channel)
     ]
+    at = format_time(now.replace(tzinfo=dt.UTC))
     if args.json:
-        print_json({"user": args.user, "resolved": rows, "stored": stored})
+        print_json({"user": args.user, "at": at, "resolved": rows, "stored": stored})
         return 0
-    print_table(rows, ["type", "channels", "critical"])
+    print(f"what {args.user} gets now ({at}):")
+    print_table(
+        [{"type": row["type"], **{c: _route_cell(r) for c, r in row["channels"].items()}} for row in rows],
+        ["type", *channels],
+    )
+    print("(locked: a critical type's default channel, which preferences cannot switch off)")
     print(f"\nstored settings ({WILDCARD!r} applies to every type):")
-    print_table(stored, ["type", "channel", "enabled"])
+    print_table(stored, ["type", "channel", "enabled", "mode"])
     return 0
+
+
+def _route_cell(route: dict[str, Any]) -> str:
+    """'off', 'on' or 'digest', with ', locked' and ', held by quiet hours until <time>' when they apply."""
+    text = ("digest" if route["mode"] == "digest" else "on") if route["enabled"] else "off"
+    if route["locked"]:
+        text += ", locked"
+    if route["quiet_until"]:
+        text += f", held by quiet hours until {route['quiet_until']}"
+    return text
 
 
 def cmd_topics_change(ctx: Context, args: argparse.Namespace) -> int:
@@ -265,9 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(prefs, "set", cmd_prefs_set, "turn a channel on or off for a type, or '*' for all types")
     p.add_argument("user")
     p.add_argument("type", help="a catalog type, or '*'")
-    p.add_argument("channel", choices=PREFERENCE_CHANNELS)
+    p.add_argument("channel", choices=channel_names())
     p.add_argument("state", choices=("on", "off"))
-    p = command(prefs, "show", cmd_prefs_show, "show a user's resolved channels per type")
+    p = command(prefs, "show", cmd_prefs_show, "show what a user gets now per type and channel, and their settings")
     p.add_argument("user")
     p.add_argument("--json", action="store_true")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 from dispatcher.cli.console import Context, print_json, print_table
 from dispatcher.core.errors import TidingsError
@@ -89,7 +89,8 @@ def cmd_schedule_cancel(ctx: Context, args: argparse.Namespace) -> int:
     query = Delivery.select(Delivery.status).where(Delivery.event.in_(events))
     if args.user:
         query = query.where(Delivery.user_id.in_(args.user))
-    statuses = [status for (status,) in query.tuples()]
+    # cast: peewee's stubs type the rows of .tuples() as model instances
+    statuses = [status for (status,) in cast(Iterable[tuple[str]], query.tuples())]
     cancelled = statuses.count("cancelled")
     others = {s: statuses.count(s) for s in sorted(set(statuses)) if s != "cancelled"}
     print(f"cancelled: {cancelled}" + (f"; unchanged: {others}" if others else ""))

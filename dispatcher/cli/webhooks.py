@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
+from channels import channel_names
 from dispatcher.cli.console import Context, print_json, print_table
 from dispatcher.commands.endpoints import new_secret
 from dispatcher.core import clock
@@ -84,7 +85,7 @@ def cmd_webhooks_rotate(ctx: Context, args: argparse.Namespace) -> int:
 def cmd_webhooks_replay(ctx: Context, args: argparse.Namespace) -> int:
     """Send again, with their original webhook-id: one event's webhooks, or every failed one since a time."""
     ctx.database()
-    query = Delivery.select(Delivery.id).join(Event).where(Delivery.channel == "webhook")
+    query = Delivery.select(Delivery.id).join(Event).where(Delivery.channel.in_(channel_names(addresses="endpoint")))
     if args.event_id:
         query = query.where(Event.event_id == args.event_id)
         if args.source:
@@ -96,7 +97,8 @@ def cmd_webhooks_replay(ctx: Context, args: argparse.Namespace) -> int:
         raise TidingsError("name an EVENT_ID, or --since TIME for every failed webhook since then")
     if args.endpoint:
         query = query.where(Delivery.user_id == args.endpoint)
-    ids = [delivery_id for (delivery_id,) in query.tuples()]
+    # cast: peewee's stubs type the rows of .tuples() as model instances
+    ids = [delivery_id for (delivery_id,) in cast(Iterable[tuple[int]], query.tuples())]
     now = clock.now()
     replayed = (
         Delivery.update(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from typing import cast
 
 import structlog
 
@@ -58,12 +60,9 @@ def cancel_notification(command: Command) -> str:
         .where(deliveries & Delivery.status.in_(CANCELLABLE))
         .execute()
     )
-    left = Counter(
-        status
-        for (status,) in Delivery.select(Delivery.status)
-        .where(deliveries & (Delivery.status != DeliveryStatus.CANCELLED))
-        .tuples()
-    )
+    rows = Delivery.select(Delivery.status).where(deliveries & (Delivery.status != DeliveryStatus.CANCELLED)).tuples()
+    # cast: peewee's stubs type the rows of .tuples() as model instances
+    left = Counter(status for (status,) in cast(Iterable[tuple[str]], rows))
     if cancelled:
         log.info("notification_cancelled", cancelled=cancelled, **{f"already_{k}": v for k, v in left.items()})
     else:

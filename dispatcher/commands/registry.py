@@ -22,18 +22,15 @@ from dispatcher.commands.cancel import cancel_notification
 from dispatcher.commands.endpoints import upsert_endpoint
 from dispatcher.core import clock
 from dispatcher.core.authority import Sender
-from dispatcher.core.catalog import PREFERENCE_CHANNELS, Catalog
+from dispatcher.core.catalog import WILDCARD, Catalog
 from dispatcher.core.errors import InvalidCommand
-from dispatcher.core.events import MAX_ID_LENGTH, CloudEvent
+from dispatcher.core.events import MAX_ID_LENGTH, CloudEvent, redact_secrets
+from dispatcher.core.events import REDACTED as REDACTED  # re-exported: tests compare stored data with it
 from dispatcher.core.timing import parse_hhmm
-from dispatcher.pipeline.preferences import WILDCARD
 from dispatcher.storage.models import Preference, Subscription, User
 
 USER_FIELDS = ("email", "name", "timezone", "locale", "discord_webhook_url", "digest_time", "quiet_start", "quiet_end")
-EMAIL_MODES = ("immediate", "digest")
-#: Fields of command data that hold secrets, tokens or addresses: stored as REDACTED in the events table.
-SECRET_FIELDS = frozenset({"secret", "url", "discord_webhook_url", "email"})
-REDACTED = "<redacted>"
+DELIVERY_MODES = ("immediate", "digest")
 #: Who a command comes from unless the caller says: an anonymous producer, the least authority.
 ANONYMOUS = Sender()
 
@@ -56,13 +53,12 @@ def stored_data(event: CloudEvent) -> dict[str, Any]:
     return redact_secrets(event.data) if event.is_command else event.data
 
 
-def redact_secrets(data: dict[str, Any]) -> dict[str, Any]:
-    """Command data with the values of SECRET_FIELDS replaced by REDACTED."""
-    return {key: REDACTED if key in SECRET_FIELDS and value is not None else value for key, value in data.items()}
-
-
 def _upsert(
-    model: type[peewee.Model], key: list[peewee.Field], row: dict[str, Any], update: dict[str, Any], command: Command
+    model: type[User | Preference | Subscription],
+    key: list[peewee.Field[Any]],
+    row: dict[str, Any],
+    update: dict[peewee.Field[Any], Any],
+    command: Command,
 ) -> str:
     """Insert ``row``, or update the existing one if this command is not older than it (an operator's always)."""
     newer = None if command.sender.operator else (model.changed_at <= peewee.EXCLUDED.changed_at)
@@ -85,7 +81,7 @@ def upsert_user(command: Command) -> str:
         fields.get("quiet_end") is None
     ):
         raise InvalidCommand("quiet_start and quiet_end go together: both HH:MM, or both null")
-    update = {getattr(User, name): value for name, value in fields.items()}
+    update: dict[peewee.Field[Any], Any] = {getattr(User, name): value for name, value in fields.items()}
     update[User.changed_at] = changed_at
     return _upsert(User, [User.id], {"id": user_id, **fields, "changed_at": changed_at}, update, command)
 
@@ -107,8 +103,12 @@ def set_preferences(command: Command) -> str:
             "mode": mode,
             "changed_at": changed_at,
         }
-        update = {Preference.enabled: enabled, Preference.mode: mode, Preference.changed_at: changed_at}
-        key = [Preference.user_id, Preference.type, Preference.channel]
+        update: dict[peewee.Field[Any], Any] = {
+            Preference.enabled: enabled,
+            Preference.mode: mode,
+            Preference.changed_at: changed_at,
+        }
+        key: list[peewee.Field[Any]] = [Preference.user_id, Preference.type, Preference.channel]
         outcomes.append(_upsert(Preference, key, row, update, command))
     return "applied" if "applied" in outcomes else "stale"
 
@@ -121,13 +121,17 @@ def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool, str]:
         raise InvalidCommand(
             f'tidings.preferences.set: type {str(type_name)[:100]!r} is neither "*" nor in the catalog'
         )
-    if channel not in PREFERENCE_CHANNELS:
-        raise InvalidCommand(f"tidings.preferences.set: channel must be one of {', '.join(PREFERENCE_CHANNELS)}")
+    known = catalog.channels  # the registered channels, which the catalog was loaded with
+    if not isinstance(channel, str) or channel not in known:
+        raise InvalidCommand(f"tidings.preferences.set: channel must be one of {', '.join(known)}")
     if not isinstance(enabled, bool):
         raise InvalidCommand("tidings.preferences.set: enabled must be true or false")
     mode = item.get("mode", "immediate")
-    if mode not in EMAIL_MODES or (mode == "digest" and channel != "email"):
-        raise InvalidCommand('tidings.preferences.set: mode must be "immediate", or "digest" for the email channel')
+    digests = [name for name, facts in known.items() if facts.digests]
+    if mode not in DELIVERY_MODES or (mode == "digest" and channel not in digests):
+        raise InvalidCommand(
+            f'tidings.preferences.set: mode must be "immediate", or "digest" for the {" or ".join(digests)} channel'
+        )
     return type_name, channel, enabled, mode
 
 
@@ -139,7 +143,7 @@ def _subscription(active: bool) -> Callable[[Command], str]:
             raise InvalidCommand(f"topic must be a string of 1 to {MAX_ID_LENGTH} characters")
         user_id = _user_id(data, "user")
         row = {"topic": topic, "user_id": user_id, "active": active, "changed_at": changed_at}
-        update = {Subscription.active: active, Subscription.changed_at: changed_at}
+        update: dict[peewee.Field[Any], Any] = {Subscription.active: active, Subscription.changed_at: changed_at}
         return _upsert(Subscription, [Subscription.topic, Subscription.user_id], row, update, command)
 
     return handle
@@ -209,11 +213,12 @@ def _optional_hhmm(name: str) -> Callable[[object], str | None]:
     def check(value: object) -> str | None:
         if value is None:
             return None
+        text = value if isinstance(value, str) else ""  # anything else fails as "" does
         try:
-            parse_hhmm(value) if isinstance(value, str) else parse_hhmm("")
+            parse_hhmm(text)
         except ValueError:
             raise InvalidCommand(f'{name} must be a local time written HH:MM, such as "08:00", or null') from None
-        return value
+        return text
 
     return check
 

@@ -19,6 +19,9 @@ MAX_RECIPIENTS = 10_000
 MAX_ID_LENGTH = 255
 ROUTING_KEYS = ("recipients", "topic", "deliver_at", "cancel_key")
 RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d(\.\d{1,9})?([Zz]|[+-]\d\d:\d\d)?")
+#: Fields of command data that hold secrets, tokens or addresses: stored as REDACTED in the events table.
+SECRET_FIELDS = frozenset({"secret", "url", "discord_webhook_url", "email"})
+REDACTED = "<redacted>"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +146,11 @@ def parse_event(raw: dict[str, Any], catalog: Catalog) -> CloudEvent:
     if not event.is_command:
         _check_notification(event, catalog)
     return event
+
+
+def redact_secrets(data: dict[str, Any]) -> dict[str, Any]:
+    """Command data with the values of SECRET_FIELDS replaced by REDACTED."""
+    return {key: REDACTED if key in SECRET_FIELDS and value is not None else value for key, value in data.items()}
 
 
 def _check_notification(event: CloudEvent, catalog: Catalog) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, cast
 
 import peewee
 import structlog
 
+from channels import channel_names
 from dispatcher.core import clock
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.events import CloudEvent
@@ -33,13 +35,9 @@ TYPE = "digest.daily"
 
 def due_digests() -> list[tuple[str, dt.date]]:
     """(user, local date) for every user with waiting digest items whose digest time has come today."""
-    waiting = [
-        user
-        for (user,) in Delivery.select(Delivery.user_id)
-        .where(Delivery.status == DeliveryStatus.DIGEST)
-        .distinct()
-        .tuples()
-    ]
+    rows = Delivery.select(Delivery.user_id).where(Delivery.status == DeliveryStatus.DIGEST).distinct().tuples()
+    # cast: peewee's stubs type the rows of .tuples() as model instances
+    waiting = [user for (user,) in cast(Iterable[tuple[str]], rows)]
     users = {u.id: u for u in User.select().where(User.id.in_(waiting))} if waiting else {}
     now = clock.now()
     due = []
@@ -77,7 +75,7 @@ def make_digest(user_id: str, local_date: dt.date, catalog: Catalog, settings: S
             return []
         data = {"recipients": [user_id], "date": local_date.isoformat(), "groups": _groups(items, catalog, settings)}
         digest = CloudEvent(id=event_id, source=SOURCE, type=TYPE, data=data, time=clock.now().replace(tzinfo=dt.UTC))
-        result = ingest_event(digest, catalog, ["email"])
+        result = ingest_event(digest, catalog, channel_names(digests=True))
         if result.outcome == "duplicate":
             return []
         Delivery.update(status=DeliveryStatus.DIGESTED, updated_at=clock.now()).where(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
+from typing import cast
 
 from dispatcher.core import clock
 from dispatcher.core.timing import RELEASE_WINDOW
@@ -21,7 +23,8 @@ def stale_deliveries(*, stale_after: float, limit: int = 1000) -> list[tuple[int
     pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.next_attempt_at < before) & not_held
     claimed = (Delivery.status == DeliveryStatus.SENDING) & (Delivery.claimed_at < before)
     query = Delivery.select(Delivery.id, Delivery.channel).where(pending | claimed).order_by(Delivery.id).limit(limit)
-    return list(query.tuples())
+    # cast: peewee's stubs type the rows of .tuples() as model instances
+    return list(cast(Iterable[tuple[int, str]], query.tuples()))
 
 
 def release_due_deliveries(

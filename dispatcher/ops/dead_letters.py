@@ -21,7 +21,7 @@ import json
 import re
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import pika
 import pika.exceptions
@@ -305,7 +305,8 @@ def purge(settings: Settings, queue: str = "ingest", *, timeout: float = 10.0) -
     try:
         if _ready(connection, name) is None:
             return 0
-        return connection.channel().queue_purge(name).method.message_count
+        # cast: the stubs allow a PurgeOk without a count, but one decoded from the broker always has it
+        return cast(int, connection.channel().queue_purge(name).method.message_count)
     except pika.exceptions.AMQPError as e:
         raise DeadLetterError(f"cannot purge {name}: {type(e).__name__}: {e}") from e
     finally:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from channels import channel_names
 from dispatcher.commands.registry import HANDLERS
-from dispatcher.core.catalog import PREFERENCE_CHANNELS, Catalog
+from dispatcher.core.catalog import Catalog
 from dispatcher.core.events import MAX_ID_LENGTH, MAX_RECIPIENTS
 
 USER_ID = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH}
@@ -30,9 +31,12 @@ def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
         "required": ["type", "channel", "enabled"],
         "properties": {
             "type": {"enum": [*catalog.public_names(), "*"]},
-            "channel": {"enum": list(PREFERENCE_CHANNELS)},
+            "channel": {"enum": channel_names()},
             "enabled": {"type": "boolean"},
-            "mode": {"enum": ["immediate", "digest"], "description": "email only: a daily digest instead"},
+            "mode": {
+                "enum": ["immediate", "digest"],
+                "description": f"{' or '.join(channel_names(digests=True))} only: a daily digest instead",
+            },
         },
     }
     user = {

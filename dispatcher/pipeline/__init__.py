@@ -1,1 +1,2 @@
-"""The way of one event: admission, ingest (recipients, preferences, delivery rows), delivery."""
+"""The way of one event: admission, ingest (recipients, delivery rows), routing (preferences, digests, quiet
+hours, critical types), delivery."""

@@ -26,6 +26,7 @@ from dispatcher.core.rendering import get_renderer
 from dispatcher.core.settings import Settings
 from dispatcher.core.timing import MAX_MESSAGE_DELAY
 from dispatcher.core.unsubscribe import unsubscribe_url
+from dispatcher.pipeline.routing import can_unsubscribe
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
 
 log = structlog.get_logger("tidings.delivery")
@@ -126,7 +127,7 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
         user = None
     url = event.data.get("url")
     unsubscribe = None
-    if settings.public_url and settings.secret_key and not kind.critical:
+    if settings.public_url and settings.secret_key and can_unsubscribe(kind):
         unsubscribe = unsubscribe_url(
             settings.public_url, settings.secret_key, delivery.user_id, kind.name, ttl=settings.unsubscribe_token_ttl
         )

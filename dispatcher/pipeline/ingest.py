@@ -4,11 +4,10 @@ The event key, the command it carries or the deliveries it creates are
 written in one transaction: a crash before commit leaves nothing, so the
 redelivered message starts over; after commit, the key makes it a duplicate.
 
-Each delivery gets the time it is due: now, the event's deliver_at, or the end
-of the user's quiet hours (email and Discord, not for critical types). One due
-within MAX_MESSAGE_DELAY gets a delayed message now; a later one is ``held`` in
-the database for the scheduler's release job. An email for a user who chose
-the digest for that type waits with status "digest".
+Which deliveries, with which status and due when (preferences, digests, quiet
+hours, critical types, webhook endpoints) is decided by routing.plan_deliveries;
+ingest inserts that plan. One due within MAX_MESSAGE_DELAY gets a delayed message
+now; a later one is ``held`` in the database for the scheduler's release job.
 """
 
 from __future__ import annotations
@@ -16,26 +15,23 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from typing import cast
 
-from dispatcher.commands.endpoints import endpoints_for
 from dispatcher.commands.registry import ANONYMOUS, apply_command, stored_data
 from dispatcher.core import clock
 from dispatcher.core.authority import Sender
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.events import CloudEvent
-from dispatcher.core.timing import MAX_MESSAGE_DELAY, due_time, quiet_until
-from dispatcher.pipeline.preferences import digest_users, load_preferences, resolve_channels, topic_subscribers
+from dispatcher.core.timing import due_time
+from dispatcher.pipeline.preferences import topic_subscribers
+from dispatcher.pipeline.routing import plan_deliveries
 from dispatcher.storage.db import transaction
-from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event
 
 INSERT_BATCH = 500
-#: The channel of signed webhooks: a delivery's user_id holds the endpoint id.
-WEBHOOK = "webhook"
 #: What else records an accepted event of a type, inside ingest's transaction (the rankings ledger):
 #: (event, its row id) -> None. The runtime passes them; ingest knows no consumer by name.
 Hook = Callable[[CloudEvent, int], object]
-#: Channels whose deliveries wait for the end of the user's quiet hours (in-app never does).
-QUIET_CHANNELS = ("email", "discord")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,54 +101,26 @@ def _recipients(event: CloudEvent) -> list[str]:
 def _create_deliveries(
     event_row_id: int, event: CloudEvent, catalog: Catalog, channels: list[str], recipients: list[str]
 ) -> None:
-    """Insert the delivery rows, each with its status, due time and whether it is held."""
+    """Insert the delivery rows routing plans, each with its status, due time and whether it is held."""
     kind = catalog.get(event.type)
     assert kind is not None, "parse_event admits only catalog types"
-    preferences = load_preferences(recipients, kind.name)
-    user_channels = [channel for channel in channels if channel != WEBHOOK]
-    targets = [
-        (user_id, channel)
-        for user_id in recipients
-        for channel in resolve_channels(kind, preferences.get(user_id, {}), user_channels)
+    now = clock.now()
+    plan = plan_deliveries(kind, recipients, channels, due=due_time(event), now=now)
+    rows = [
+        {
+            "event": event_row_id,
+            "user_id": planned.target,
+            "channel": planned.channel,
+            "status": planned.status,
+            "created_at": now,
+            "updated_at": now,
+            "next_attempt_at": planned.due,
+            "held": planned.held,
+        }
+        for planned in plan
     ]
-    if WEBHOOK in channels:  # endpoints take their types whatever the users' preferences
-        targets.extend((endpoint_id, WEBHOOK) for endpoint_id in endpoints_for(kind.name))
-    now, due = clock.now(), due_time(event)
-    users = {} if kind.critical else _users(recipients)
-    digest = set() if kind.critical or kind.internal else digest_users(recipients, kind.name)
-    rows = []
-    for target, channel in targets:
-        status, when = DeliveryStatus.PENDING, due
-        if channel == "email" and target in digest:
-            status = DeliveryStatus.DIGEST
-        elif channel in QUIET_CHANNELS and target in users:
-            user = users[target]
-            when = quiet_until(due, user.timezone, user.quiet_start, user.quiet_end) or due
-        rows.append(
-            {
-                "event": event_row_id,
-                "user_id": target,
-                "channel": channel,
-                "status": status,
-                "created_at": now,
-                "updated_at": now,
-                "next_attempt_at": when,
-                "held": (when - now).total_seconds() > MAX_MESSAGE_DELAY,
-            }
-        )
     for start in range(0, len(rows), INSERT_BATCH):
         Delivery.insert_many(rows[start : start + INSERT_BATCH]).execute()
-
-
-def _users(user_ids: list[str]) -> dict[str, User]:
-    """The users among ``user_ids`` that have quiet hours."""
-    found: dict[str, User] = {}
-    for start in range(0, len(user_ids), INSERT_BATCH):
-        query = User.select(User.id, User.timezone, User.quiet_start, User.quiet_end).where(
-            User.id.in_(user_ids[start : start + INSERT_BATCH]), User.quiet_start.is_null(False)
-        )
-        found.update((user.id, user) for user in query)
-    return found
 
 
 def _never_attempted(event_row_id: int) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
@@ -168,6 +136,6 @@ def _never_attempted(event_row_id: int) -> tuple[list[tuple[int, str]], dict[int
         Delivery.attempts == 0,
         Delivery.held == False,  # noqa: E712 - peewee expression
     )
-    rows = list(query.order_by(Delivery.id).tuples())
+    rows = cast(list[tuple[int, str, dt.datetime]], list(query.order_by(Delivery.id).tuples()))
     now = clock.now()
     return [(d, c) for d, c, _ in rows], {d: when for d, _, when in rows if when > now}

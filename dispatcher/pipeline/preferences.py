@@ -1,45 +1,46 @@
-"""Who gets a notification on which channel.
+"""What users chose: their stored preference settings, and their topic subscriptions.
 
-Resolution, per user and channel: the user's (type, channel) setting, else the
-user's ("*", channel) setting, else the catalog default. A critical type always
-reaches its default channels.
+These are the queries; what the settings mean for a delivery is decided in one place,
+dispatcher/pipeline/routing.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
+from typing import cast
 
-from dispatcher.core.catalog import NotificationType
+from dispatcher.core.catalog import WILDCARD
 from dispatcher.storage.models import Preference, Subscription
 
-WILDCARD = "*"
-#: (type or "*", channel) -> enabled
-UserPreferences = Mapping[tuple[str, str], bool]
+#: Users per query: SQLite allows a limited number of bound parameters.
+QUERY_CHUNK = 500
 
 
-def resolve_channels(kind: NotificationType, preferences: UserPreferences, channels: Iterable[str]) -> list[str]:
-    """The channels, among ``channels``, that one user gets ``kind`` on."""
-    chosen = []
-    for channel in channels:
-        default = channel in kind.channels
-        enabled = preferences.get((kind.name, channel), preferences.get((WILDCARD, channel), default))
-        if enabled or (kind.critical and default):
-            chosen.append(channel)
-    return chosen
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One stored choice for a (type or "*", channel): on or off, and "immediate" or "digest"."""
+
+    enabled: bool
+    mode: str = "immediate"
 
 
-def load_preferences(user_ids: list[str], type_name: str) -> dict[str, dict[tuple[str, str], bool]]:
+#: (type or "*", channel) -> the user's setting
+UserPreferences = dict[tuple[str, str], Setting]
+
+
+def load_preferences(user_ids: list[str], type_name: str) -> dict[str, UserPreferences]:
     """Every stored setting that bears on ``type_name`` for these users, in one query per 500 users."""
-    found: dict[str, dict[tuple[str, str], bool]] = defaultdict(dict)
-    for start in range(0, len(user_ids), 500):
-        chunk = user_ids[start : start + 500]
-        query = Preference.select(Preference.user_id, Preference.type, Preference.channel, Preference.enabled).where(
-            Preference.user_id.in_(chunk), Preference.type.in_([type_name, WILDCARD])
-        )
-        for row in query.tuples():
-            user_id, type_, channel, enabled = row
-            found[user_id][(type_, channel)] = enabled
+    found: dict[str, UserPreferences] = defaultdict(dict)
+    for start in range(0, len(user_ids), QUERY_CHUNK):
+        chunk = user_ids[start : start + QUERY_CHUNK]
+        query = Preference.select(
+            Preference.user_id, Preference.type, Preference.channel, Preference.enabled, Preference.mode
+        ).where(Preference.user_id.in_(chunk), Preference.type.in_([type_name, WILDCARD]))
+        # cast: peewee's stubs type the rows of .tuples() as model instances
+        for user_id, type_, channel, enabled, mode in cast(Iterable[tuple[str, str, str, bool, str]], query.tuples()):
+            found[user_id][(type_, channel)] = Setting(enabled, mode)
     return found
 
 
@@ -50,18 +51,4 @@ def topic_subscribers(topic: str) -> list[str]:
         .where(Subscription.topic == topic, Subscription.active == True)  # noqa: E712 - peewee expression
         .order_by(Subscription.id)
     )
-    return [user_id for (user_id,) in query.tuples()]
-
-
-def digest_users(user_ids: list[str], type_name: str) -> set[str]:
-    """The users who get ``type_name`` by email in their daily digest (a type setting beats "*")."""
-    modes: dict[str, dict[str, str]] = defaultdict(dict)
-    for start in range(0, len(user_ids), 500):
-        query = Preference.select(Preference.user_id, Preference.type, Preference.mode).where(
-            Preference.user_id.in_(user_ids[start : start + 500]),
-            Preference.channel == "email",
-            Preference.type.in_([type_name, WILDCARD]),
-        )
-        for user_id, type_, mode in query.tuples():
-            modes[user_id][type_] = mode
-    return {user for user, by_type in modes.items() if by_type.get(type_name, by_type.get(WILDCARD)) == "digest"}
+    return [user_id for (user_id,) in cast(Iterable[tuple[str]], query.tuples())]

@@ -71,7 +71,7 @@ class Actors:
                 self.deliveries[channel].send_with_options(args=(ids[start : start + size],), delay=delay or None)
 
 
-def retry_options(settings: Settings) -> dict[str, int]:
+def retry_options(settings: Settings) -> dict[str, Any]:
     """dramatiq's retry options from TIDINGS_RETRY_*."""
     return {
         "max_retries": settings.retry_max,
@@ -132,13 +132,12 @@ def declare_actors(
         )
 
     ingest_actor = dramatiq.actor(
-        ingest,
         actor_name="ingest",
         queue_name=settings.queue("ingest"),
         broker=broker,
         throws=(PermanentError,),
         **retry_options(settings),
-    )
+    )(ingest)
     for name, channel in chosen.items():
         deliveries[name] = _delivery_actor(broker, settings, catalog, name, channel)
     actors = Actors(settings=settings, ingest=ingest_actor, deliveries=deliveries, channels=chosen)
@@ -198,12 +197,11 @@ def _delivery_actor(
 
     deliver.__name__ = deliver.__qualname__ = f"deliver_{name}"
     deliver.__doc__ = f"Deliver a batch of {name} deliveries, by id."
-    actor: dramatiq.Actor = dramatiq.actor(
-        deliver,
+    actor: dramatiq.Actor[[list[int]], None] = dramatiq.actor(
         actor_name=f"deliver_{name}",
         queue_name=settings.queue(name),
         broker=broker,
         priority=channel.priority,
         **retry_options(settings),
-    )
+    )(deliver)
     return actor

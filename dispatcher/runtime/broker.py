@@ -9,11 +9,13 @@ events exchange, has a consumer of its own (amqp/rabbitmq.py).
 from __future__ import annotations
 
 import sys
+from typing import TypeVar, overload
 
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 from periodiq import PeriodiqMiddleware
 
+from channels import channel_classes
 from dispatcher.amqp.intake import Intake
 from dispatcher.amqp.rabbitmq import TidingsBroker
 from dispatcher.core.catalog import Catalog, load_catalog
@@ -29,13 +31,20 @@ def load_configuration() -> tuple[Settings, Catalog]:
     instead of a traceback from inside the dramatiq CLI."""
     try:
         settings = get_settings()
-        catalog = load_catalog(settings.catalog_path, settings.templates_dir)
+        catalog = load_catalog(settings.catalog_path, settings.templates_dir, channels=channel_classes())
     except ConfigError as e:
         print(f"tidings: configuration error: {e}", file=sys.stderr, flush=True)
         raise SystemExit(2) from None
     return settings, catalog
 
 
+BrokerT = TypeVar("BrokerT", bound=dramatiq.Broker)
+
+
+@overload
+def build_broker(settings: Settings) -> TidingsBroker: ...
+@overload
+def build_broker(settings: Settings, broker: BrokerT) -> BrokerT: ...
 def build_broker(settings: Settings, broker: dramatiq.Broker | None = None) -> dramatiq.Broker:
     """The broker with Tidings' middleware: a RabbitMQ broker made from ``settings``, or ``broker`` (a StubBroker
     in tests and the embedded mode). Declare the actors on it afterwards (actors.declare_actors): middleware must

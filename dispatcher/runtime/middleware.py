@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import structlog
 from dramatiq import Broker, Middleware
-from dramatiq.message import Message
+from dramatiq.broker import MessageProxy
 from playhouse.pool import PooledDatabase
 
 from dispatcher.core.errors import TidingsError
@@ -23,10 +23,12 @@ class DatabaseMiddleware(Middleware):
     the work of a small message).
     """
 
-    def before_process_message(self, broker: Broker, message: Message) -> None:
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         database.connect(reuse_if_open=True)
 
-    def after_process_message(self, broker: Broker, message: Message, *, result=None, exception=None) -> None:
+    def after_process_message(
+        self, broker: Broker, message: MessageProxy, *, result: object = None, exception: BaseException | None = None
+    ) -> None:
         if isinstance(database.obj, PooledDatabase) and not database.is_closed():
             database.close()
 
@@ -36,11 +38,13 @@ class DatabaseMiddleware(Middleware):
 class LogContextMiddleware(Middleware):
     """Start every message with an empty structlog context bound to its id."""
 
-    def before_process_message(self, broker: Broker, message: Message) -> None:
+    def before_process_message(self, broker: Broker, message: MessageProxy) -> None:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(message_id=message.message_id)
 
-    def after_process_message(self, broker: Broker, message: Message, *, result=None, exception=None) -> None:
+    def after_process_message(
+        self, broker: Broker, message: MessageProxy, *, result: object = None, exception: BaseException | None = None
+    ) -> None:
         structlog.contextvars.clear_contextvars()
 
     after_skip_message = after_process_message

@@ -10,6 +10,7 @@ change, the daily jobs by a (job, slot) key.
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import dramatiq
 import structlog
@@ -46,7 +47,7 @@ def declare_periodic_jobs(
     """Declare the periodic actors on ``broker``, on the <namespace>.maintenance queue."""
     queue = settings.queue("maintenance")
 
-    def periodic(spec: str) -> dict[str, object]:
+    def periodic(spec: str) -> dict[str, Any]:
         return {"periodic": cron(spec), "queue_name": queue, "max_retries": 0, "broker": broker}
 
     @dramatiq.actor(**periodic("* * * * *"))

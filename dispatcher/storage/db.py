@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import urllib.parse
+from typing import cast
 
 import peewee
 from playhouse.db_url import connect
@@ -26,9 +27,10 @@ def open_database(url: str) -> peewee.Database:
     if scheme in ("postgresql", "postgres"):
         url = url.replace(f"{scheme}://", "postgresql+pool://", 1)
     try:
+        # cast: playhouse has no type information
         if scheme == "sqlite":
-            return connect(url, pragmas=SQLITE_PRAGMAS, timeout=15)
-        return connect(url, max_connections=64, stale_timeout=300, timeout=10)
+            return cast(peewee.Database, connect(url, pragmas=SQLITE_PRAGMAS, timeout=15))
+        return cast(peewee.Database, connect(url, max_connections=64, stale_timeout=300, timeout=10))
     except (ValueError, RuntimeError) as e:
         raise ConfigError(f"TIDINGS_DATABASE_URL cannot be used: {e}") from None
 

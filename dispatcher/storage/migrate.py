@@ -9,10 +9,10 @@ import peewee
 import playhouse.migrate
 from playhouse.migrate import PostgresqlMigrator, SqliteMigrator
 
-from dispatcher.commands.registry import redact_secrets
 from dispatcher.core import clock
 from dispatcher.core.catalog import CONTROL_PREFIX
 from dispatcher.core.errors import ConfigError
+from dispatcher.core.events import redact_secrets
 from dispatcher.storage import models
 from dispatcher.storage.db import database, is_sqlite, transaction
 
@@ -103,7 +103,7 @@ SCHEMA_VERSION = max(MIGRATIONS)
 
 def current_version() -> int:
     """The schema version of the connected database (0: empty)."""
-    if not models.SchemaVersion.table_exists():
+    if not models.SchemaVersion.table_exists():  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs
         return 0
     row = models.SchemaVersion.select().order_by(models.SchemaVersion.version.desc()).first()
     return row.version if row else 0

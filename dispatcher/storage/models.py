@@ -35,6 +35,7 @@ class BaseModel(peewee.Model):
 class SchemaVersion(BaseModel):
     """The schema version `tidings migrate` last brought the database to."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     version = peewee.IntegerField()
 
 
@@ -57,6 +58,7 @@ class User(BaseModel):
 class Preference(BaseModel):
     """A user's choice for one (type or "*", channel)."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     user_id = peewee.CharField(max_length=255)
     type = peewee.CharField(max_length=255)
     channel = peewee.CharField(max_length=32)
@@ -71,6 +73,7 @@ class Preference(BaseModel):
 class Subscription(BaseModel):
     """A user's membership of a topic; kept when inactive so that order holds."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     topic = peewee.CharField(max_length=255)
     user_id = peewee.CharField(max_length=255)
     active = peewee.BooleanField()
@@ -83,6 +86,7 @@ class Subscription(BaseModel):
 class Event(BaseModel):
     """An accepted event; its (source, event_id) key makes processing happen once."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     source = peewee.CharField(max_length=1020)
     event_id = peewee.CharField(max_length=1020)
     type = peewee.CharField(max_length=255, index=True)
@@ -114,6 +118,7 @@ class DeliveryStatus:
 class Delivery(BaseModel):
     """One event to one user on one channel, with its outcome."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     event = peewee.ForeignKeyField(Event, backref="deliveries", on_delete="CASCADE")
     user_id = peewee.CharField(max_length=255, index=True)
     channel = peewee.CharField(max_length=32)
@@ -141,6 +146,7 @@ class Delivery(BaseModel):
 class InboxItem(BaseModel):
     """An in-app notification: what the user sees in the product's inbox."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     delivery = peewee.ForeignKeyField(Delivery, unique=True, on_delete="CASCADE")
     user_id = peewee.CharField(max_length=255)
     type = peewee.CharField(max_length=255)
@@ -188,6 +194,7 @@ class WebhookEndpoint(BaseModel):
 class MatchResult(BaseModel):
     """One match.completed event, as the rankings ledger keeps it."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     event = peewee.ForeignKeyField(Event, unique=True, on_delete="CASCADE")
     tournament_id = peewee.CharField(max_length=255, index=True)
     match_id = peewee.CharField(max_length=255, null=True)
@@ -199,6 +206,7 @@ class MatchResult(BaseModel):
 class RankingSnapshot(BaseModel):
     """Standings as one recompute left them; the previous versions are kept."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     scope = peewee.CharField(max_length=255)  # "overall" or "tournament:<id>"
     version = peewee.IntegerField()
     standings = JSONField()  # [{team_id, rank, points, ...}], best first
@@ -211,6 +219,7 @@ class RankingSnapshot(BaseModel):
 class JobRun(BaseModel):
     """A periodic job's run for one slot (its scheduled time): two schedulers cannot both run it."""
 
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
     job = peewee.CharField(max_length=64)
     slot = peewee.CharField(max_length=32)  # e.g. "2026-11-23T08:15"
     started_at = peewee.DateTimeField(default=clock.now)

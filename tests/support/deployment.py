@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pika
 
+from channels import REGISTRY
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.storage.db import database, init_database
 
@@ -66,10 +67,8 @@ class Deployment:
         return bodies
 
     def queue_names(self) -> list[str]:
-        names = [
-            self.settings.queue(q)
-            for q in ("ingest", "ingest_retry", "in_app", "email", "discord", "webhook", "maintenance")
-        ]
+        """Every queue a deployment declares: ingest's, one per registered channel, maintenance; with .DQ and .XQ."""
+        names = [self.settings.queue(q) for q in ("ingest", "ingest_retry", *REGISTRY, "maintenance")]
         return [n + suffix for n in names for suffix in ("", ".DQ", ".XQ")]
 
     def teardown(self) -> None:

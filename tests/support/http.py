@@ -3,19 +3,25 @@
 A reply can be slow in the ways a hostile or broken receiver is: late (delay),
 one byte at a time from its status line (trickle_headers) or only in its body
 (trickle_body), or far larger than anyone should read (repeat, chunked).
+
+The fixtures ``http_server`` and ``https_server`` give a test a server of its own; a module imports them as
+themselves, and ``certificate`` from tests/support/tls.py beside ``https_server``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import http.server
-import ssl
 import threading
 import time
 from collections import deque
-from pathlib import Path
+from collections.abc import Iterator
+from types import TracebackType
+
+import pytest
 
 from .services import free_port
+from .tls import Certificate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +51,9 @@ class Received:
 
 
 class HttpServer:
-    """ThreadingHTTPServer on 127.0.0.1; HTTPS when given a certificate and key."""
+    """ThreadingHTTPServer on 127.0.0.1; HTTPS when given a certificate. A context manager: started, then stopped."""
 
-    def __init__(self, cert: Path | None = None, key: Path | None = None) -> None:
+    def __init__(self, certificate: Certificate | None = None) -> None:
         self.port = free_port()
         self.received: list[Received] = []
         self.replies: deque[Reply] = deque()
@@ -120,10 +126,8 @@ class HttpServer:
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.httpd.daemon_threads = True
         self.scheme = "http"
-        if cert is not None and key is not None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(cert, key)
-            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        if certificate is not None:
+            self.httpd.socket = certificate.server_context().wrap_socket(self.httpd.socket, server_side=True)
             self.scheme = "https"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -146,3 +150,25 @@ class HttpServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+    def __enter__(self) -> HttpServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+@pytest.fixture
+def http_server() -> Iterator[HttpServer]:
+    """A plain HTTP server of this test's own."""
+    with HttpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def https_server(certificate: Certificate) -> Iterator[HttpServer]:
+    """An HTTPS server of this test's own, presenting the test certificate."""
+    with HttpServer(certificate) as server:
+        yield server

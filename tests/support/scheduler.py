@@ -1,4 +1,4 @@
-"""The scheduler's release job, and the passing of time it waits for, for tests with real worker processes.
+"""The scheduler's jobs, and the passing of time they wait for, for tests with real worker processes.
 
 A worker process reads the real clock, so a test cannot move its time; instead time passes for the
 stored rows: every pending delivery's due time moves back by that much.
@@ -27,12 +27,18 @@ def time_passes(seconds: float) -> None:
             ).execute()
 
 
-def run_release_job(deployment: Deployment) -> None:
-    """What the scheduler runs every minute: release the held deliveries due within its window."""
+def run_schedules(deployment: Deployment, call: str) -> None:
+    """Run ``schedules.<call>`` in a process of its own with the deployment's environment, as the scheduler does:
+    ``run_schedules(deployment, "recompute_rankings()")``."""
     subprocess.run(
-        [sys.executable, "-c", "import schedules; schedules.release_held_deliveries()"],
+        [sys.executable, "-c", f"import schedules; schedules.{call}"],
         cwd=PROJECT_ROOT,
         env=deployment.env,
         check=True,
         timeout=60,
     )
+
+
+def run_release_job(deployment: Deployment) -> None:
+    """What the scheduler runs every minute: release the held deliveries due within its window."""
+    run_schedules(deployment, "release_held_deliveries()")

@@ -1,0 +1,35 @@
+"""CloudEvents as a producer writes them (plain dicts), and the data of the catalog's types that tests use most."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+#: The invitation link the invites of the end-to-end tests carry.
+INVITE_URL = "https://play.example/invites/1"
+
+
+def cloud_event(type: str, data: Any, **attributes: Any) -> dict[str, Any]:
+    """A structured-mode CloudEvents 1.0 event: a new UUID as its id and source /tests, unless ``attributes`` say
+    otherwise; other attributes (time, subject...) come after type, and data last."""
+    event: dict[str, Any] = {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "/tests", "type": type}
+    event.update(attributes)
+    event["data"] = data
+    return event
+
+
+def as_body(value: Any) -> bytes:
+    """``value`` as JSON bytes, the body a producer publishes."""
+    return json.dumps(value).encode()
+
+
+def invite(recipients: Any = None, **fields: Any) -> dict[str, Any]:
+    """The data of a team.invite.sent: Mira invites ``recipients`` (ana unless given) to Wolves; ``fields`` add
+    keys or replace them. ``recipients`` goes in as it is, so that a test can send a wrong one."""
+    return {
+        "recipients": ["ana"] if recipients is None else recipients,
+        "team_name": "Wolves",
+        "inviter_name": "Mira",
+        **fields,
+    }
