@@ -25,6 +25,8 @@ from dispatcher.core.settings import Settings
 from dispatcher.runtime.actors import Actors, declare_actors
 from dispatcher.runtime.periodic import declare_periodic_jobs
 from dispatcher.storage.models import Delivery, DeliveryStatus, InboxItem, Rejection
+from tests.support.events import cloud_event
+from tests.support.events import invite as invite_data
 
 
 class Enqueued(dramatiq.Middleware):
@@ -71,14 +73,9 @@ def ingest_message(
 
 
 def invite(*recipients: str, **attributes: Any) -> dict[str, Any]:
-    return {
-        "specversion": "1.0",
-        "id": "inv-1",
-        "source": "/teams",
-        "type": "team.invite.sent",
-        "data": {"recipients": list(recipients), "team_name": "Owls", "inviter_name": "Mira"},
-        **attributes,
-    }
+    """Mira invites ``recipients`` to Owls; ``attributes`` replace top-level attributes, data included."""
+    data = invite_data(list(recipients), team_name="Owls")
+    return {**cloud_event("team.invite.sent", data, id="inv-1", source="/teams"), **attributes}
 
 
 def declare(stub_broker: StubBroker, stub_settings: Settings, catalog: Catalog, channel: Channel) -> Actors:

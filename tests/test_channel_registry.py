@@ -26,6 +26,8 @@ from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.pipeline.delivery import run_deliveries
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, User
+from tests.support.events import invite as invite_data
+from tests.support.events import parsed_event
 
 T0 = dt.datetime(2026, 5, 9, 12, 0)  # naive UTC
 TEMPLATES = PROJECT_ROOT / "templates"
@@ -65,13 +67,13 @@ def shipped_catalog() -> Catalog:
 
 
 def invite(event_id: str = "evt-1") -> CloudEvent:
-    data = {"team_name": "Owls", "inviter_name": "Ada", "recipients": ["ana"]}
-    return CloudEvent(id=event_id, source="/teams", type="team.invite.sent", data=data, time=T0.replace(tzinfo=dt.UTC))
+    data = invite_data(["ana"], team_name="Owls", inviter_name="Ada")
+    return parsed_event("team.invite.sent", data, id=event_id, source="/teams", time=T0.replace(tzinfo=dt.UTC))
 
 
 def set_preferences(catalog: Catalog, *items: dict[str, object]) -> str:
     data = {"user": "ana", "preferences": list(items)}
-    event = CloudEvent(id="prefs-1", source="/accounts", type="tidings.preferences.set", data=data, time=T0)
+    event = parsed_event("tidings.preferences.set", data, id="prefs-1", source="/accounts", time=T0)
     return apply_command(event, catalog)
 
 

@@ -264,16 +264,14 @@ def test_webhook_endpoints_are_added_listed_rotated_and_disabled_without_showing
 def test_schedule_lists_shows_and_cancels_scheduled_deliveries(capsys, settings: Settings) -> None:
     # given a notification scheduled for later, applied as the worker would
     from dispatcher.cli.console import Context
-    from dispatcher.core.events import CloudEvent
     from dispatcher.pipeline.ingest import ingest_event
+    from tests.support.events import parsed_event
 
     ctx = Context(settings)
     ctx.database()
-    later = CloudEvent(
-        id="rem-1",
-        source="/matches",
-        type="match.scheduled",
-        data={
+    later = parsed_event(
+        "match.scheduled",
+        {
             "recipients": ["ana", "bo"],
             "tournament_name": "Cup",
             "opponent_name": "Owls",
@@ -281,6 +279,8 @@ def test_schedule_lists_shows_and_cancels_scheduled_deliveries(capsys, settings:
             "deliver_at": "2030-01-01T17:00:00Z",
             "cancel_key": "match:42:reminder",
         },
+        id="rem-1",
+        source="/matches",
     )
     ingest_event(later, ctx.catalog, ["in_app"])
     # when / then

@@ -16,13 +16,14 @@ from dispatcher.core.errors import InvalidCommand, InvalidEvent
 from dispatcher.core.events import CloudEvent
 from dispatcher.pipeline.preferences import topic_subscribers
 from dispatcher.storage.models import Preference, Subscription, User
+from tests.support.events import parsed_event
 
 T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.UTC)
 _ids = itertools.count()
 
 
 def command(type_name: str, data: dict[str, Any], *, at: dt.datetime | None = T0) -> CloudEvent:
-    return CloudEvent(id=f"cmd-{next(_ids)}", source="/accounts", type=f"tidings.{type_name}", data=data, time=at)
+    return parsed_event(f"tidings.{type_name}", data, id=f"cmd-{next(_ids)}", source="/accounts", time=at)
 
 
 def later(minutes: int) -> dt.datetime:

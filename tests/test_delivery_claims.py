@@ -12,13 +12,13 @@ from channels.base import Channel, Notification
 from dispatcher.core import clock
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import DeliveryError, DeliverySkipped
-from dispatcher.core.events import CloudEvent
 from dispatcher.core.settings import Settings
 from dispatcher.jobs.maintenance import stale_deliveries
 from dispatcher.pipeline.delivery import EARLY_TOLERANCE, Outcome, claim, record, retry_delay, run_delivery
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.db import transaction
 from dispatcher.storage.models import Delivery, DeliveryStatus
+from tests.support.events import invite, parsed_event
 
 T0 = dt.datetime(2026, 5, 9, 12, 0)
 STALE_AFTER = 600.0
@@ -32,11 +32,11 @@ def at(seconds: float) -> clock.Clock:
 
 def new_deliveries(catalog: Catalog, *users: str, channel: str = "in_app", created: float = 0.0) -> list[int]:
     """Real pending delivery rows, one per user, created (at T0 + ``created`` s) as the ingest actor does."""
-    event = CloudEvent(
+    event = parsed_event(
+        "team.invite.sent",
+        invite(list(users), team_name="Owls", inviter_name="Ada", url="https://x.test/invites/1"),
         id=f"evt-{next(_ids)}",
         source="/teams",
-        type="team.invite.sent",
-        data={"recipients": list(users), "team_name": "Owls", "inviter_name": "Ada", "url": "https://x.test/invites/1"},
     )
     with clock.use_clock(at(created)):
         result = ingest_event(event, catalog, [channel])

@@ -23,11 +23,11 @@ from channels.discord_format import ELLIPSIS, embed_length, escape_markdown, fit
 from channels.ratelimit import RateLimiter
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import DeliveryError, DeliverySkipped
-from dispatcher.core.events import CloudEvent
 from dispatcher.core.rendering import Rendered, Renderer
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.storage.db import database
 from dispatcher.storage.models import DisabledTarget, User
+from tests.support.events import parsed_event
 from tests.support.http import HttpServer, Reply
 from tests.support.http import https_server as https_server  # a fixture
 from tests.support.services import free_port
@@ -53,7 +53,7 @@ def make_notification(
     time: dt.datetime | None = dt.datetime(2026, 11, 23, 18, 30, tzinfo=dt.UTC),
 ) -> Notification:
     data = data or {"team_name": "Wolves", "inviter_name": "Bo", "url": "https://play.example/i/1"}
-    event = CloudEvent(id="evt-1", source="/teams", type=type_name, data={"recipients": ["ana"], **data}, time=time)
+    event = parsed_event(type_name, {"recipients": ["ana"], **data}, id="evt-1", source="/teams", time=time)
     context = {
         "data": data,
         "event": {"id": event.id, "type": event.type, "source": event.source, "time": None, "subject": None},

@@ -15,12 +15,12 @@ from channels.base import Notification
 from channels.email import SmtpChannel
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import DeliveryError, DeliverySkipped
-from dispatcher.core.events import CloudEvent
 from dispatcher.core.rendering import Renderer
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.pipeline.delivery import run_delivery
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, User
+from tests.support.events import invite, parsed_event
 from tests.support.services import free_port
 from tests.support.smtp import SmtpServer
 from tests.support.tls import Certificate
@@ -50,11 +50,11 @@ def make_notification(
     team_name: str = "Wolves",
 ) -> Notification:
     data = {"team_name": team_name, "inviter_name": "<script>alert(1)</script>", "url": "https://play.example/i/1"}
-    event = CloudEvent(
+    event = parsed_event(
+        "team.invite.sent",
+        {"recipients": ["ana"], **data},
         id="evt-1",
         source="/teams",
-        type="team.invite.sent",
-        data={"recipients": ["ana"], **data},
         time=dt.datetime(2026, 11, 23, tzinfo=dt.UTC),
     )
     user = User(id="ana", email=email, name=name, timezone="UTC")
@@ -386,11 +386,11 @@ def test_a_delivery_refused_with_the_address_echoed_records_and_logs_no_address(
 ) -> None:
     # given a real email delivery to a user, and a server that rejects the recipient quoting it
     User.create(id="ana", email="ana@example.com", name="Ana", changed_at=dt.datetime(2026, 1, 1))
-    event = CloudEvent(
+    event = parsed_event(
+        "team.invite.sent",
+        invite(["ana"], inviter_name="Bo", url="https://play.example/i/1"),
         id="evt-550",
         source="/teams",
-        type="team.invite.sent",
-        data={"recipients": ["ana"], "team_name": "Wolves", "inviter_name": "Bo", "url": "https://play.example/i/1"},
     )
     [(delivery_id, _)] = ingest_event(event, catalog, ["email"]).to_enqueue
     settings = make_settings(f"smtp://127.0.0.1:{smtp_server.port}")

@@ -34,7 +34,7 @@ from dispatcher.pipeline.ingest import IngestResult, ingest_event
 from dispatcher.rankings.ledger import INGEST_HOOKS
 from dispatcher.storage.models import InboxItem, Rejection
 from tests.support.deployment import Deployment
-from tests.support.events import INVITE_URL, as_body, cloud_event, invite
+from tests.support.events import INVITE_URL, as_body, cloud_event, invite, parsed_event
 from tests.support.publishing import publish
 from tests.support.wait import wait_for
 
@@ -389,9 +389,7 @@ def test_an_almost_valid_command_is_applied_or_rejected_with_a_reason(
 )
 def test_check_schedule_only_ever_raises_invalid_event(deliver_at: Any) -> None:
     # given an event whose deliver_at is anything (checked here even where parse_event would refuse it)
-    event = CloudEvent(
-        id="s1", source="/fuzz", type="team.invite.sent", data={"recipients": ["ana"], "deliver_at": deliver_at}
-    )
+    event = parsed_event("team.invite.sent", {"recipients": ["ana"], "deliver_at": deliver_at}, id="s1", source="/fuzz")
     # when / then
     with contextlib.suppress(InvalidEvent):
         check_schedule(event, SETTINGS.schedule_horizon)

@@ -15,6 +15,8 @@ from dispatcher.core.events import CloudEvent
 from dispatcher.pipeline.delivery import claim
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, Preference, Subscription, User
+from tests.support.events import invite as invite_data
+from tests.support.events import parsed_event
 
 CHANNELS = ["in_app", "email"]
 T0 = dt.datetime(2026, 5, 9, 12, 0)
@@ -28,18 +30,12 @@ def invite(
     event_id: str | None = None,
     source: str = "/teams",
 ) -> CloudEvent:
-    data: dict[str, Any] = {"team_name": "Owls", "inviter_name": "Ada"}
-    if recipients is not None:
-        data["recipients"] = recipients
-    if topic is not None:
-        data["topic"] = topic
-    return CloudEvent(
-        id=event_id or f"evt-{next(_ids)}",
-        source=source,
-        type="team.invite.sent",
-        data=data,
-        time=dt.datetime(2026, 5, 9, 11, 0, tzinfo=dt.UTC),
-    )
+    """Ada invites ``recipients`` to Owls, or the subscribers of ``topic``: each routing key only where given."""
+    data = invite_data(recipients, team_name="Owls", inviter_name="Ada", **({} if topic is None else {"topic": topic}))
+    if recipients is None:
+        del data["recipients"]
+    time = dt.datetime(2026, 5, 9, 11, 0, tzinfo=dt.UTC)
+    return parsed_event("team.invite.sent", data, id=event_id or f"evt-{next(_ids)}", source=source, time=time)
 
 
 def deliveries() -> set[tuple[str, str]]:
@@ -98,11 +94,11 @@ def test_only_the_offered_channels_get_deliveries(db: str, catalog: Catalog) -> 
 
 def test_an_in_app_only_type_creates_no_email_deliveries(db: str, catalog: Catalog) -> None:
     # given
-    event = CloudEvent(
+    event = parsed_event(
+        "team.roster.changed",
+        {"recipients": ["u1"], "team_name": "Owls", "player_name": "Bo", "change": "joined"},
         id="evt-roster",
         source="/teams",
-        type="team.roster.changed",
-        data={"recipients": ["u1"], "team_name": "Owls", "player_name": "Bo", "change": "joined"},
     )
 
     # when
@@ -213,11 +209,11 @@ def test_a_critical_event_reaches_its_default_channels_despite_preferences(db: s
     # given
     Preference.create(user_id="u1", type="*", channel="email", enabled=False, changed_at=T0)
     Preference.create(user_id="u1", type="*", channel="in_app", enabled=False, changed_at=T0)
-    event = CloudEvent(
+    event = parsed_event(
+        "payment.verified",
+        {"recipients": ["u1"], "amount": "9.99", "currency": "EUR", "reference": "R1"},
         id="evt-pay",
         source="/payments",
-        type="payment.verified",
-        data={"recipients": ["u1"], "amount": "9.99", "currency": "EUR", "reference": "R1"},
     )
 
     # when
@@ -241,9 +237,7 @@ def test_many_recipients_are_inserted_in_batches(db: str, catalog: Catalog) -> N
 
 
 def command(data: dict[str, Any], *, event_id: str, at: dt.datetime) -> CloudEvent:
-    return CloudEvent(
-        id=event_id, source="/accounts", type="tidings.user.upsert", data=data, time=at.replace(tzinfo=dt.UTC)
-    )
+    return parsed_event("tidings.user.upsert", data, id=event_id, source="/accounts", time=at.replace(tzinfo=dt.UTC))
 
 
 def test_a_control_command_is_applied_and_recorded(db: str, catalog: Catalog) -> None:

@@ -14,7 +14,7 @@ import pytest
 from dispatcher.core.settings import PROJECT_ROOT
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection, User
 from tests.support.deployment import Deployment
-from tests.support.events import INVITE_URL, as_body, cloud_event, invite
+from tests.support.events import INVITE_URL, as_body, cloud_event, invite, parsed_event
 from tests.support.publishing import publish, publish_event
 from tests.support.scheduler import run_schedules
 from tests.support.smtp import SmtpServer
@@ -221,11 +221,10 @@ def test_smtp_4xx_replies_are_retried_and_5xx_replies_fail_for_good(
 def test_the_periodic_sweep_delivers_what_a_lost_message_left_pending(running: Deployment, catalog) -> None:
     # given deliveries recorded an hour ago whose messages never reached RabbitMQ
     from dispatcher.core import clock
-    from dispatcher.core.events import CloudEvent
     from dispatcher.pipeline.ingest import ingest_event
 
     an_hour_ago = clock.now() - dt.timedelta(hours=1)
-    event = CloudEvent(id="lost-1", source="/tests", type="team.invite.sent", data=invite(["ana"], url=INVITE_URL))
+    event = parsed_event("team.invite.sent", invite(["ana"], url=INVITE_URL), id="lost-1")
     with clock.use_clock(lambda: an_hour_ago):
         ingest_event(event, catalog, ["in_app"])
     # when the scheduler's job is enqueued, as periodiq does every five minutes

@@ -32,6 +32,7 @@ from dispatcher.rankings.ledger import (
 )
 from dispatcher.rankings.standings import MatchRecord, Placing, battle_royale_standings, overall_standings
 from dispatcher.storage.models import Delivery, Event, MatchResult, RankingSnapshot, Subscription
+from tests.support.events import parsed_event
 
 T0 = dt.datetime(2026, 5, 9, 10, 0)
 _ids = itertools.count()
@@ -239,11 +240,11 @@ def completed(
     }
     if tournament is not None:
         data["tournament_id"] = tournament
-    return CloudEvent(
+    return parsed_event(
+        "match.completed",
+        data,
         id=event_id or f"match-{next(_ids)}",
         source="/matches",
-        type="match.completed",
-        data=data,
         time=at(hours).replace(tzinfo=dt.UTC),
     )
 
@@ -279,11 +280,9 @@ def test_a_completed_match_is_recorded_once_in_the_ledger(db: str, catalog: Cata
 
 def test_a_match_without_time_completes_when_it_is_received(db: str, catalog: Catalog) -> None:
     # given
-    event = CloudEvent(
-        id="no-time",
-        source="/matches",
-        type="match.completed",
-        data={
+    event = parsed_event(
+        "match.completed",
+        {
             "topic": "m",
             "tournament_name": "Cup",
             "winner_name": "A",
@@ -291,6 +290,8 @@ def test_a_match_without_time_completes_when_it_is_received(db: str, catalog: Ca
             "winner": None,
             "participants": [line("a", 1)],
         },
+        id="no-time",
+        source="/matches",
     )
 
     # when

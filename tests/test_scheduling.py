@@ -24,7 +24,7 @@ from dispatcher.jobs.maintenance import release_due_deliveries
 from dispatcher.jobs.slots import claim_slot
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
-from tests.support.events import invite
+from tests.support.events import invite, parsed_event
 
 UTC = dt.UTC
 _ids = itertools.count()
@@ -38,13 +38,13 @@ def at(moment: dt.datetime) -> clock.Clock:
 def event(type_: str = "team.invite.sent", **data: object) -> CloudEvent:
     """An event to ana: an invitation to Owls unless ``type_`` says otherwise; ``data`` adds keys."""
     data = invite(team_name="Owls", **data) if type_ == "team.invite.sent" else {"recipients": ["ana"], **data}
-    return CloudEvent(id=f"e{next(_ids)}", source="/tests", type=type_, data=data)
+    return parsed_event(type_, data, id=f"e{next(_ids)}")
 
 
 def command(catalog: Catalog, type_: str, data: dict) -> str:
     """A command from an authorised publisher (TIDINGS_COMMAND_USERS)."""
     return apply_command(
-        CloudEvent(id=f"c{next(_ids)}", source="/ops", type=type_, data=data),
+        parsed_event(type_, data, id=f"c{next(_ids)}", source="/ops"),
         catalog,
         Sender(publisher="ops", privileged=True),
     )
@@ -334,7 +334,7 @@ def test_the_cleanup_deletes_exactly_what_the_retention_rules_say(db: str, catal
     with clock.use_clock(at(month)):
         ingest_event(event(recipients=["dee"], deliver_at="2026-06-01T00:00:00Z"), catalog, ["in_app"])
         command_month = ingest_event(
-            CloudEvent(id="sub-1", source="/ops", type="tidings.topic.subscribe", data={"topic": "t", "user": "ana"}),
+            parsed_event("tidings.topic.subscribe", {"topic": "t", "user": "ana"}, id="sub-1", source="/ops"),
             catalog,
             [],
         ).outcome
@@ -399,11 +399,11 @@ def test_a_cancel_without_authority_reaches_only_its_own_sources_and_publishers_
 ) -> None:
     # given the same cancel_key on events of two producers: /matches (user "matches") and /other (user "other")
     matches, other = Sender(publisher="matches"), Sender(publisher="other")
-    ours = CloudEvent(
+    ours = parsed_event(
+        "team.invite.sent",
+        invite(team_name="Owls", deliver_at="2026-05-09T13:00:00Z", cancel_key="match:42:reminder"),
         id="m1",
         source="/matches",
-        type="team.invite.sent",
-        data=invite(team_name="Owls", deliver_at="2026-05-09T13:00:00Z", cancel_key="match:42:reminder"),
     )
     theirs = dataclasses.replace(ours, id="o1", source="/other")
     with clock.use_clock(at(T0)):
@@ -412,7 +412,7 @@ def test_a_cancel_without_authority_reaches_only_its_own_sources_and_publishers_
 
     def cancel(source: str, sender: Sender, data: dict[str, str]) -> None:
         apply_command(
-            CloudEvent(id=f"c{next(_ids)}", source=source, type="tidings.notification.cancel", data=data),
+            parsed_event("tidings.notification.cancel", data, id=f"c{next(_ids)}", source=source),
             catalog,
             sender,
         )
@@ -442,7 +442,7 @@ def test_an_authorised_cancel_reaches_every_event_with_the_key(db: str, catalog:
             sender=Sender(publisher="matches"),
         )
     apply_command(
-        CloudEvent(id="c-ops", source="/ops", type="tidings.notification.cancel", data={"cancel_key": "k"}),
+        parsed_event("tidings.notification.cancel", {"cancel_key": "k"}, id="c-ops", source="/ops"),
         catalog,
         Sender(publisher="ops", privileged=True),
     )

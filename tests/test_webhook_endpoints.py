@@ -16,18 +16,16 @@ from dispatcher.commands.registry import apply_command
 from dispatcher.core import clock
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import InvalidCommand
-from dispatcher.core.events import CloudEvent
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.models import Delivery, WebhookEndpoint
+from tests.support.events import parsed_event
 
 T0 = dt.datetime(2026, 5, 9, 12, 0, tzinfo=dt.UTC)
 SECRET = "whsec_" + base64.b64encode(b"k" * 32).decode()
 
 
 def upsert(catalog: Catalog, data: dict, *, at: dt.datetime = T0) -> str:
-    event = CloudEvent(
-        id=f"cmd-{time.monotonic_ns()}", source="/ops", type="tidings.webhook.upsert", data=data, time=at
-    )
+    event = parsed_event("tidings.webhook.upsert", data, id=f"cmd-{time.monotonic_ns()}", source="/ops", time=at)
     return apply_command(event, catalog)
 
 
@@ -133,11 +131,11 @@ def test_an_event_gets_one_webhook_delivery_per_matching_endpoint_whatever_the_p
 ) -> None:
     # given
     upsert(catalog, {"id": "scores", "url": "https://x.example", "secret": SECRET, "types": ["match.*"]})
-    event = CloudEvent(
+    event = parsed_event(
+        "match.completed",
+        {"recipients": ["ana"], "tournament_name": "Cup", "winner_name": "Owls"},
         id="m1",
         source="/matches",
-        type="match.completed",
-        data={"recipients": ["ana"], "tournament_name": "Cup", "winner_name": "Owls"},
     )
     # when
     ingest_event(event, catalog, ["in_app", "email", "webhook"])
@@ -227,7 +225,7 @@ def test_the_body_leaves_out_personal_keys_and_recipients_email_addresses(db: st
         "contact": {"email": "ana@example.com", "team": "Owls"},
         "cc": ["ana@example.com", "ops@example.com"],
     }
-    event = CloudEvent(id="p1", source="/payouts", type="payout.received", data=data, time=T0)
+    event = parsed_event("payout.received", data, id="p1", source="/payouts", time=T0)
     notification = Notification(
         delivery_id=1,
         user_id="scores",

@@ -1,10 +1,14 @@
-"""CloudEvents as a producer writes them (plain dicts), and the data of the catalog's types that tests use most."""
+"""CloudEvents as a producer writes them (plain dicts) and as parse_event returns them (CloudEvent), and the data of
+the catalog's types that tests use most."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from typing import Any
+
+from dispatcher.core.events import CloudEvent
 
 #: The invitation link the invites of the end-to-end tests carry.
 INVITE_URL = "https://play.example/invites/1"
@@ -17,6 +21,22 @@ def cloud_event(type: str, data: Any, **attributes: Any) -> dict[str, Any]:
     event.update(attributes)
     event["data"] = data
     return event
+
+
+def parsed_event(
+    type: str,
+    data: dict[str, Any],
+    *,
+    id: str | None = None,
+    source: str = "/tests",
+    time: dt.datetime | None = None,
+    subject: str | None = None,
+) -> CloudEvent:
+    """An event as parse_event returns it, for the code after the intake: a new UUID as its id and source /tests
+    unless given; no time and no subject unless given."""
+    return CloudEvent(
+        id=str(uuid.uuid4()) if id is None else id, source=source, type=type, data=data, time=time, subject=subject
+    )
 
 
 def as_body(value: Any) -> bytes:
