@@ -16,6 +16,7 @@ from typing import Any
 
 from channels import channel_names
 from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.api.auth import mint_user_token
 from dispatcher.cli import dlq as cli_dlq
 from dispatcher.cli import rankings as cli_rankings
 from dispatcher.cli import schedule as cli_schedule
@@ -220,6 +221,19 @@ def cmd_inbox_mark_read(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token(ctx: Context, args: argparse.Namespace) -> int:
+    secret = ctx.settings.user_token_secret
+    if secret is None:
+        raise TidingsError("set TIDINGS_USER_TOKEN_SECRET first: user tokens are signed with it")
+    ttl = args.ttl if args.ttl is not None else min(3600.0, ctx.settings.user_token_max_ttl)
+    if not 0 < ttl <= ctx.settings.user_token_max_ttl:
+        raise TidingsError(
+            f"--ttl must be between 1 and TIDINGS_USER_TOKEN_MAX_TTL ({ctx.settings.user_token_max_ttl:g}) s"
+        )
+    print(mint_user_token(secret, args.user, ttl=ttl))
+    return 0
+
+
 def cmd_deliveries(ctx: Context, args: argparse.Namespace) -> int:
     ctx.database()
     query = Event.select().where(Event.event_id == args.event_id)
@@ -324,6 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     cli_schedule.add_parser(sub, command)
     cli_rankings.add_parser(sub, command)
     cli_dlq.add_parser(sub, command)
+
+    p = command(sub, "token", cmd_token, "mint a user token for the HTTP API (for trying it; apps mint their own)")
+    p.add_argument("user")
+    p.add_argument("--ttl", type=float, help="seconds it is valid (default 3600, at most TIDINGS_USER_TOKEN_MAX_TTL)")
 
     p = command(sub, "deliveries", cmd_deliveries, "show the deliveries of one event")
     p.add_argument("event_id")

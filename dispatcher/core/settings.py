@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from dispatcher.core.api_keys import ApiKey, parse_api_keys
 from dispatcher.core.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -135,6 +136,29 @@ def parse_ids(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def parse_port(value: str) -> int:
+    """A TCP port, 1 to 65535."""
+    port = parse_positive_int(value)
+    if port > 65535:
+        raise ValueError("must be a TCP port (1 to 65535)")
+    return port
+
+
+def parse_origins(value: str) -> tuple[str, ...]:
+    """Comma-separated web origins (scheme://host[:port], no path); never "*"."""
+    origins = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        parts = urllib.parse.urlsplit(item)
+        if item == "*" or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must list origins such as https://app.example.com, not {item[:100]!r}")
+        if parts.path or parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"an origin is scheme://host[:port] only, not {item[:100]!r}")
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return tuple(origins)
+
+
 def parse_path(value: str) -> Path:
     return Path(parse_str(value)).expanduser().resolve()
 
@@ -199,6 +223,14 @@ class Settings:
     schedule_horizon: float = 365 * 24 * 3600.0
     retention_days: int = 90
     dedup_days: int = 30
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    http_max_body_bytes: int = DEFAULT_MAX_EVENT_BYTES + 16 * 1024
+    http_rate_limit: int = 600  # requests per minute and token (or client address, without one)
+    cors_origins: tuple[str, ...] = ()
+    user_token_secret: str | None = dataclasses.field(default=None, repr=False)
+    user_token_max_ttl: float = 24 * 3600.0
+    api_keys: tuple[ApiKey, ...] = dataclasses.field(default=(), repr=False)
 
     @property
     def catalog_path(self) -> Path:
@@ -249,6 +281,8 @@ class Settings:
                 f"TIDINGS_SECRET_KEY must be at least {MIN_SECRET_KEY_LENGTH} characters long "
                 "(make one with: python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
+        if settings.user_token_secret is not None and len(settings.user_token_secret) < MIN_SECRET_KEY_LENGTH:
+            raise ConfigError(f"TIDINGS_USER_TOKEN_SECRET must be at least {MIN_SECRET_KEY_LENGTH} characters long")
         if settings.http_total_timeout < settings.http_connect_timeout:
             raise ConfigError("TIDINGS_HTTP_TOTAL_TIMEOUT must not be shorter than TIDINGS_HTTP_CONNECT_TIMEOUT")
         if settings.retry_min_backoff > settings.retry_max_backoff:
@@ -294,6 +328,14 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "schedule_horizon": parse_seconds,
     "retention_days": parse_positive_int,
     "dedup_days": parse_positive_int,
+    "http_host": parse_str,
+    "http_port": parse_port,
+    "http_max_body_bytes": parse_positive_int,
+    "http_rate_limit": parse_positive_int,
+    "cors_origins": parse_origins,
+    "user_token_secret": parse_str,
+    "user_token_max_ttl": parse_seconds,
+    "api_keys": parse_api_keys,
 }
 
 _settings: Settings | None = None

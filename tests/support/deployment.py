@@ -12,7 +12,12 @@ from channels import REGISTRY
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.storage.db import database, init_database
 
+from .services import free_port
+from .web import WebServer
 from .worker import WorkerProcess
+
+#: The secret the deployment's user tokens are signed with (tests mint their own tokens with it).
+USER_TOKEN_SECRET = "tests-user-token-secret-0123456789abcdef"
 
 
 class Deployment:
@@ -34,6 +39,8 @@ class Deployment:
             "TIDINGS_RETRY_MIN_BACKOFF": "0.2",
             "TIDINGS_RETRY_MAX_BACKOFF": "2",
             "TIDINGS_RETRY_MAX": "5",
+            "TIDINGS_HTTP_PORT": str(free_port()),
+            "TIDINGS_USER_TOKEN_SECRET": USER_TOKEN_SECRET,
             **extra,
         }
         self.settings = self._parse()
@@ -51,6 +58,11 @@ class Deployment:
         worker = WorkerProcess(self.env, self.tmp_path / f"worker{len(self.workers)}.log", **options)
         self.workers.append(worker)
         return worker
+
+    def web(self, **env: str) -> WebServer:
+        """The web process on TIDINGS_HTTP_PORT, with ``env`` changed for it alone (not started):
+        ``with deployment.web().start() as web:``."""
+        return WebServer({**self.env, **env}, self.tmp_path / "web.log")
 
     def use_database(self) -> None:
         """Point this test process's models at the deployment's database."""

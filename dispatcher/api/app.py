@@ -1,0 +1,59 @@
+"""The app factory: ``uvicorn --factory dispatcher.api.app:create_app`` (the Procfile's web line).
+
+Called with no arguments (by uvicorn), it reads the settings and the catalog and sets up logging
+and the database, as the other entry points do. Tests and the embedded mode pass their own.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+
+from dispatcher.core.catalog import Catalog
+from dispatcher.core.settings import Settings
+from dispatcher.runtime.broker import configure_process, load_configuration
+from dispatcher.storage.migrate import migrate_when_free
+
+from . import health
+from .limits import BodyLimitMiddleware, RateLimitMiddleware, TokenBuckets
+from .problems import install_error_handlers
+from .state import ApiState
+
+API_VERSION = "1"
+#: The routers, in the order the OpenAPI document lists them.
+ROUTERS = (health.router,)
+
+
+def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:
+    """The Tidings HTTP API. Without ``settings`` it configures the process from the environment."""
+    if settings is None or catalog is None:
+        loaded_settings, loaded_catalog = load_configuration()
+        if settings is None:
+            configure_process(loaded_settings)
+            migrate_when_free()
+        settings, catalog = settings or loaded_settings, catalog or loaded_catalog
+    app = FastAPI(
+        title="Tidings",
+        version=API_VERSION,
+        summary="Notifications for your product: inbox, preferences, events, deliveries, schedules, webhooks.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.tidings = ApiState(settings=settings, catalog=catalog)
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    # Added last = runs first: the size cap and the rate limit answer before anything else works.
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=False,  # bearer tokens, not cookies
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            max_age=600,
+        )
+    app.add_middleware(RateLimitMiddleware, buckets=TokenBuckets(settings.http_rate_limit))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
+    return app
