@@ -14,14 +14,38 @@ from dispatcher.core.settings import Settings
 from dispatcher.runtime.broker import configure_process, load_configuration
 from dispatcher.storage.migrate import migrate_when_free
 
-from . import health
+from . import (
+    deliveries,
+    events,
+    health,
+    inbox,
+    preferences,
+    schedules,
+    stream,
+    topics,
+    unsubscribe,
+    users,
+    webhooks,
+)
 from .limits import BodyLimitMiddleware, RateLimitMiddleware, TokenBuckets
 from .problems import install_error_handlers
 from .state import ApiState
 
 API_VERSION = "1"
 #: The routers, in the order the OpenAPI document lists them.
-ROUTERS = (health.router,)
+ROUTERS = (
+    inbox.router,
+    stream.router,
+    preferences.router,
+    unsubscribe.router,
+    events.router,
+    deliveries.router,
+    schedules.router,
+    users.router,
+    topics.router,
+    webhooks.router,
+    health.router,
+)
 
 
 def create_app(settings: Settings | None = None, catalog: Catalog | None = None) -> FastAPI:

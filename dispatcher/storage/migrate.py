@@ -86,6 +86,20 @@ def _bus_authority() -> None:
             models.Event.update(data=kept).where(models.Event.id == row.id).execute()
 
 
+def _inbox_states() -> None:
+    """Version 6: an inbox row is also seen or archived, and a user's rows are indexed by id (the API's paging)."""
+    columns = _columns("inbox_item")
+    migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+    steps = [
+        migrator.add_column("inbox_item", name, peewee.DateTimeField(null=True))
+        for name in ("seen_at", "archived_at")
+        if name not in columns
+    ]
+    if steps:
+        playhouse.migrate.migrate(*steps)
+    database.execute_sql('CREATE INDEX IF NOT EXISTS "inbox_item_user_id_id" ON "inbox_item" ("user_id", "id")')
+
+
 def _columns(table: str) -> set[str]:
     return {column.name for column in database.get_columns(table)}
 
@@ -97,6 +111,7 @@ MIGRATIONS: dict[int, Callable[[], None]] = {
     3: _time_features,
     4: _rejections,
     5: _bus_authority,
+    6: _inbox_states,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

@@ -155,10 +155,13 @@ class InboxItem(BaseModel):
     url = peewee.TextField(null=True)
     data = JSONField()
     created_at = peewee.DateTimeField(default=clock.now)
+    seen_at = peewee.DateTimeField(null=True)
     read_at = peewee.DateTimeField(null=True)
+    archived_at = peewee.DateTimeField(null=True)
 
     class Meta:
-        indexes = ((("user_id", "created_at"), False),)
+        # (user_id, id): a user's inbox, newest first, paged by id (keyset, no OFFSET).
+        indexes = ((("user_id", "created_at"), False), (("user_id", "id"), False))
 
 
 class DisabledTarget(BaseModel):
