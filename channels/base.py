@@ -60,6 +60,9 @@ class Channel:
     quiet_hours: ClassVar[bool] = False
     #: True: a user may choose the daily digest for it instead (preference mode "digest").
     digests: ClassVar[bool] = False
+    #: True: its messages carry the one-click unsubscribe link, and following it (POST /unsubscribe/{token})
+    #: switches this channel off for the link's type.
+    unsubscribe_link: ClassVar[bool] = False
     #: True: a catalog type that lists no ``channels`` gets this one.
     catalog_default: ClassVar[bool] = False
     #: The Procfile process whose ``--queues`` list its queue (<namespace>.<name>).

@@ -11,6 +11,9 @@ taken from an event or a user goes through :func:`dispatcher.rendering.one_line`
 (control and format characters removed, whitespace collapsed). A message that
 still cannot be built fails permanently. Error messages made from SMTP replies
 name the recipient ``<recipient>``, never by address.
+
+The one-click unsubscribe headers are written verbatim on one line (:class:`LinkHeadersPolicy`):
+folded or encoded, mail clients cannot use them.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import urllib.parse
 from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.policy import EmailPolicy
+from typing import Any
 
 from dispatcher.core import clock
 from dispatcher.core.errors import ConfigError, DeliveryError, DeliverySkipped
@@ -43,6 +48,47 @@ CHECK_IDLE_AFTER = 5.0
 RECIPIENT_PLACEHOLDER = "<recipient>"
 #: What the email package raises for a value that cannot become a header.
 HEADER_ERRORS = (ValueError, TypeError, IndexError, HeaderParseError)
+#: RFC 5322's limit on a line, CRLF excluded.
+MAX_LINE_LENGTH = 998
+#: The one-click unsubscribe headers (RFC 2369, RFC 8058): never folded, never encoded.
+LINK_HEADERS = frozenset({"list-unsubscribe", "list-unsubscribe-post"})
+
+
+class LinkHeadersPolicy(EmailPolicy):
+    """The default email policy, except that the link headers are written on one line, verbatim.
+
+    The default policy folds at 78 columns, and a value with no space to fold at (a link with a
+    long token) becomes RFC 2047 encoded-words (``=?utf-8?q?=3Chttps=3A//…``), which RFC 2047
+    forbids in List-Unsubscribe: mail clients then cannot find the link and one-click fails.
+    Those headers alone are folded with a 998-column limit. Raising the limit for every header
+    instead would make a long Subject one encoded-word longer than the 75 characters RFC 2047
+    allows. Values are still parsed and checked by the policy (no CR or LF gets in).
+    """
+
+    def fold(self, name: str, value: Any) -> str:
+        policy = self.clone(max_line_length=MAX_LINE_LENGTH) if name.lower() in LINK_HEADERS else self
+        folded: str = EmailPolicy.fold(policy, name, value)
+        return folded
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        policy = self.clone(max_line_length=MAX_LINE_LENGTH) if name.lower() in LINK_HEADERS else self
+        return EmailPolicy.fold_binary(policy, name, value)
+
+
+#: The policy every message is built and sent with (smtplib generates with the message's policy).
+POLICY = LinkHeadersPolicy()
+
+
+def list_unsubscribe(url: str) -> str | None:
+    """The List-Unsubscribe value for ``url`` (``<url>``), or None if it cannot be sent verbatim on one line.
+
+    Such a link (not ASCII, or too long) would be folded or encoded, which breaks it: the message
+    goes without the header then (its body still has the link).
+    """
+    value = f"<{url}>"
+    if not value.isascii() or len(f"List-Unsubscribe: {value}") > MAX_LINE_LENGTH or not value.isprintable():
+        return None
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +160,7 @@ class SmtpChannel(Channel):
     addresses = "user"
     quiet_hours = True
     digests = True
+    unsubscribe_link = True
     process_group = "sender"
     priority = 10  # behind in-app when threads are scarce
     batch_size = 10  # small, so a large fan-out spreads over the worker threads
@@ -169,7 +216,7 @@ class SmtpChannel(Channel):
 
     def _message(self, notification: Notification, to: Address) -> EmailMessage:
         rendered = notification.rendered
-        message = EmailMessage()
+        message = EmailMessage(policy=POLICY)
         message["From"] = self.mail_from
         message["To"] = to
         message["Subject"] = one_line(rendered.subject)
@@ -179,8 +226,10 @@ class SmtpChannel(Channel):
         message["Message-ID"] = f"<tidings.{notification.delivery_id}.{digest}@{self.domain}>"
         message["Auto-Submitted"] = "auto-generated"
         message["X-Auto-Response-Suppress"] = "All"
-        if notification.unsubscribe_url:
-            message["List-Unsubscribe"] = f"<{notification.unsubscribe_url}>"
+        link = list_unsubscribe(notification.unsubscribe_url) if notification.unsubscribe_url else None
+        if link:
+            # RFC 8058: the POST a mail client sends to the link turns this type's email off.
+            message["List-Unsubscribe"] = link
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         text = rendered.text
         if notification.unsubscribe_url:

@@ -1,15 +1,24 @@
-"""In-app notifications: a stored row the product shows in the user's inbox."""
+"""In-app notifications: a stored row the product shows in the user's inbox, announced to live streams."""
 
 from __future__ import annotations
 
+import functools
+
+from dispatcher.amqp.inbox_feed import InboxAnnouncer, feed_exchange
 from dispatcher.core import clock
+from dispatcher.core.settings import Settings
+from dispatcher.storage.db import database
 from dispatcher.storage.models import InboxItem
 
 from .base import Channel, Notification
 
 
 class InAppChannel(Channel):
-    """Stores one InboxItem per delivery; the delivery's unique key makes it idempotent."""
+    """Stores one InboxItem per delivery; the delivery's unique key makes it idempotent.
+
+    Each new row is announced on the inbox feed (dispatcher/amqp/inbox_feed.py) once its transaction has
+    committed: never before, never for a row rolled back, and a failed announcement fails nothing.
+    """
 
     name = "in_app"
     addresses = "user"
@@ -20,14 +29,30 @@ class InAppChannel(Channel):
     batch_size = 100
     transactional = True
 
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.announcer = InboxAnnouncer(settings.broker_url, feed_exchange(settings))
+
     def deliver(self, notification: Notification) -> None:
-        InboxItem.insert(
-            delivery=notification.delivery_id,
-            user_id=notification.user_id,
-            type=notification.kind.name,
-            title=notification.rendered.subject,
-            body=notification.rendered.text.strip(),
-            url=notification.url,
-            data=notification.context,
-            created_at=clock.now(),
-        ).on_conflict_ignore().execute()
+        inserted = (
+            InboxItem.insert(
+                delivery=notification.delivery_id,
+                user_id=notification.user_id,
+                type=notification.kind.name,
+                title=notification.rendered.subject,
+                body=notification.rendered.text.strip(),
+                url=notification.url,
+                data=notification.context,
+                created_at=clock.now(),
+            )
+            .on_conflict_ignore()
+            .returning(InboxItem.id)
+            .tuples()
+            .execute()
+        )
+        for (item_id,) in inserted:  # none when the row was there already (and announced then)
+            # Outside a transaction peewee calls it at once: the insert has committed by itself.
+            database.after_commit(functools.partial(self.announcer.notification, notification.user_id, item_id))
+
+    def close(self) -> None:
+        self.announcer.close()

@@ -6,9 +6,15 @@ and the database, as the other entry points do. Tests and the embedded mode pass
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
+from dispatcher.amqp.inbox_feed import close_announcers
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.settings import Settings
 from dispatcher.runtime.broker import configure_process, load_configuration
@@ -28,7 +34,7 @@ from . import (
     webhooks,
 )
 from .limits import BodyLimitMiddleware, RateLimitMiddleware, TokenBuckets
-from .problems import install_error_handlers
+from .problems import document_problems, install_error_handlers
 from .state import ApiState
 
 API_VERSION = "1"
@@ -63,9 +69,12 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=_lifespan,
     )
     app.state.tidings = ApiState(settings=settings, catalog=catalog)
     install_error_handlers(app)
+    unsubscribe.hide_tokens_in_access_log()  # the token in its path is the authority
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     for router in ROUTERS:
         app.include_router(router)
     # Added last = runs first: the size cap and the rate limit answer before anything else works.
@@ -81,3 +90,21 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.add_middleware(RateLimitMiddleware, buckets=TokenBuckets(settings.http_rate_limit))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """At shutdown: close the connections to the exchange and flush the inbox announcements."""
+    yield
+    state: ApiState = app.state.tidings
+    state.publishers.close()
+    close_announcers()
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title, version=app.version, summary=app.summary, routes=app.routes, servers=app.servers
+        )
+        app.openapi_schema = document_problems(document)
+    return app.openapi_schema

@@ -9,11 +9,18 @@ from fastapi import Request
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.settings import Settings
 
+from .publishing import PublisherPool
+
 
 @dataclasses.dataclass
 class ApiState:
     settings: Settings
     catalog: Catalog
+    #: Connections to the events exchange, opened when first needed (POST /v1/events); closed on shutdown.
+    publishers: PublisherPool = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        self.publishers = PublisherPool(self.settings.broker_url, self.settings.exchange)
 
 
 def api_state(request: Request) -> ApiState:

@@ -17,11 +17,14 @@ from typing import Any
 from channels import channel_names
 from dispatcher.amqp.publisher import Publisher, build_event
 from dispatcher.api.auth import mint_user_token
+from dispatcher.api.openapi import openapi_text
+from dispatcher.api.schemas import notification
 from dispatcher.cli import dlq as cli_dlq
 from dispatcher.cli import rankings as cli_rankings
 from dispatcher.cli import schedule as cli_schedule
 from dispatcher.cli import webhooks as cli_webhooks
 from dispatcher.cli.console import CLI_SOURCE, Context, print_json, print_table
+from dispatcher.commands import inbox
 from dispatcher.core import clock
 from dispatcher.core.catalog import WILDCARD
 from dispatcher.core.errors import ConfigError, TidingsError
@@ -31,8 +34,9 @@ from dispatcher.core.settings import PROJECT_ROOT, Settings, get_settings
 from dispatcher.core.timing import check_schedule
 from dispatcher.pipeline.routing import plan_deliveries
 from dispatcher.storage.db import init_database
+from dispatcher.storage.deliveries import event_deliveries, find_event
 from dispatcher.storage.migrate import migrate
-from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Preference, Subscription, User
+from dispatcher.storage.models import DeliveryStatus, Preference, Subscription, User
 
 # --- commands ---------------------------------------------------------------
 
@@ -182,25 +186,11 @@ def cmd_topics_list(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def _inbox_row(item: InboxItem) -> dict[str, Any]:
-    return {
-        "id": item.id,
-        "type": item.type,
-        "title": item.title,
-        "body": item.body,
-        "url": item.url,
-        "data": item.data,
-        "created_at": item.created_at.isoformat() + "Z",
-        "read_at": item.read_at.isoformat() + "Z" if item.read_at else None,
-    }
-
-
 def cmd_inbox_list(ctx: Context, args: argparse.Namespace) -> int:
+    """The user's newest notifications not archived, as the API lists them (dispatcher/commands/inbox.py)."""
     ctx.database()
-    query = InboxItem.select().where(InboxItem.user_id == args.user)
-    if args.unread:
-        query = query.where(InboxItem.read_at.is_null())
-    rows = [_inbox_row(i) for i in query.order_by(InboxItem.created_at.desc(), InboxItem.id.desc()).limit(args.limit)]
+    page = inbox.list_page(args.user, inbox.Filters(unread=True if args.unread else None), limit=args.limit)
+    rows = [notification(item).model_dump(mode="json") for item in page.items]
     if args.json:
         print_json(rows)
     else:
@@ -211,13 +201,12 @@ def cmd_inbox_list(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cmd_inbox_mark_read(ctx: Context, args: argparse.Namespace) -> int:
+    """Mark read (and seen) the given notifications of the user, or with --all every unread one not archived."""
     if not args.ids and not args.all:
         raise TidingsError("name the notification ids to mark, or --all")
     ctx.database()
-    query = InboxItem.update(read_at=clock.now()).where(InboxItem.user_id == args.user, InboxItem.read_at.is_null())
-    if not args.all:
-        query = query.where(InboxItem.id.in_(args.ids))
-    print(f"marked {query.execute()} read")
+    marked = inbox.read_all(args.user) if args.all else inbox.read(args.user, args.ids)
+    print(f"marked {marked} read")
     return 0
 
 
@@ -234,18 +223,14 @@ def cmd_token(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_openapi(ctx: Context, args: argparse.Namespace) -> int:
+    sys.stdout.write(openapi_text(ctx.settings, ctx.catalog))
+    return 0
+
+
 def cmd_deliveries(ctx: Context, args: argparse.Namespace) -> int:
     ctx.database()
-    query = Event.select().where(Event.event_id == args.event_id)
-    if args.source:
-        query = query.where(Event.source == args.source)
-    events = list(query)
-    if not events:
-        raise TidingsError(f"no event with id {args.event_id!r}" + (f" from {args.source!r}" if args.source else ""))
-    if len(events) > 1:
-        sources = ", ".join(e.source for e in events)
-        raise TidingsError(f"several events have id {args.event_id!r}; pick one with --source ({sources})")
-    event = events[0]
+    event = find_event(args.event_id, args.source or None)
     rows = [
         {
             "id": d.id,
@@ -257,7 +242,7 @@ def cmd_deliveries(ctx: Context, args: argparse.Namespace) -> int:
             "created_at": d.created_at.isoformat() + "Z",
             "sent_at": d.sent_at.isoformat() + "Z" if d.sent_at else None,
         }
-        for d in Delivery.select().where(Delivery.event == event).order_by(Delivery.user_id, Delivery.channel)
+        for d in event_deliveries(event)
     ]
     if args.json:
         print_json({"event": {"id": event.event_id, "source": event.source, "type": event.type}, "deliveries": rows})
@@ -342,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(sub, "token", cmd_token, "mint a user token for the HTTP API (for trying it; apps mint their own)")
     p.add_argument("user")
     p.add_argument("--ttl", type=float, help="seconds it is valid (default 3600, at most TIDINGS_USER_TOKEN_MAX_TTL)")
+
+    command(sub, "openapi", cmd_openapi, "print the HTTP API's OpenAPI document (docs/openapi.json)")
 
     p = command(sub, "deliveries", cmd_deliveries, "show the deliveries of one event")
     p.add_argument("event_id")

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from dispatcher.cli.console import Context, print_json, print_table
 from dispatcher.core.errors import TidingsError
+from dispatcher.storage.deliveries import find_event, scheduled_deliveries
 from dispatcher.storage.models import Delivery, Event
-
-#: A delivery counts as scheduled when it was due this long after it was created.
-SCHEDULED_AFTER = dt.timedelta(seconds=1)
 
 
 def _row(delivery: Delivery) -> dict[str, Any]:
@@ -31,10 +28,7 @@ def _row(delivery: Delivery) -> dict[str, Any]:
 
 def cmd_schedule_list(ctx: Context, args: argparse.Namespace) -> int:
     ctx.database()
-    query = Delivery.select(Delivery, Event).join(Event).order_by(Delivery.next_attempt_at.desc()).limit(args.limit)
-    if args.status:
-        query = query.where(Delivery.status == args.status)
-    rows = [_row(d) for d in query if d.next_attempt_at - d.created_at >= SCHEDULED_AFTER]
+    rows = [_row(d) for d in scheduled_deliveries(status=args.status or None, limit=args.limit)]
     if args.json:
         print_json(rows)
     else:
@@ -44,17 +38,7 @@ def cmd_schedule_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def _event(ctx: Context, event_id: str, source: str | None) -> Event:
     ctx.database()
-    query = Event.select().where(Event.event_id == event_id)
-    if source:
-        query = query.where(Event.source == source)
-    events = list(query)
-    if len(events) != 1:
-        raise TidingsError(
-            f"no event with id {event_id!r}"
-            if not events
-            else f"several events have id {event_id!r}; pick one with --source"
-        )
-    return events[0]
+    return find_event(event_id, source or None)
 
 
 def cmd_schedule_show(ctx: Context, args: argparse.Namespace) -> int:

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-from collections.abc import Callable, Iterable
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 from channels import channel_names
 from dispatcher.cli.console import Context, print_json, print_table
-from dispatcher.commands.endpoints import new_secret
+from dispatcher.commands.endpoints import new_secret, replay_deliveries
 from dispatcher.core import clock
 from dispatcher.core.errors import TidingsError
 from dispatcher.core.events import parse_time
-from dispatcher.storage.models import Delivery, DeliveryStatus, Event, WebhookEndpoint
+from dispatcher.storage.models import WebhookEndpoint
 
 
 def cmd_webhooks_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -84,36 +84,15 @@ def cmd_webhooks_rotate(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_webhooks_replay(ctx: Context, args: argparse.Namespace) -> int:
     """Send again, with their original webhook-id: one event's webhooks, or every failed one since a time."""
-    ctx.database()
-    query = Delivery.select(Delivery.id).join(Event).where(Delivery.channel.in_(channel_names(addresses="endpoint")))
-    if args.event_id:
-        query = query.where(Event.event_id == args.event_id)
-        if args.source:
-            query = query.where(Event.source == args.source)
-    elif args.since:
-        since = clock.to_utc_naive(parse_time(args.since, "--since"))
-        query = query.where(Delivery.status == DeliveryStatus.FAILED, Delivery.updated_at >= since)
-    else:
+    if not args.event_id and not args.since:
         raise TidingsError("name an EVENT_ID, or --since TIME for every failed webhook since then")
-    if args.endpoint:
-        query = query.where(Delivery.user_id == args.endpoint)
-    # cast: peewee's stubs type the rows of .tuples() as model instances
-    ids = [delivery_id for (delivery_id,) in cast(Iterable[tuple[int]], query.tuples())]
-    now = clock.now()
-    replayed = (
-        Delivery.update(
-            status=DeliveryStatus.PENDING,
-            attempts=0,
-            held=True,
-            next_attempt_at=now,
-            last_error=None,
-            claimed_by=None,
-            updated_at=now,
-        )
-        .where(Delivery.id.in_(ids), Delivery.status != DeliveryStatus.SENDING)
-        .execute()
-        if ids
-        else 0
+    ctx.database()
+    replayed = replay_deliveries(
+        channel_names(addresses="endpoint"),
+        event_id=args.event_id or None,
+        source=args.source if args.event_id else None,
+        since=None if args.event_id else clock.to_utc_naive(parse_time(args.since, "--since")),
+        endpoint=args.endpoint,
     )
     print(f"replaying {replayed} webhook deliveries (the scheduler sends them within a minute)")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from typing import cast
@@ -18,9 +19,30 @@ log = structlog.get_logger("tidings.cancel")
 
 #: What a cancel can still stop: waiting, held for later or for a digest.
 CANCELLABLE = (DeliveryStatus.PENDING, DeliveryStatus.DIGEST)
+#: What a cancel comes too late for: gone out, going out, or sent in a digest.
+GONE_OUT = (DeliveryStatus.SENT, DeliveryStatus.SENDING, DeliveryStatus.DIGESTED)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cancellation:
+    """What one cancel did: how many deliveries it stopped, and the statuses of those it matched and left."""
+
+    cancelled: int
+    left: dict[str, int]
+
+    @property
+    def already_sent(self) -> int:
+        """Matched deliveries that had gone out (or were going out), which stay as they are."""
+        return sum(self.left.get(status, 0) for status in GONE_OUT)
 
 
 def cancel_notification(command: Command) -> str:
+    """The tidings.notification.cancel command: cancel_deliveries, for the log "applied"."""
+    cancel_deliveries(command)
+    return "applied"
+
+
+def cancel_deliveries(command: Command) -> Cancellation:
     """Cancel the pending deliveries of an event ({source, id}) or of every event with a cancel_key.
 
     ``recipients`` limits it to those users. What was sent (or is being sent)
@@ -72,4 +94,4 @@ def cancel_notification(command: Command) -> str:
             reason="already sent or being sent" if left else "no pending delivery matches",
             **{f"already_{k}": v for k, v in left.items()},
         )
-    return "applied"
+    return Cancellation(cancelled=cancelled, left=dict(left))

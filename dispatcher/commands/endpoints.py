@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import fnmatch
 import secrets
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 from dispatcher.commands.base import Command
+from dispatcher.core import clock
 from dispatcher.core.errors import InvalidCommand
 from dispatcher.core.events import MAX_ID_LENGTH
 from dispatcher.storage.db import is_sqlite
-from dispatcher.storage.models import WebhookEndpoint
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, WebhookEndpoint
 
 SECRET_PREFIX = "whsec_"
 FIELDS = ("url", "secret", "types", "enabled", "owner")
@@ -125,3 +128,46 @@ def endpoints_for(type_name: str) -> list[str]:
         for endpoint in query.order_by(WebhookEndpoint.id)
         if any(fnmatch.fnmatchcase(type_name, pattern) for pattern in endpoint.types)
     ]
+
+
+def replay_deliveries(
+    channels: Sequence[str],
+    *,
+    event_id: str | None = None,
+    source: str | None = None,
+    since: dt.datetime | None = None,
+    endpoint: str | None = None,
+) -> int:
+    """Make webhook deliveries due again, to be sent with their original webhook-id; return how many.
+
+    One event's (``event_id``, and ``source`` when several share it), or every failed one updated
+    since ``since`` (naive UTC); to ``endpoint`` only, if given. ``channels`` are the channels that
+    address endpoints. A delivery being sent right now is left alone. The scheduler's release job
+    sends them (within a minute). `tidings webhooks replay` and ``POST /v1/webhooks/{id}/replay``.
+    """
+    if (event_id is None) == (since is None):
+        raise InvalidCommand("name an event id, or a since time for every failed webhook since then (not both)")
+    query = Delivery.select(Delivery.id).join(Event).where(Delivery.channel.in_(list(channels)))
+    if event_id is not None:
+        query = query.where(Event.event_id == event_id)
+        if source is not None:
+            query = query.where(Event.source == source)
+    else:
+        query = query.where(Delivery.status == DeliveryStatus.FAILED, Delivery.updated_at >= since)
+    if endpoint is not None:
+        query = query.where(Delivery.user_id == endpoint)
+    # cast: peewee's stubs type the rows of .tuples() as model instances
+    ids = [delivery_id for (delivery_id,) in cast(Iterable[tuple[int]], query.tuples())]
+    if not ids:
+        return 0
+    now = clock.now()
+    replay = Delivery.update(
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        held=True,
+        next_attempt_at=now,
+        last_error=None,
+        claimed_by=None,
+        updated_at=now,
+    )
+    return int(replay.where(Delivery.id.in_(ids), Delivery.status != DeliveryStatus.SENDING).execute())

@@ -87,7 +87,8 @@ def _bus_authority() -> None:
 
 
 def _inbox_states() -> None:
-    """Version 6: an inbox row is also seen or archived, and a user's rows are indexed by id (the API's paging)."""
+    """Version 6: an inbox row is also seen or archived; a user's rows are indexed by id (the API's paging),
+    and those not archived by partial indexes (the default list and the counts)."""
     columns = _columns("inbox_item")
     migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
     steps = [
@@ -97,7 +98,7 @@ def _inbox_states() -> None:
     ]
     if steps:
         playhouse.migrate.migrate(*steps)
-    database.execute_sql('CREATE INDEX IF NOT EXISTS "inbox_item_user_id_id" ON "inbox_item" ("user_id", "id")')
+    database.create_tables([models.InboxItem], safe=True)  # its new indexes (CREATE INDEX IF NOT EXISTS)
 
 
 def _columns(table: str) -> set[str]:

@@ -160,8 +160,23 @@ class InboxItem(BaseModel):
     archived_at = peewee.DateTimeField(null=True)
 
     class Meta:
-        # (user_id, id): a user's inbox, newest first, paged by id (keyset, no OFFSET).
+        # (user_id, id): a user's inbox, newest first, paged by id (keyset, no OFFSET); the partial
+        # indexes below serve the default list (not archived) and the counts (dispatcher/commands/inbox.py).
         indexes = ((("user_id", "created_at"), False), (("user_id", "id"), False))
+
+
+def _inbox_indexes() -> None:
+    """Partial indexes of the items not archived: all, unread, unseen (each count reads only its own rows)."""
+    active = InboxItem.archived_at.is_null()
+    for name, where in (
+        ("inbox_item_active", active),
+        ("inbox_item_unread", active & InboxItem.read_at.is_null()),
+        ("inbox_item_unseen", active & InboxItem.seen_at.is_null()),
+    ):
+        InboxItem.add_index(InboxItem.index(InboxItem.user_id, InboxItem.id, name=name, where=where))
+
+
+_inbox_indexes()
 
 
 class DisabledTarget(BaseModel):

@@ -91,6 +91,7 @@ class Deployment:
         for name in self.queue_names():
             channel.queue_delete(name)
         channel.exchange_delete(self.exchange)
+        channel.exchange_delete(f"{self.namespace}.inbox")  # the inbox feed's (dispatcher/amqp/inbox_feed.py)
         connection.close()
         if database.obj is not None and not database.is_closed():
             database.close()
