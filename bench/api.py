@@ -124,7 +124,9 @@ def populate(kind: str, rows: int, heavy_rows: int) -> None:
         database.execute_sql("SELECT setval(pg_get_serial_sequence('event', 'id'), %s)", (rows,))
         database.execute_sql("SELECT setval(pg_get_serial_sequence('delivery', 'id'), %s)", (rows,))
         database.execute_sql("SELECT setval(pg_get_serial_sequence('inbox_item', 'id'), %s)", (rows,))
-    database.execute_sql("ANALYZE")
+    # PostgreSQL: VACUUM sets the visibility map, as autovacuum does on a live table, so that counts can be
+    # index-only scans.
+    database.execute_sql("VACUUM ANALYZE" if kind == "postgresql" else "ANALYZE")
 
 
 def bare_queries(kind: str, deep_id: int) -> dict[str, Callable[[], Any]]:
@@ -136,14 +138,13 @@ def bare_queries(kind: str, deep_id: int) -> dict[str, Callable[[], Any]]:
         f"SELECT {columns} FROM inbox_item WHERE user_id = {mark} AND archived_at IS NULL AND id < {mark}"
         f" ORDER BY id DESC LIMIT 21"
     )
-    count = (
-        "SELECT COUNT(*), COUNT(*) FILTER (WHERE read_at IS NULL), COUNT(*) FILTER (WHERE seen_at IS NULL)"
-        f" FROM inbox_item WHERE user_id = {mark} AND archived_at IS NULL"
-    )
+    # the counts as commands/inbox.counts asks for them: one query per partial index
+    active = f"SELECT COUNT(id) FROM inbox_item WHERE user_id = {mark} AND archived_at IS NULL"
+    counts = [active, f"{active} AND read_at IS NULL", f"{active} AND seen_at IS NULL"]
     return {
         "first page": lambda: database.execute_sql(page, (USER,)).fetchall(),
         "deep page": lambda: database.execute_sql(deep, (USER, deep_id)).fetchall(),
-        "count": lambda: database.execute_sql(count, (USER,)).fetchall(),
+        "count": lambda: [database.execute_sql(query, (USER,)).fetchall() for query in counts],
     }
 
 
