@@ -106,3 +106,29 @@ def test_a_bad_api_key_entry_is_refused_without_echoing_the_key(value: str, reas
     with pytest.raises(ValueError, match=reason) as error:
         parse_api_keys(value)
     assert "k" * 32 not in str(error.value)
+
+
+def test_the_access_log_shows_no_user_token_from_a_query_string() -> None:
+    import logging
+
+    from dispatcher.api.unsubscribe import HideTokens
+
+    token = mint_user_token(SECRET, "ana", ttl=60)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        (
+            "127.0.0.1:5",
+            "GET",
+            f"/v1/me/notifications/stream?token={token}&x=1",
+            "1.1",
+            200,
+        ),
+        None,
+    )
+    HideTokens().filter(record)
+    assert token not in record.getMessage()
+    assert "/v1/me/notifications/stream?token=<redacted>&x=1" in record.getMessage()

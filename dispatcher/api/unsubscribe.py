@@ -84,13 +84,19 @@ ONE_CLICK_BODY = {
 }
 
 
+#: A token in a query string (the SSE stream's ``?token=``, for EventSource, which cannot send headers).
+_QUERY_TOKEN = re.compile(r"([?&](?:token|last_event_id)=)[^&\s]*")
+
+
 class HideTokens(logging.Filter):
-    """Replaces the token in the path uvicorn's access log prints (its record's third argument)."""
+    """Replaces the tokens in the path uvicorn's access log prints (its record's third argument): an
+    unsubscribe token in the path, a user token in the query."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
         if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
-            record.args = (*args[:2], redact_text(args[2]), *args[3:])
+            path = _QUERY_TOKEN.sub(lambda match: match.group(1) + "<redacted>", redact_text(args[2]))
+            record.args = (*args[:2], path, *args[3:])
         return True
 
 
