@@ -34,6 +34,20 @@ def test_readyz_says_503_and_names_the_broker_when_rabbitmq_is_unreachable(deplo
     assert response.json()["broker"].startswith("unreachable")
 
 
+def test_readyz_says_503_and_names_the_database_when_it_is_unreachable(deployment: Deployment) -> None:
+    # given a web process whose database is a PostgreSQL server nothing runs
+    unreachable = f"postgresql://postgres@127.0.0.1:{free_port()}/tidings"
+    with deployment.web(TIDINGS_DATABASE_URL=unreachable).start() as web, web.client() as client:
+        # when
+        response = client.get("/readyz")
+        alive = client.get("/healthz")
+    # then
+    assert response.status_code == 503
+    assert response.json()["database"].startswith("unreachable")
+    assert response.json()["broker"] == "ok"
+    assert alive.status_code == 200
+
+
 def test_an_unknown_path_is_a_problem_json_404(deployment: Deployment) -> None:
     with deployment.web().start() as web, web.client() as client:
         response = client.get("/v1/nothing-here")

@@ -10,6 +10,8 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import peewee
+import structlog
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
@@ -18,6 +20,7 @@ from dispatcher.amqp.inbox_feed import close_announcers
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.settings import Settings
 from dispatcher.runtime.broker import configure_process, load_configuration
+from dispatcher.storage.db import database
 from dispatcher.storage.migrate import migrate_when_free
 
 from . import (
@@ -60,7 +63,7 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
         loaded_settings, loaded_catalog = load_configuration()
         if settings is None:
             configure_process(loaded_settings)
-            migrate_when_free()
+            _migrate_if_reachable()
         settings, catalog = settings or loaded_settings, catalog or loaded_catalog
     app = FastAPI(
         title="Tidings",
@@ -90,6 +93,17 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app.add_middleware(RateLimitMiddleware, buckets=TokenBuckets(settings.http_rate_limit))
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.http_max_body_bytes)
     return app
+
+
+def _migrate_if_reachable() -> None:
+    """Bring the schema up to date, as the workers do. A database that cannot be reached now does not stop
+    the web process: /healthz answers, /readyz says what is down, and the requests that need it fail."""
+    try:
+        migrate_when_free()
+    except peewee.OperationalError as e:
+        structlog.get_logger("tidings.api").warning("database_unreachable_at_start", error=type(e).__name__)
+    finally:
+        database.close()
 
 
 @contextlib.asynccontextmanager
