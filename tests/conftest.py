@@ -26,6 +26,7 @@ from dispatcher.storage.models import ALL_MODELS
 from tests.support.deployment import Deployment
 from tests.support.services import POSTGRES_ADMIN_DSN, RABBITMQ_URL, require
 from tests.support.smtp import SmtpServer
+from tests.support.web import WebServer
 
 # Tests must never pick up an operator's TIDINGS_* settings.
 for _key in [k for k in os.environ if k.startswith("TIDINGS_")]:
@@ -160,3 +161,23 @@ def stub_worker(stub_broker: StubBroker) -> Iterator[Worker]:
     worker.start()
     yield worker
     worker.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def web(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[WebServer]:
+    """The web process on the deployment's database, SQLite or a fresh PostgreSQL one; this process uses it too."""
+    if request.param == "postgresql":
+        deployment.configure(TIDINGS_DATABASE_URL=request.getfixturevalue("fresh_postgres_url"))
+    with deployment.web().start() as server:
+        deployment.use_database()
+        migrate()  # done by the web process already: this only waits for it
+        yield server
+
+
+@pytest.fixture
+def sqlite_web(deployment: Deployment) -> Iterator[WebServer]:
+    """The web process on SQLite only, for what does not depend on the database."""
+    with deployment.web().start() as server:
+        deployment.use_database()
+        migrate()
+        yield server

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,7 +17,6 @@ from dispatcher.api.auth import mint_user_token
 from dispatcher.cli.main import main
 from dispatcher.core.catalog import Catalog
 from dispatcher.pipeline.ingest import ingest_event
-from dispatcher.storage.migrate import migrate
 from dispatcher.storage.models import InboxItem
 from tests.support.deployment import USER_TOKEN_SECRET, Deployment
 from tests.support.events import invite, parsed_event
@@ -32,26 +31,6 @@ INVITE = "team.invite.sent"
 
 def token(user: str, *, secret: str = USER_TOKEN_SECRET, ttl: float = 600) -> str:
     return mint_user_token(secret, user, ttl=ttl)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def web(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[WebServer]:
-    """The web process on the deployment's database, SQLite or a fresh PostgreSQL one; this process uses it too."""
-    if request.param == "postgresql":
-        deployment.configure(TIDINGS_DATABASE_URL=request.getfixturevalue("fresh_postgres_url"))
-    with deployment.web().start() as server:
-        deployment.use_database()
-        migrate()  # done by the web process already: this only waits for it
-        yield server
-
-
-@pytest.fixture
-def sqlite_web(deployment: Deployment) -> Iterator[WebServer]:
-    """The web process on SQLite only, for what does not depend on the database."""
-    with deployment.web().start() as server:
-        deployment.use_database()
-        migrate()
-        yield server
 
 
 @pytest.fixture

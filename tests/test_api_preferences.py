@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -19,7 +18,6 @@ from dispatcher.cli.main import main
 from dispatcher.core import clock
 from dispatcher.core.catalog import Catalog
 from dispatcher.pipeline.ingest import ingest_event
-from dispatcher.storage.migrate import migrate
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, Preference, User
 from tests.support.deployment import USER_TOKEN_SECRET, Deployment
 from tests.support.events import parsed_event
@@ -36,25 +34,6 @@ CRITICAL = "payout.received"
 
 def token(user: str) -> str:
     return mint_user_token(USER_TOKEN_SECRET, user, ttl=600)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def web(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[WebServer]:
-    """The web process on the deployment's database, SQLite or a fresh PostgreSQL one; this process uses it too."""
-    if request.param == "postgresql":
-        deployment.configure(TIDINGS_DATABASE_URL=request.getfixturevalue("fresh_postgres_url"))
-    with deployment.web().start() as server:
-        deployment.use_database()
-        migrate()  # done by the web process already: this only waits for it
-        yield server
-
-
-@pytest.fixture
-def sqlite_web(deployment: Deployment) -> Iterator[WebServer]:
-    with deployment.web().start() as server:
-        deployment.use_database()
-        migrate()
-        yield server
 
 
 def ok(response: httpx.Response) -> dict[str, Any]:

@@ -55,9 +55,10 @@ def procfile_groups(namespace: str, procfile: Path = PROCFILE) -> dict[str, list
     groups = {}
     for name, command in read_procfile(procfile).items():
         words = shlex.split(command.replace(NAMESPACE, namespace))
+        if words[0] != "dramatiq":
+            continue  # the scheduler and the web process (whose ${TIDINGS_HTTP_*} the shell expands)
         assert not any("$" in word for word in words), f"a variable other than {NAMESPACE} in: {command}"
-        if words[0] == "dramatiq":
-            groups[name] = words[1:]
+        groups[name] = words[1:]
     return groups
 
 
