@@ -83,5 +83,11 @@ class Channel:
     def deliver(self, notification: Notification) -> None:
         raise NotImplementedError
 
+    @classmethod
+    def unreachable(cls, settings: Settings, *, timeout: float) -> str | None:
+        """Why the service this channel delivers through cannot be reached now, or None if it can (or the
+        channel has nothing to check). A start-up check that only warns: it waits at most ``timeout`` seconds."""
+        return None
+
     def close(self) -> None:
         """Release what the channel holds (connections); called at shutdown."""

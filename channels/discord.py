@@ -58,6 +58,8 @@ COLOURS = {
     "system": 0x95A5A6,
 }
 DEFAULT_COLOUR = 0x99AAB5
+#: The longest call-to-action line left out of a description besides its URL ("View invitation: ").
+MAX_ACTION_LABEL = 40
 
 #: One limiter per process: every thread and channel instance shares what Discord told us.
 LIMITER = RateLimiter()
@@ -143,10 +145,12 @@ def is_link(url: str | None) -> bool:
 
 
 def description_from_text(text: str, url: str | None) -> str:
-    """The text email as markdown, without its closing "Open: <url>" line (the title links there)."""
+    """The notification's text as markdown, without its closing "<action>: <url>" line (the title links there)."""
     text = text.strip()
-    if url and text.endswith(f"Open: {url}"):
-        text = text[: -len(f"Open: {url}")].rstrip()
+    if url and text.endswith(f": {url}"):
+        head, _, last = text.rpartition("\n")
+        if ":" in last and len(last) - len(url) <= MAX_ACTION_LABEL:
+            text = head.rstrip()
     return escape_markdown(text)
 
 
@@ -200,7 +204,7 @@ class DiscordChannel(Channel):
             "description": self.description(notification),
             "color": colour(type_name),
             "timestamp": when.astimezone(dt.UTC).isoformat(),
-            "footer": {"text": f"Tidings · {type_name}"},
+            "footer": {"text": f"{self.settings.product_name} · {type_name}"},
         }
         if is_link(notification.url):
             embed["url"] = notification.url

@@ -14,6 +14,9 @@ name the recipient ``<recipient>``, never by address.
 
 The one-click unsubscribe headers are written verbatim on one line (:class:`LinkHeadersPolicy`):
 folded or encoded, mail clients cannot use them.
+
+The From header's display name is TIDINGS_MAIL_FROM's, else TIDINGS_PRODUCT_NAME. The text part is the
+rendered email text (templates/_layouts/email.txt: greeting, body, footer), as the HTML part is.
 """
 
 from __future__ import annotations
@@ -32,12 +35,13 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import EmailPolicy
+from pathlib import Path
 from typing import Any
 
 from dispatcher.core import clock
 from dispatcher.core.errors import ConfigError, DeliveryError, DeliverySkipped
 from dispatcher.core.rendering import one_line
-from dispatcher.core.settings import Settings
+from dispatcher.core.settings import Settings, redact_url
 
 from .base import Channel, Notification
 
@@ -153,6 +157,27 @@ def _text(reply: bytes | str) -> str:
     return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
 
 
+def connect(target: SmtpTarget, timeout: float, ca_file: Path | None = None) -> smtplib.SMTP:
+    """A new connection to ``target``, greeted (EHLO), with TLS and logged in as its URL says."""
+    ca = str(ca_file) if ca_file else None
+    connection: smtplib.SMTP
+    if target.scheme == "smtps":
+        connection = smtplib.SMTP_SSL(target.host, target.port, timeout=timeout, context=tls_context(ca))
+    else:
+        connection = smtplib.SMTP(target.host, target.port, timeout=timeout)
+    try:
+        connection.ehlo()
+        if target.scheme == "smtp+starttls":
+            connection.starttls(context=tls_context(ca))
+            connection.ehlo()
+        if target.username:
+            connection.login(target.username, target.password or "")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 class SmtpChannel(Channel):
     """Sends each email delivery through TIDINGS_SMTP_URL."""
 
@@ -169,7 +194,8 @@ class SmtpChannel(Channel):
         super().__init__(settings)
         self.target = SmtpTarget.from_url(settings.smtp_url)
         try:
-            self.mail_from = mailbox(*email.utils.parseaddr(settings.mail_from))
+            display_name, address = email.utils.parseaddr(settings.mail_from)
+            self.mail_from = mailbox(display_name or settings.product_name, address)
         except HEADER_ERRORS as e:
             raise ConfigError(f"TIDINGS_MAIL_FROM is not a mail address ({e})") from None
         if not (self.mail_from.username and self.mail_from.domain):
@@ -231,9 +257,11 @@ class SmtpChannel(Channel):
             # RFC 8058: the POST a mail client sends to the link turns this type's email off.
             message["List-Unsubscribe"] = link
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        text = rendered.text
-        if notification.unsubscribe_url:
-            text += f"\n--\nUnsubscribe: {notification.unsubscribe_url}\n"
+        text = rendered.email_text
+        if text is None:  # a templates folder without _layouts/email.txt: the body, and the link after it
+            text = rendered.text
+            if notification.unsubscribe_url:
+                text += f"\n--\nUnsubscribe: {notification.unsubscribe_url}\n"
         message.set_content(text)
         message.add_alternative(rendered.html, subtype="html")
         return message
@@ -280,25 +308,19 @@ class SmtpChannel(Channel):
             self._all.append(connection)
         return connection, True
 
-    def _connect(self) -> smtplib.SMTP:
-        target, timeout = self.target, self.settings.smtp_timeout
-        ca_file = str(self.settings.smtp_ca_file) if self.settings.smtp_ca_file else None
-        connection: smtplib.SMTP
-        if target.scheme == "smtps":
-            connection = smtplib.SMTP_SSL(target.host, target.port, timeout=timeout, context=tls_context(ca_file))
-        else:
-            connection = smtplib.SMTP(target.host, target.port, timeout=timeout)
+    @classmethod
+    def unreachable(cls, settings: Settings, *, timeout: float) -> str | None:
+        """Connects, greets, starts TLS and logs in as a delivery would, then quits: the reason it failed, or None."""
         try:
-            connection.ehlo()
-            if target.scheme == "smtp+starttls":
-                connection.starttls(context=tls_context(ca_file))
-                connection.ehlo()
-            if target.username:
-                connection.login(target.username, target.password or "")
-        except BaseException:
-            connection.close()
-            raise
-        return connection
+            target = SmtpTarget.from_url(settings.smtp_url)
+            connect(target, min(timeout, settings.smtp_timeout), settings.smtp_ca_file).quit()
+        except (smtplib.SMTPException, OSError, ConfigError) as e:
+            where = redact_url(settings.smtp_url)
+            return f"the SMTP server {where} cannot be reached ({type(e).__name__}: {e})"
+        return None
+
+    def _connect(self) -> smtplib.SMTP:
+        return connect(self.target, self.settings.smtp_timeout, self.settings.smtp_ca_file)
 
     def _drop_connection(self) -> None:
         connection = getattr(self._local, "connection", None)

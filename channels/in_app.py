@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from dispatcher.amqp.inbox_feed import InboxAnnouncer, feed_exchange
+from dispatcher.amqp.bus import new_announcer
 from dispatcher.core import clock
 from dispatcher.core.settings import Settings
 from dispatcher.storage.db import database
@@ -31,7 +31,7 @@ class InAppChannel(Channel):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        self.announcer = InboxAnnouncer(settings.broker_url, feed_exchange(settings))
+        self.announcer = new_announcer(settings)
 
     def deliver(self, notification: Notification) -> None:
         inserted = (

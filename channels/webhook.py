@@ -21,7 +21,8 @@ from typing import Any, cast
 
 import structlog
 
-from dispatcher.amqp.publisher import Publisher, PublishError, build_event
+from dispatcher.amqp.bus import event_publisher
+from dispatcher.amqp.publisher import PublishError, build_event
 from dispatcher.commands.endpoints import secret_key
 from dispatcher.core import clock
 from dispatcher.core.catalog import without_personal
@@ -213,7 +214,7 @@ class WebhookChannel(Channel):
             "system.announcement", data, source=NOTICE_SOURCE, id=f"disabled:{endpoint.id}:{now.isoformat()}"
         )
         try:
-            with Publisher(self.settings.broker_url, self.settings.exchange) as publisher:
+            with event_publisher(self.settings) as publisher:
                 publisher.publish(event)
         except PublishError as e:
             log.error("webhook_disabled_notice_failed", endpoint=endpoint.id, error=str(e))

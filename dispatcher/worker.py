@@ -19,6 +19,8 @@ from dispatcher.core.errors import ConfigError
 from dispatcher.core.settings import Settings, redact_url
 from dispatcher.runtime.actors import declare_actors
 from dispatcher.runtime.broker import build_broker, configure_process, load_configuration
+from dispatcher.runtime.checks import ChannelCheckMiddleware
+from dispatcher.runtime.group_metrics import add_group_metrics
 from dispatcher.runtime.middleware import BootMiddleware
 from dispatcher.storage.migrate import migrate_when_free
 
@@ -51,5 +53,7 @@ broker = build_broker(settings)
 dramatiq.set_broker(broker)
 actors = declare_actors(broker, settings, catalog)
 broker.add_middleware(BootMiddleware(lambda: boot(broker, settings, catalog)))
+broker.add_middleware(ChannelCheckMiddleware(settings))  # warns once if this group's SMTP server is not there
+add_group_metrics(broker)  # when the Procfile line sets dramatiq_prom_port (docs/metrics.md)
 
 __all__ = ["actors", "boot", "broker", "catalog", "settings"]

@@ -18,15 +18,10 @@ from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.storage.db import init_database
 from dispatcher.storage.migrate import SCHEMA_VERSION
 from dispatcher.storage.models import InboxItem, Preference, User
+from tests.support.cli import run
 from tests.support.deployment import Deployment
 from tests.support.smtp import SmtpServer
 from tests.support.wait import wait_for
-
-
-def run(capsys: pytest.CaptureFixture[str], settings: Settings, *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv), settings=settings)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture
@@ -57,6 +52,9 @@ def test_users_prefs_and_topics_commands_apply_and_show_what_they_did(capsys, se
             "timezone": "Europe/Paris",
             "locale": None,
             "discord_webhook": None,
+            "digest_time": "08:00",
+            "quiet_start": None,
+            "quiet_end": None,
         }
     ]
     prefs = json.loads(run(capsys, settings, "prefs", "show", "ana", "--json")[1])
@@ -69,7 +67,7 @@ def test_users_prefs_and_topics_commands_apply_and_show_what_they_did(capsys, se
         "locked": True,
         "quiet_until": None,
     }
-    assert prefs["stored"] == [{"type": "*", "channel": "email", "enabled": False, "mode": "immediate"}]
+    assert prefs["stored"] == [{"type": "*", "channel": "email", "enabled": False, "mode": None}]  # no mode chosen
     assert json.loads(run(capsys, settings, "topics", "list", "--json")[1]) == [{"topic": "team:1", "user": "ana"}]
 
 

@@ -350,11 +350,38 @@ def test_a_notification_is_posted_as_one_embed_with_wait_true_and_no_mention_par
     [embed] = body["embeds"]
     assert embed["title"] == "@everyone <@123> invited you to join Wolves"
     assert "@everyone" in embed["description"] and "<@123>" in embed["description"]
-    assert "Open:" not in embed["description"]  # the title links there
+    assert "https://play.example/i/1" not in embed["description"]  # the title links there
     assert embed["url"] == "https://play.example/i/1"
     assert embed["color"] == colour("team.invite.sent")
     assert embed["timestamp"] == "2026-11-23T18:30:00+00:00"
     assert embed["footer"] == {"text": "Tidings · team.invite.sent"}
+
+
+def test_the_footer_names_the_product_from_tidings_product_name(certificate: Certificate, catalog: Catalog) -> None:
+    # given
+    channel = DiscordChannel(make_settings(certificate, TIDINGS_PRODUCT_NAME="Acme Arena"))
+    # when
+    [embed] = channel.build_payload(make_notification(catalog))["embeds"]
+    # then
+    assert embed["footer"] == {"text": "Acme Arena · team.invite.sent"}
+    channel.close()
+
+
+@pytest.mark.parametrize("type_name", ["team.invite.sent", "tournament.completed", "system.announcement"])
+def test_the_description_leaves_out_the_call_to_action_line_whatever_its_label(
+    certificate: Certificate, catalog: Catalog, type_name: str
+) -> None:
+    # given a notification whose text ends with "<label>: <url>"
+    data = {key: "Wolves" for key in catalog.types[type_name].required} | {"url": "https://play.example/x/1"}
+    notification = make_notification(catalog, type_name=type_name, data=data)
+    assert notification.rendered.text.rstrip().endswith(": https://play.example/x/1")
+    channel = DiscordChannel(make_settings(certificate))
+    # when
+    [embed] = channel.build_payload(notification)["embeds"]
+    # then the title links there instead
+    assert "https://play.example/x/1" not in embed["description"] and "Wolves" in embed["description"]
+    assert embed["url"] == "https://play.example/x/1"
+    channel.close()
 
 
 @integration

@@ -176,3 +176,44 @@ def test_a_version_4_database_gains_publishers_and_loses_future_times_and_stored
     assert "publisher" in {c.name for c in database.get_columns("event")}
     assert User.get_by_id("u1").changed_at.year < 2999
     assert Event.get(Event.event_id == "c1").data == {"id": "p", "secret": "<redacted>"}
+
+
+def test_a_version_7_database_lets_a_preference_leave_enabled_and_mode_unset_keeping_its_rows(db: str) -> None:
+    # given the preference table as version 7 left it: enabled and mode NOT NULL, one row
+    import datetime as dt
+
+    import peewee
+
+    from dispatcher.storage.models import Preference
+
+    class OldPreference(peewee.Model):
+        user_id = peewee.CharField(max_length=255)
+        type = peewee.CharField(max_length=255)
+        channel = peewee.CharField(max_length=32)
+        enabled = peewee.BooleanField()
+        mode = peewee.CharField(max_length=16, default="immediate")
+        changed_at = peewee.DateTimeField()
+
+        class Meta:
+            database = database
+            table_name = "preference"
+            indexes = ((("user_id", "type", "channel"), True),)
+
+    database.drop_tables([Preference])
+    database.create_tables([OldPreference])
+    at = dt.datetime(2026, 5, 9, 12, 0)
+    OldPreference.create(user_id="u1", type="*", channel="email", enabled=False, mode="digest", changed_at=at)
+    SchemaVersion.update(version=7).execute()
+    # when
+    result = migrate()
+    # then
+    assert result == (7, SCHEMA_VERSION)
+    assert {c.name: c.null for c in database.get_columns("preference") if c.name in ("enabled", "mode")} == {
+        "enabled": True,
+        "mode": True,
+    }
+    [kept] = Preference.select()
+    assert (kept.user_id, kept.enabled, kept.mode) == ("u1", False, "digest")
+    Preference.create(user_id="u2", type="*", channel="email", enabled=None, mode="digest", changed_at=at)
+    with pytest.raises(peewee.IntegrityError), database.atomic():  # the unique key survived
+        Preference.create(user_id="u2", type="*", channel="email", enabled=True, mode=None, changed_at=at)

@@ -13,7 +13,7 @@ from dispatcher.storage.models import Preference, Subscription
 T0 = dt.datetime(2026, 5, 9, 12, 0)
 
 
-def set_preference(user_id: str, type_name: str, channel: str, enabled: bool, mode: str = "immediate") -> None:
+def set_preference(user_id: str, type_name: str, channel: str, enabled: bool | None, mode: str | None = None) -> None:
     Preference.create(user_id=user_id, type=type_name, channel=channel, enabled=enabled, mode=mode, changed_at=T0)
 
 
@@ -39,6 +39,18 @@ def test_load_preferences_returns_the_type_and_wildcard_settings_of_the_given_us
         "u2": {("*", "email"): Setting(False)},
     }
     assert found["u4"] == {}
+
+
+def test_load_preferences_keeps_a_field_no_command_set_as_none(db: str) -> None:
+    # given a mode set alone for every type, and a type switched on without a mode
+    set_preference("u1", "*", "email", None, "digest")
+    set_preference("u1", "team.invite.sent", "email", True, None)
+
+    # when
+    found = load_preferences(["u1"], "team.invite.sent")
+
+    # then routing can tell "not chosen here" from a choice
+    assert found["u1"] == {("*", "email"): Setting(None, "digest"), ("team.invite.sent", "email"): Setting(True, None)}
 
 
 def test_load_preferences_handles_more_users_than_one_query_chunk(db: str) -> None:

@@ -27,6 +27,7 @@ PAYOUT = NotificationType(
     name="payout.received", description="", channels=frozenset({"in_app", "email"}), critical=True
 )
 DIGEST = NotificationType(name="digest.daily", description="", channels=frozenset({"email"}), internal=True)
+SCHEDULED = NotificationType(name="match.scheduled", description="", channels=frozenset({"in_app"}))
 
 
 def planned(channel: str, *flags: str, target: str = "u1") -> PlannedDelivery:
@@ -41,7 +42,7 @@ def planned(channel: str, *flags: str, target: str = "u1") -> PlannedDelivery:
 @dataclasses.dataclass(frozen=True)
 class Row:
     kind: NotificationType
-    preferences: tuple[tuple[str, str, bool, str], ...] = ()  # (type or "*", channel, enabled, mode)
+    preferences: tuple[tuple[str, str, bool | None, str | None], ...] = ()  # (type or "*", channel, enabled, mode)
     quiet: tuple[str, str] | None = None  # the user's quiet hours, local "HH:MM" in UTC
     channels: tuple[str, ...] = tuple(CHANNELS)
     expected: tuple[PlannedDelivery, ...] = ()
@@ -53,6 +54,16 @@ def on(type_name: str, channel: str, mode: str = "immediate") -> tuple[str, str,
 
 def off(type_name: str, channel: str, mode: str = "immediate") -> tuple[str, str, bool, str]:
     return (type_name, channel, False, mode)
+
+
+def mode_only(type_name: str, channel: str, mode: str) -> tuple[str, str, None, str]:
+    """A setting whose command named only the mode."""
+    return (type_name, channel, None, mode)
+
+
+def enabled_only(type_name: str, channel: str, enabled: bool) -> tuple[str, str, bool, None]:
+    """A setting whose command named only enabled."""
+    return (type_name, channel, enabled, None)
 
 
 TABLE = {
@@ -100,6 +111,31 @@ TABLE = {
         INVITE,
         (on("*", "email", "digest"), on(INVITE.name, "email")),
         expected=(planned("in_app"), planned("email")),
+    ),
+    # a setting may leave enabled or mode unset: each is then looked up further, on its own
+    "a mode alone for every type: digests where email is on by default": Row(
+        INVITE, (mode_only("*", "email", "digest"),), expected=(planned("in_app"), planned("email", "digest"))
+    ),
+    "a mode alone for every type switches on no email a type does not send by default": Row(
+        SCHEDULED, (mode_only("*", "email", "digest"),), expected=(planned("in_app"),)
+    ),
+    "a mode alone for a type switches nothing on either": Row(
+        SCHEDULED, (mode_only(SCHEDULED.name, "email", "digest"),), expected=(planned("in_app"),)
+    ),
+    "a mode alone takes its enabled from the wildcard's": Row(
+        INVITE,
+        (off("*", "email"), mode_only(INVITE.name, "email", "digest")),
+        expected=(planned("in_app"),),
+    ),
+    "a type switched on without a mode takes the wildcard's mode": Row(
+        SCHEDULED,
+        (mode_only("*", "email", "digest"), enabled_only(SCHEDULED.name, "email", True)),
+        expected=(planned("in_app"), planned("email", "digest")),
+    ),
+    "a wildcard switched on without a mode, a type's mode alone: digest": Row(
+        INVITE,
+        (enabled_only("*", "email", True), mode_only(INVITE.name, "email", "digest")),
+        expected=(planned("in_app"), planned("email", "digest")),
     ),
     "digest mode of a switched-off channel: nothing": Row(
         INVITE, (off("*", "email", "digest"),), expected=(planned("in_app"),)

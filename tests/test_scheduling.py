@@ -293,15 +293,16 @@ def test_two_schedulers_at_once_make_one_digest(db: str, catalog: Catalog) -> No
 
     def scheduler() -> None:
         start.wait()
-        with clock.use_clock(at(dt.datetime(2026, 3, 7, 13, 0))):
-            results.append(make_digest("ana", dt.date(2026, 3, 7), catalog, Settings()))
+        results.append(make_digest("ana", dt.date(2026, 3, 7), catalog, Settings()))
 
-    # when
+    # when: the clock is process-wide, so it is set once for both threads (each setting and
+    # restoring it would leave the other's fake clock in place for the tests that follow)
     threads = [threading.Thread(target=scheduler) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    with clock.use_clock(at(dt.datetime(2026, 3, 7, 13, 0))):
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
     # then
     assert len(digests()) == 1
     assert sorted(len(r) for r in results) == [0, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,30 @@ def test_redact_url_keeps_a_url_without_credentials_readable() -> None:
 def test_redact_url_keeps_sqlite_paths(url: str) -> None:
     # given / when / then
     assert redact_url(url) == url
+
+
+def test_the_product_name_and_url_default_to_tidings_and_none_and_are_parsed() -> None:
+    # given / when
+    default = Settings.from_env({})
+    named = Settings.from_env({"TIDINGS_PRODUCT_NAME": "  Acme Arena ", "TIDINGS_PRODUCT_URL": "https://acme.example"})
+
+    # then
+    assert (default.product_name, default.product_url) == ("Tidings", None)
+    assert (named.product_name, named.product_url) == ("Acme Arena", "https://acme.example")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TIDINGS_PRODUCT_NAME", "  ", "TIDINGS_PRODUCT_NAME must not be empty"),
+        ("TIDINGS_PRODUCT_NAME", "Acme\r\nBcc: x@example.com", "TIDINGS_PRODUCT_NAME must be one line of printable"),
+        ("TIDINGS_PRODUCT_NAME", "Acme\u202eArena", "TIDINGS_PRODUCT_NAME must be one line of printable"),
+        ("TIDINGS_PRODUCT_NAME", "A" * 101, "TIDINGS_PRODUCT_NAME must be at most 100 characters long"),
+        ("TIDINGS_PRODUCT_URL", "acme.example", "TIDINGS_PRODUCT_URL must be a URL starting with http:// or https://"),
+        ("TIDINGS_PRODUCT_URL", "javascript:alert(1)", "TIDINGS_PRODUCT_URL must be a URL starting with http://"),
+        ("TIDINGS_PRODUCT_URL", "https://", "TIDINGS_PRODUCT_URL has no host"),
+    ],
+)
+def test_a_bad_product_name_or_url_is_refused_naming_the_variable(name: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Settings.from_env({name: value})

@@ -62,6 +62,14 @@ def test_an_endpoint_is_created_then_changed_field_by_field(db: str, catalog: Ca
     )
 
 
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8000/dev/webhooks/in/demo", "http://localhost/in", "http://[::1]/in"]
+)
+def test_a_plain_http_url_is_accepted_only_to_a_loopback_receiver(db: str, catalog: Catalog, url: str) -> None:
+    assert upsert(catalog, {"id": "local", "url": url, "secret": SECRET, "types": ["*"]}) == "applied"
+    assert endpoint("local").url == url
+
+
 def test_an_older_upsert_does_not_overwrite_a_newer_one(db: str, catalog: Catalog) -> None:
     upsert(catalog, {"id": "scores", "url": "https://new.example/in", "secret": SECRET, "types": ["*"]})
     assert (
@@ -74,6 +82,8 @@ def test_an_older_upsert_does_not_overwrite_a_newer_one(db: str, catalog: Catalo
     ("data", "message"),
     [
         ({"id": "e", "url": "http://plain.example/in", "secret": SECRET, "types": ["*"]}, "url must be an https://"),
+        ({"id": "e", "url": "http://10.0.0.5/in", "secret": SECRET, "types": ["*"]}, "allowed only to 127.0.0.1"),
+        ({"id": "e", "url": "ftp://x.example/in", "secret": SECRET, "types": ["*"]}, "url must be an https://"),
         ({"id": "e", "url": "https://x.example", "secret": "s3cr3t", "types": ["*"]}, 'secret must be "whsec_"'),
         (
             {

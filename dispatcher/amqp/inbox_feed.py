@@ -201,35 +201,6 @@ class InboxAnnouncer:
                 raise
 
 
-_announcers: dict[tuple[str, str], InboxAnnouncer] = {}
-_announcers_lock = threading.Lock()
-
-
-def announcer_for(settings: Settings) -> InboxAnnouncer:
-    """This process's announcer for these settings' broker and namespace (made when first asked for)."""
-    key = (settings.broker_url, feed_exchange(settings))
-    with _announcers_lock:
-        announcer = _announcers.get(key)
-        if announcer is None:
-            announcer = _announcers[key] = InboxAnnouncer(*key)
-        return announcer
-
-
-def announce_counts_changed(settings: Settings, user_id: str) -> None:
-    """Tell the live streams that ``user_id``'s counts may have changed. Call it after the change commits;
-    it never raises or blocks (a lost announcement delays a ``count`` event until the next one)."""
-    announcer_for(settings).counts_changed(user_id)
-
-
-def close_announcers(timeout: float = 2.0) -> None:
-    """Flush and stop this process's announcers (at shutdown)."""
-    with _announcers_lock:
-        announcers = list(_announcers.values())
-        _announcers.clear()
-    for announcer in announcers:
-        announcer.close(timeout)
-
-
 class InboxFeed:
     """A web process's consumer of the feed: one exclusive auto-delete queue, bound to the users with a stream.
 

@@ -48,6 +48,11 @@ def build_event(
     return event
 
 
+def event_body(event: dict[str, Any]) -> bytes:
+    """An event as the bytes published: compact UTF-8 JSON."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 class Publisher:
     """One connection with publisher confirms; every publish is confirmed and mandatory.
 
@@ -71,8 +76,7 @@ class Publisher:
 
     def publish(self, event: dict[str, Any]) -> None:
         """Publish one event with routing key = its type; raise PublishError if not taken."""
-        body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        self.publish_raw(body, routing_key=str(event.get("type")), message_id=str(event.get("id")))
+        self.publish_raw(event_body(event), routing_key=str(event.get("type")), message_id=str(event.get("id")))
 
     def publish_raw(
         self,

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.middleware.cors import CORSMiddleware
 
-from dispatcher.amqp.inbox_feed import close_announcers
+from dispatcher.amqp.bus import close_announcers
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.settings import Settings
 from dispatcher.runtime.broker import configure_process, load_configuration
@@ -28,6 +28,7 @@ from . import (
     events,
     health,
     inbox,
+    metrics,
     preferences,
     schedules,
     stream,
@@ -54,6 +55,7 @@ ROUTERS = (
     topics.router,
     webhooks.router,
     health.router,
+    metrics.router,
 )
 
 

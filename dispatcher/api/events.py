@@ -185,6 +185,9 @@ def post_event(key: EventsKey, request: Request, raw: Annotated[bytes, Depends(r
         state.publishers.publish_raw(
             body, routing_key=event.type, message_id=event.id, headers={ORIGINAL_PUBLISHER_HEADER: publisher}
         )
+    except InvalidEvent as e:  # the embedded mode ingests before answering: a command's data refused
+        log.info("api_event_invalid", key=key.name, reason=str(e))
+        return _refusal(422, "Unprocessable Content", str(e))
     except PublishError as e:
         log.warning("api_event_not_published", key=key.name, error=str(e))
         raise ApiError(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from dispatcher.amqp import local
 from dispatcher.storage.db import database
 
 from .state import api_state
@@ -42,6 +43,8 @@ def _database() -> str:
 
 
 def _broker(url: str) -> str:
+    if local.installed() is not None:
+        return "ok (embedded: no broker)"
     parameters = pika.URLParameters(url)
     parameters.socket_timeout = parameters.blocked_connection_timeout = PROBE_TIMEOUT
     parameters.stack_timeout = PROBE_TIMEOUT
@@ -61,5 +64,5 @@ def _broker(url: str) -> str:
 )
 def readyz(request: Request) -> JSONResponse:
     readiness = Readiness(database=_database(), broker=_broker(api_state(request).settings.broker_url))
-    ready = readiness.database == "ok" and readiness.broker == "ok"
+    ready = readiness.database == "ok" and readiness.broker.startswith("ok")
     return JSONResponse(readiness.model_dump(), status_code=200 if ready else 503)

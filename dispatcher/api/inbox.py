@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
-from dispatcher.amqp.inbox_feed import announce_counts_changed
+from dispatcher.amqp.bus import announce_counts_changed
 from dispatcher.commands import inbox
 from dispatcher.core.catalog import Catalog
 

@@ -6,6 +6,7 @@ import dataclasses
 
 from fastapi import Request
 
+from dispatcher.amqp import local
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.settings import Settings
 
@@ -17,10 +18,12 @@ class ApiState:
     settings: Settings
     catalog: Catalog
     #: Connections to the events exchange, opened when first needed (POST /v1/events); closed on shutdown.
-    publishers: PublisherPool = dataclasses.field(init=False)
+    #: In the embedded mode, the local bus, which ingests the event before answering.
+    publishers: PublisherPool | local.LocalBus = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        self.publishers = PublisherPool(self.settings.broker_url, self.settings.exchange)
+        bus = local.installed()
+        self.publishers = bus if bus is not None else PublisherPool(self.settings.broker_url, self.settings.exchange)
 
 
 def api_state(request: Request) -> ApiState:

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
 import dataclasses
 import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import FrameType
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 import peewee
 import structlog
@@ -30,8 +29,10 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from dispatcher.amqp.inbox_feed import Announcement, InboxFeed, close_announcers, feed_exchange
+from dispatcher.amqp.bus import Feed, close_announcers, inbox_feed
+from dispatcher.amqp.inbox_feed import Announcement
 from dispatcher.commands import inbox
+from dispatcher.core import metrics
 from dispatcher.storage.models import InboxItem
 
 from .auth import current_user_or_query_token
@@ -85,17 +86,6 @@ class Subscription:
         return taken, catch_up
 
 
-class Feed(Protocol):
-    """What the hub needs of a feed (InboxFeed; tests pass their own)."""
-
-    @property
-    def connected(self) -> bool: ...
-    def start(self) -> None: ...
-    def bind(self, user_id: str) -> concurrent.futures.Future[None]: ...
-    def unbind(self, user_id: str) -> None: ...
-    def close(self, timeout: float = 2.0) -> None: ...
-
-
 FeedFactory = Callable[[Callable[[Announcement], None], Callable[[], None]], Feed]
 
 
@@ -133,6 +123,7 @@ class StreamHub:
         subscription = Subscription(user_id)
         self._by_user[user_id].add(subscription)
         self._open += 1
+        metrics.stream_opened()
         feed = self._start_feed()
         bound = feed.bind(user_id)
         if feed.connected:  # else the catch-up after connecting covers what this stream could miss
@@ -159,6 +150,7 @@ class StreamHub:
             return
         streams.discard(subscription)
         self._open -= 1
+        metrics.stream_closed()
         if not streams:
             del self._by_user[subscription.user_id]
             if self.feed is not None:
@@ -306,9 +298,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = api_state_of(app).settings
 
     def feed(on_announcement: Callable[[Announcement], None], on_connected: Callable[[], None]) -> Feed:
-        return InboxFeed(
-            settings.broker_url, feed_exchange(settings), on_announcement=on_announcement, on_connected=on_connected
-        )
+        return inbox_feed(settings, on_announcement, on_connected)
 
     app.state.inbox_streams = hub = StreamHub(feed)
     restore = _on_exit_signal(asyncio.get_running_loop(), hub.stop)

@@ -44,7 +44,6 @@ from dispatcher.core.unsubscribe import InvalidToken, verify_token
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.pipeline.routing import locked
 from dispatcher.storage.db import database, transaction
-from dispatcher.storage.models import Preference
 
 from .state import ApiState, api_state
 
@@ -150,7 +149,8 @@ def render_page(
 ) -> HTMLResponse:
     """One of the pages, with its status (``STATUS`` unless given) and the security headers."""
     template, hashes = _pages(state.settings.templates_dir)
-    html = template.render(state=page, kind=kind)
+    product = {"name": state.settings.product_name, "url": state.settings.product_url}
+    html = template.render(state=page, kind=kind, product=product)
     return HTMLResponse(html, status_code=status or STATUS[page], headers=security_headers(hashes))
 
 
@@ -174,16 +174,10 @@ def _read(state: ApiState, token: str) -> tuple[str, NotificationType] | State:
 
 def turn_off(state: ApiState, user_id: str, kind: NotificationType, channels: Sequence[str]) -> str:
     """Apply ``tidings.preferences.set`` switching ``channels`` off for (user, type), as the CLI applies
-    commands; "applied". A channel's digest mode is kept, so turning it back on restores it."""
+    commands; "applied". The items name no mode, so a channel's digest mode is kept: turning it back on
+    restores it."""
     with database.connection_context(), transaction():
-        stored = Preference.select(Preference.channel, Preference.mode).where(
-            Preference.user_id == user_id, Preference.type == kind.name, Preference.channel.in_(channels)
-        )
-        modes = {row.channel: row.mode for row in stored}
-        preferences = [
-            {"type": kind.name, "channel": name, "enabled": False, **({"mode": modes[name]} if name in modes else {})}
-            for name in channels
-        ]
+        preferences = [{"type": kind.name, "channel": name, "enabled": False} for name in channels]
         event = CloudEvent(
             id=str(uuid.uuid4()),
             source=UNSUBSCRIBE_SOURCE,

@@ -8,15 +8,19 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import pika.exceptions
+
 from channels import channel_classes
 from dispatcher.core import clock
 from dispatcher.core.authority import OPERATOR
 from dispatcher.core.catalog import Catalog, load_catalog
+from dispatcher.core.errors import TidingsError
 from dispatcher.core.events import CloudEvent
-from dispatcher.core.settings import Settings
+from dispatcher.core.settings import Settings, redact_url
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.db import init_database
 from dispatcher.storage.migrate import migrate
+from dispatcher.storage.models import Delivery, InboxItem, Preference, Subscription, User
 
 CLI_SOURCE = "/tidings/cli"
 
@@ -57,3 +61,57 @@ def print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in cells:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+
+
+def user_known(user_id: str) -> bool:
+    """Whether Tidings has anything of ``user_id``: a user row (tidings.user.upsert), or a recipient's
+    notifications, deliveries, preferences or subscriptions (a recipient needs no user row)."""
+    return any(
+        query.exists()
+        for query in (
+            User.select().where(User.id == user_id),
+            InboxItem.select().where(InboxItem.user_id == user_id),
+            Preference.select().where(Preference.user_id == user_id),
+            Subscription.select().where(Subscription.user_id == user_id),
+            Delivery.select().where(Delivery.user_id == user_id),
+        )
+    )
+
+
+def require_user(ctx: Context, user_id: str, *, create: str | None = None) -> None:
+    """TidingsError unless ``user_id`` is known; ``create`` names the option that allows a new one."""
+    ctx.database()
+    if not user_known(user_id):
+        hint = f"; {create} goes ahead anyway" if create else ""
+        raise TidingsError(f"no user {user_id!r}: no tidings.user.upsert, nothing sent to them{hint}")
+
+
+#: pika's errors while opening a connection (a connection that was open and closed is another matter).
+_OPENING_ERRORS = (
+    pika.exceptions.ProbableAuthenticationError,
+    pika.exceptions.ProbableAccessDeniedError,
+    pika.exceptions.IncompatibleProtocolError,
+)
+
+
+def explain(error: TidingsError, settings: Settings) -> str:
+    """The one line an error is told in; a connection RabbitMQ could not open names the URL and the cause."""
+    cause = error.__cause__
+    if type(cause) is pika.exceptions.AMQPConnectionError or isinstance(cause, _OPENING_ERRORS):
+        return f"cannot reach RabbitMQ at {redact_url(settings.broker_url)}: {innermost(cause)}"
+    return str(error)
+
+
+def innermost(error: BaseException) -> str:
+    """What an exception wraps, deepest first: 'ConnectionRefusedError: [Errno 111] Connection refused'."""
+    seen = {id(error)}
+    while True:
+        # pika's connector errors keep the socket's error in .exception, urllib3's in .reason
+        wrapped = (getattr(error, "exception", None), getattr(error, "reason", None), *error.args[:1], error.__cause__)
+        inner = next((e for e in wrapped if isinstance(e, BaseException) and id(e) not in seen), None)
+        if inner is None:
+            break
+        seen.add(id(inner))
+        error = inner
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

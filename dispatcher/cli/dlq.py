@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from dispatcher.cli.console import Context, print_json, print_table
+from dispatcher.cli.progress import Reporter
 from dispatcher.core.errors import TidingsError
 from dispatcher.ops import dead_letters as dlq
 from dispatcher.storage.models import Rejection
@@ -134,14 +135,20 @@ def cmd_dlq_replay(ctx: Context, args: argparse.Namespace) -> int:
         raise TidingsError("name one MESSAGE_ID, or --all")
     queue = dlq.xq(ctx.settings, "ingest")
     done, failed = 0, 0
-    for replayed in dlq.replay(ctx.settings, message_id=args.message_id, limit=args.limit if args.all else None):
-        letter = replayed.letter
-        if replayed.error is None:
-            done += 1
-            print(f"replayed  {letter.message_id}  {letter.routing_key}")
-        else:
-            failed += 1
-            print(f"left      {letter.message_id}  {letter.routing_key}: {replayed.error}")
+    total = None
+    if args.all:
+        waiting = dlq.queue_counts(ctx.settings).get(queue) or 0
+        total = min(waiting, args.limit) if args.limit else waiting
+    replays = dlq.replay(ctx.settings, message_id=args.message_id, limit=args.limit if args.all else None)
+    with Reporter("replaying dead letters", total=total) as progress:
+        for replayed in progress.track(replays):
+            letter = replayed.letter
+            if replayed.error is None:
+                done += 1
+                print(f"replayed  {letter.message_id}  {letter.routing_key}")
+            else:
+                failed += 1
+                print(f"left      {letter.message_id}  {letter.routing_key}: {replayed.error}")
     if args.message_id and not done + failed:
         elsewhere = dlq.find(ctx.settings, args.message_id)
         if elsewhere:

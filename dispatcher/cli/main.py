@@ -7,43 +7,43 @@ exchange (a CloudEvent applied once), so the two can never disagree.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from channels import channel_names
-from dispatcher.amqp.publisher import Publisher, build_event
 from dispatcher.api.auth import mint_user_token
 from dispatcher.api.openapi import openapi_text
 from dispatcher.api.schemas import notification
+from dispatcher.cli import dev as cli_dev
 from dispatcher.cli import dlq as cli_dlq
+from dispatcher.cli import prefs as cli_prefs
+from dispatcher.cli import publish as cli_publish
 from dispatcher.cli import rankings as cli_rankings
 from dispatcher.cli import schedule as cli_schedule
+from dispatcher.cli import status as cli_status
+from dispatcher.cli import users as cli_users
 from dispatcher.cli import webhooks as cli_webhooks
-from dispatcher.cli.console import CLI_SOURCE, Context, print_json, print_table
+from dispatcher.cli.console import Context, explain, print_json, print_table, require_user
+from dispatcher.cli.progress import Reporter
 from dispatcher.commands import inbox
-from dispatcher.core import clock
-from dispatcher.core.catalog import WILDCARD
 from dispatcher.core.errors import ConfigError, TidingsError
-from dispatcher.core.events import decode_body, format_time, parse_event
 from dispatcher.core.logs import configure_logging
 from dispatcher.core.settings import PROJECT_ROOT, Settings, get_settings
-from dispatcher.core.timing import check_schedule
-from dispatcher.pipeline.routing import plan_deliveries
 from dispatcher.storage.db import init_database
 from dispatcher.storage.deliveries import event_deliveries, find_event
 from dispatcher.storage.migrate import migrate
-from dispatcher.storage.models import DeliveryStatus, Preference, Subscription, User
+from dispatcher.storage.models import InboxItem, Subscription
 
 # --- commands ---------------------------------------------------------------
 
 
 def cmd_migrate(ctx: Context, args: argparse.Namespace) -> int:
     init_database(ctx.settings.database_url)
-    before, after = migrate()
+    with Reporter("migrating the schema") as progress:
+        before, after = migrate(progress)
     print(f"schema at version {after}" + (f" (was {before})" if before != after else " (up to date)"))
     return 0
 
@@ -71,107 +71,14 @@ def cmd_schema(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_publish(ctx: Context, args: argparse.Namespace) -> int:
-    if args.file:
-        raw = decode_body(Path(args.file).read_bytes())
-    else:
-        if not args.type:
-            raise TidingsError("give a TYPE and --data, or --file EVENT.json")
-        data = decode_body(args.data) if args.data else {}
-        raw = build_event(args.type, data, source=args.source, id=args.id)
-    event = parse_event(raw, ctx.catalog)  # refuse locally what the worker would dead-letter
-    check_schedule(event, ctx.settings.schedule_horizon)
-    with Publisher(ctx.settings.broker_url, ctx.settings.exchange) as publisher:
-        publisher.publish(raw)
-    print(f"published {event.type} id={event.id} source={event.source}")
-    return 0
-
-
-def cmd_users_upsert(ctx: Context, args: argparse.Namespace) -> int:
-    data: dict[str, Any] = {"id": args.id}
-    for field in ("email", "name", "timezone", "locale", "discord_webhook_url"):
-        value = getattr(args, field)
-        if value is not None:
-            data[field] = None if value == "" else value
-    print(ctx.command("tidings.user.upsert", data))
-    return 0
-
-
-def _user_row(user: User) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "email": user.email,
-        "name": user.name,
-        "timezone": user.timezone,
-        "locale": user.locale,
-        "discord_webhook": "set" if user.discord_webhook_url else None,  # it embeds a token
-    }
-
-
-def cmd_users_list(ctx: Context, args: argparse.Namespace) -> int:
-    ctx.database()
-    rows = [_user_row(u) for u in User.select().order_by(User.id)]
-    print_json(rows) if args.json else print_table(rows, ["id", "email", "name", "timezone", "locale"])
-    return 0
-
-
-def cmd_prefs_set(ctx: Context, args: argparse.Namespace) -> int:
-    item = {"type": args.type, "channel": args.channel, "enabled": args.state == "on"}
-    print(ctx.command("tidings.preferences.set", {"user": args.user, "preferences": [item]}))
-    return 0
-
-
-def cmd_prefs_show(ctx: Context, args: argparse.Namespace) -> int:
-    """What routing decides for the user now, per type and channel, and the settings stored for them."""
-    ctx.database()
-    now = clock.now()
-    channels = channel_names(addresses="user")
-    rows: list[dict[str, Any]] = []
-    for name in ctx.catalog.names():
-        kind = ctx.catalog.types[name]
-        planned = {p.channel: p for p in plan_deliveries(kind, [args.user], channels, now=now)}
-        routes: dict[str, dict[str, Any]] = {}
-        for channel in channels:
-            p = planned.get(channel)
-            routes[channel] = {
-                "enabled": p is not None,
-                "mode": None if p is None else "digest" if p.status == DeliveryStatus.DIGEST else "immediate",
-                "locked": p is not None and p.locked,
-                "quiet_until": format_time(p.due.replace(tzinfo=dt.UTC)) if p is not None and p.quiet else None,
-            }
-        rows.append({"type": name, "critical": kind.critical, "channels": routes})
-    stored = [
-        {"type": p.type, "channel": p.channel, "enabled": p.enabled, "mode": p.mode}
-        for p in Preference.select()
-        .where(Preference.user_id == args.user)
-        .order_by(Preference.type, Preference.channel)
-    ]
-    at = format_time(now.replace(tzinfo=dt.UTC))
-    if args.json:
-        print_json({"user": args.user, "at": at, "resolved": rows, "stored": stored})
-        return 0
-    print(f"what {args.user} gets now ({at}):")
-    print_table(
-        [{"type": row["type"], **{c: _route_cell(r) for c, r in row["channels"].items()}} for row in rows],
-        ["type", *channels],
-    )
-    print("(locked: a critical type's default channel, which preferences cannot switch off)")
-    print(f"\nstored settings ({WILDCARD!r} applies to every type):")
-    print_table(stored, ["type", "channel", "enabled", "mode"])
-    return 0
-
-
-def _route_cell(route: dict[str, Any]) -> str:
-    """'off', 'on' or 'digest', with ', locked' and ', held by quiet hours until <time>' when they apply."""
-    text = ("digest" if route["mode"] == "digest" else "on") if route["enabled"] else "off"
-    if route["locked"]:
-        text += ", locked"
-    if route["quiet_until"]:
-        text += f", held by quiet hours until {route['quiet_until']}"
-    return text
-
-
 def cmd_topics_change(ctx: Context, args: argparse.Namespace) -> int:
+    if args.action == "subscribe" and not args.create:
+        require_user(ctx, args.user, create="--create")
+    if args.action == "unsubscribe":
+        ctx.database()
+        subscription = Subscription.select().where(Subscription.topic == args.topic, Subscription.user_id == args.user)
+        if not subscription.exists():
+            raise TidingsError(f"{args.user!r} is not subscribed to {args.topic!r} (`tidings topics list` shows who)")
     print(ctx.command(f"tidings.topic.{args.action}", {"topic": args.topic, "user": args.user}))
     return 0
 
@@ -188,7 +95,7 @@ def cmd_topics_list(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_inbox_list(ctx: Context, args: argparse.Namespace) -> int:
     """The user's newest notifications not archived, as the API lists them (dispatcher/commands/inbox.py)."""
-    ctx.database()
+    require_user(ctx, args.user)
     page = inbox.list_page(args.user, inbox.Filters(unread=True if args.unread else None), limit=args.limit)
     rows = [notification(item).model_dump(mode="json") for item in page.items]
     if args.json:
@@ -204,7 +111,13 @@ def cmd_inbox_mark_read(ctx: Context, args: argparse.Namespace) -> int:
     """Mark read (and seen) the given notifications of the user, or with --all every unread one not archived."""
     if not args.ids and not args.all:
         raise TidingsError("name the notification ids to mark, or --all")
-    ctx.database()
+    require_user(ctx, args.user)
+    if not args.all:
+        ids = list(dict.fromkeys(args.ids))
+        held = InboxItem.select(InboxItem.id).where(InboxItem.user_id == args.user, InboxItem.id.in_(ids))
+        missing = sorted(set(ids) - {item.id for item in held})
+        if missing:
+            raise TidingsError(f"{args.user!r} has no notification {', '.join(map(str, missing))}; nothing marked")
     marked = inbox.read_all(args.user) if args.all else inbox.read(args.user, args.ids)
     print(f"marked {marked} read")
     return 0
@@ -272,31 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(sub, "schema", cmd_schema, "print the JSON Schema of an event (docs/cloudevent.schema.json)")
 
-    p = command(sub, "publish", cmd_publish, "publish a CloudEvent to the exchange")
-    p.add_argument("type", nargs="?", help="the event type, e.g. team.invite.sent")
-    p.add_argument("--data", help="the event's data as a JSON object")
-    p.add_argument("--source", default=CLI_SOURCE, help=f"the event source (default {CLI_SOURCE})")
-    p.add_argument("--id", help="the event id (default: a new UUID)")
-    p.add_argument("--file", help="publish this CloudEvent JSON file as it is")
-
-    users = sub.add_parser("users", help="users").add_subparsers(dest="action", required=True)
-    p = command(users, "upsert", cmd_users_upsert, "create or update a user ('' clears a field)")
-    p.add_argument("id")
-    for field in ("email", "name", "timezone", "locale"):
-        p.add_argument(f"--{field}")
-    p.add_argument("--discord-webhook-url", dest="discord_webhook_url")
-    p = command(users, "list", cmd_users_list, "list users")
-    p.add_argument("--json", action="store_true")
-
-    prefs = sub.add_parser("prefs", help="notification preferences").add_subparsers(dest="action", required=True)
-    p = command(prefs, "set", cmd_prefs_set, "turn a channel on or off for a type, or '*' for all types")
-    p.add_argument("user")
-    p.add_argument("type", help="a catalog type, or '*'")
-    p.add_argument("channel", choices=channel_names())
-    p.add_argument("state", choices=("on", "off"))
-    p = command(prefs, "show", cmd_prefs_show, "show what a user gets now per type and channel, and their settings")
-    p.add_argument("user")
-    p.add_argument("--json", action="store_true")
+    cli_publish.add_parser(sub, command)
+    cli_users.add_parser(sub, command)
+    cli_prefs.add_parser(sub, command)
 
     topics = sub.add_parser("topics", help="topic subscriptions").add_subparsers(dest="action", required=True)
     for action in ("subscribe", "unsubscribe"):
@@ -304,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("topic")
         p.add_argument("user")
         p.set_defaults(action=action)
+        if action == "subscribe":
+            p.add_argument("--create", action="store_true", help="even a user Tidings knows nothing of yet")
     p = command(topics, "list", cmd_topics_list, "list subscriptions")
     p.add_argument("topic", nargs="?")
     p.add_argument("--json", action="store_true")
@@ -323,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     cli_schedule.add_parser(sub, command)
     cli_rankings.add_parser(sub, command)
     cli_dlq.add_parser(sub, command)
+    cli_status.add_parser(sub, command)
+    cli_dev.add_parser(sub, command)
 
     p = command(sub, "token", cmd_token, "mint a user token for the HTTP API (for trying it; apps mint their own)")
     p.add_argument("user")
@@ -347,7 +242,26 @@ def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None)
         return 2
     configure_logging(ctx.settings.log_format, ctx.settings.log_level)
     try:
-        return args.func(ctx, args)
-    except TidingsError as e:
-        print(f"tidings: error: {e}", file=sys.stderr)
+        code: int = args.func(ctx, args)
+        sys.stdout.flush()  # output still buffered would meet a closed pipe at exit, past this handler
+        return code
+    except BrokenPipeError:
+        _discard_stdout()  # the reader (`| head`) has gone: stop quietly, as Python's docs advise
         return 1
+    except KeyboardInterrupt:
+        print("tidings: interrupted", file=sys.stderr)
+        return 130
+    except TidingsError as e:
+        print(f"tidings: error: {explain(e, ctx.settings)}", file=sys.stderr)
+        return 1
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it again at exit cannot raise BrokenPipeError."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): nothing left to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -7,9 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from dispatcher.cli.console import Context, print_json, print_table
+from dispatcher.cli.progress import Reporter
 from dispatcher.core import clock
+from dispatcher.core.errors import TidingsError
 from dispatcher.rankings.ledger import ANNOUNCE_WINDOW, announce, latest_snapshot, recompute
 from dispatcher.rankings.standings import OVERALL, tournament_scope
+from dispatcher.storage.models import MatchResult
 
 OVERALL_COLUMNS = ["rank", "team", "points", "wins", "losses"]
 TOURNAMENT_COLUMNS = ["rank", "team", "points", "kills", "best_placement"]
@@ -31,6 +34,8 @@ def cmd_rankings_show(ctx: Context, args: argparse.Namespace) -> int:
         )
         return 0
     if snapshot is None:
+        if args.tournament and not MatchResult.select().where(MatchResult.tournament_id == args.tournament).exists():
+            raise TidingsError(f"no tournament {args.tournament!r}: no match result names it")
         print(f"no standings for {scope} yet (`tidings rankings recompute` computes them from the results)")
         return 0
     print(f"{scope}, version {snapshot.version}, computed {snapshot.computed_at.isoformat()}Z")
@@ -41,7 +46,8 @@ def cmd_rankings_show(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_rankings_recompute(ctx: Context, args: argparse.Namespace) -> int:
     ctx.database()
-    changes = recompute()
+    with Reporter("recomputing the standings") as progress:
+        changes = recompute(progress=progress)
     rows = [
         {
             "scope": c.scope,
@@ -55,7 +61,8 @@ def cmd_rankings_recompute(ctx: Context, args: argparse.Namespace) -> int:
     print(f"{len(changes)} rank change(s)")
     if rows:
         print_table(rows, ["scope", "team", "old_rank", "new_rank", "points"])
-    announced = announce(ctx.settings, since=clock.now() - ANNOUNCE_WINDOW)
+    with Reporter("announcing rank changes") as progress:
+        announced = announce(ctx.settings, since=clock.now() - ANNOUNCE_WINDOW, progress=progress)
     print(f"published {announced} ranking.changed event(s) (each change once, whoever publishes it)")
     return 0
 

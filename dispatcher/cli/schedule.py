@@ -67,7 +67,14 @@ def cmd_schedule_cancel(ctx: Context, args: argparse.Namespace) -> int:
         events = Event.select().where(Event.id == event.id)
     else:
         raise TidingsError("name an EVENT_ID, or --key CANCEL_KEY")
+    ctx.database()
+    if args.key and not events.exists():
+        raise TidingsError(f"no event has cancel_key {args.key!r}")
     if args.user:
+        targets = Delivery.select(Delivery.user_id).where(Delivery.event.in_(events), Delivery.user_id.in_(args.user))
+        strangers = sorted(set(args.user) - {d.user_id for d in targets})
+        if strangers:
+            raise TidingsError(f"not a recipient of {args.key or args.event_id!r}: {', '.join(strangers)}")
         data["recipients"] = args.user
     ctx.command("tidings.notification.cancel", data)
     query = Delivery.select(Delivery.status).where(Delivery.event.in_(events))

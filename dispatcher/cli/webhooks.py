@@ -9,11 +9,13 @@ from typing import Any
 
 from channels import channel_names
 from dispatcher.cli.console import Context, print_json, print_table
+from dispatcher.cli.progress import Reporter
 from dispatcher.commands.endpoints import new_secret, replay_deliveries
 from dispatcher.core import clock
 from dispatcher.core.errors import TidingsError
 from dispatcher.core.events import parse_time
-from dispatcher.storage.models import WebhookEndpoint
+from dispatcher.storage.deliveries import find_event
+from dispatcher.storage.models import Delivery, WebhookEndpoint
 
 
 def cmd_webhooks_add(ctx: Context, args: argparse.Namespace) -> int:
@@ -84,16 +86,29 @@ def cmd_webhooks_rotate(ctx: Context, args: argparse.Namespace) -> int:
 
 def cmd_webhooks_replay(ctx: Context, args: argparse.Namespace) -> int:
     """Send again, with their original webhook-id: one event's webhooks, or every failed one since a time."""
-    if not args.event_id and not args.since:
-        raise TidingsError("name an EVENT_ID, or --since TIME for every failed webhook since then")
+    if bool(args.event_id) == bool(args.since):
+        raise TidingsError("name an EVENT_ID, or --since TIME for every failed webhook since then (not both)")
     ctx.database()
-    replayed = replay_deliveries(
-        channel_names(addresses="endpoint"),
-        event_id=args.event_id or None,
-        source=args.source if args.event_id else None,
-        since=None if args.event_id else clock.to_utc_naive(parse_time(args.since, "--since")),
-        endpoint=args.endpoint,
-    )
+    channels = channel_names(addresses="endpoint")
+    if args.endpoint:
+        _endpoint(ctx, args.endpoint)
+    if args.event_id:
+        event = find_event(args.event_id, args.source or None)
+        hooks = Delivery.select().where(Delivery.event == event, Delivery.channel.in_(channels))
+        if args.endpoint:
+            hooks = hooks.where(Delivery.user_id == args.endpoint)
+        if not hooks.exists():
+            to = f" to {args.endpoint!r}" if args.endpoint else ""
+            raise TidingsError(f"event {args.event_id!r} has no webhook deliveries{to}: no endpoint took its type")
+    with Reporter("replaying webhook deliveries") as progress:
+        replayed = replay_deliveries(
+            channels,
+            event_id=args.event_id or None,
+            source=args.source if args.event_id else None,
+            since=None if args.event_id else clock.to_utc_naive(parse_time(args.since, "--since")),
+            endpoint=args.endpoint,
+            progress=progress,
+        )
     print(f"replaying {replayed} webhook deliveries (the scheduler sends them within a minute)")
     return 0
 

@@ -11,7 +11,8 @@ import binascii
 import datetime as dt
 import fnmatch
 import secrets
-from collections.abc import Iterable, Sequence
+import urllib.parse
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, cast
 
 from dispatcher.commands.base import Command
@@ -48,10 +49,21 @@ def check_secret(value: object) -> str:
     return value
 
 
+#: Hosts an endpoint may reach over plain http://: this machine's own receivers (the embedded mode's, a test's).
+#: Tidings refuses them anyway unless TIDINGS_ALLOW_PRIVATE_NETWORKS lets it reach loopback.
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
 def check_url(value: object) -> str:
-    if not isinstance(value, str) or not value.startswith("https://") or len(value) > 2048 or " " in value:
+    """An https:// URL, or an http:// one to a loopback host, of at most 2048 characters."""
+    if not isinstance(value, str) or len(value) > 2048 or " " in value:
         raise InvalidCommand("url must be an https:// URL of at most 2048 characters")
-    return value
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS:
+        return value
+    raise InvalidCommand("url must be an https:// URL (http:// is allowed only to 127.0.0.1, ::1 or localhost)")
 
 
 def check_types(value: object) -> list[str]:
@@ -130,6 +142,10 @@ def endpoints_for(type_name: str) -> list[str]:
     ]
 
 
+#: How many deliveries one statement of replay_deliveries makes due (SQLite allows 32766 parameters at most).
+REPLAY_CHUNK = 500
+
+
 def replay_deliveries(
     channels: Sequence[str],
     *,
@@ -137,6 +153,7 @@ def replay_deliveries(
     source: str | None = None,
     since: dt.datetime | None = None,
     endpoint: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Make webhook deliveries due again, to be sent with their original webhook-id; return how many.
 
@@ -144,6 +161,7 @@ def replay_deliveries(
     since ``since`` (naive UTC); to ``endpoint`` only, if given. ``channels`` are the channels that
     address endpoints. A delivery being sent right now is left alone. The scheduler's release job
     sends them (within a minute). `tidings webhooks replay` and ``POST /v1/webhooks/{id}/replay``.
+    They are updated REPLAY_CHUNK at a time; ``progress(done, total)`` is told after each chunk.
     """
     if (event_id is None) == (since is None):
         raise InvalidCommand("name an event id, or a since time for every failed webhook since then (not both)")
@@ -158,16 +176,20 @@ def replay_deliveries(
         query = query.where(Delivery.user_id == endpoint)
     # cast: peewee's stubs type the rows of .tuples() as model instances
     ids = [delivery_id for (delivery_id,) in cast(Iterable[tuple[int]], query.tuples())]
-    if not ids:
-        return 0
     now = clock.now()
-    replay = Delivery.update(
-        status=DeliveryStatus.PENDING,
-        attempts=0,
-        held=True,
-        next_attempt_at=now,
-        last_error=None,
-        claimed_by=None,
-        updated_at=now,
-    )
-    return int(replay.where(Delivery.id.in_(ids), Delivery.status != DeliveryStatus.SENDING).execute())
+    replayed = 0
+    for start in range(0, len(ids), REPLAY_CHUNK):
+        chunk = ids[start : start + REPLAY_CHUNK]
+        replay = Delivery.update(
+            status=DeliveryStatus.PENDING,
+            attempts=0,
+            held=True,
+            next_attempt_at=now,
+            last_error=None,
+            claimed_by=None,
+            updated_at=now,
+        )
+        replayed += int(replay.where(Delivery.id.in_(chunk), Delivery.status != DeliveryStatus.SENDING).execute())
+        if progress is not None:
+            progress(start + len(chunk), len(ids))
+    return replayed

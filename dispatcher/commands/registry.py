@@ -94,29 +94,23 @@ def set_preferences(command: Command) -> str:
         raise InvalidCommand("tidings.preferences.set: preferences must be a non-empty list")
     rows = [_preference(item, command.catalog) for item in items]
     outcomes = []
-    for type_name, channel, enabled, mode in rows:
-        row = {
-            "user_id": user_id,
-            "type": type_name,
-            "channel": channel,
-            "enabled": enabled,
-            "mode": mode,
-            "changed_at": changed_at,
-        }
-        update: dict[peewee.Field[Any], Any] = {
-            Preference.enabled: enabled,
-            Preference.mode: mode,
-            Preference.changed_at: changed_at,
-        }
+    for type_name, channel, chosen in rows:
+        # What the item leaves out stays as stored; on a new row it is unset (None): routing then
+        # looks at the "*" row, then the default, so a mode alone never switches a channel on.
+        row: dict[str, Any] = {"user_id": user_id, "type": type_name, "channel": channel, "enabled": None, "mode": None}
+        row |= {**chosen, "changed_at": changed_at}
+        update: dict[peewee.Field[Any], Any] = {getattr(Preference, name): value for name, value in chosen.items()}
+        update[Preference.changed_at] = changed_at
         key: list[peewee.Field[Any]] = [Preference.user_id, Preference.type, Preference.channel]
         outcomes.append(_upsert(Preference, key, row, update, command))
     return "applied" if "applied" in outcomes else "stale"
 
 
-def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool, str]:
+def _preference(item: object, catalog: Catalog) -> tuple[str, str, dict[str, Any]]:
+    """(type, channel, the fields the item sets: "enabled", "mode" or both)."""
     if not isinstance(item, dict):
         raise InvalidCommand("tidings.preferences.set: each preference must be an object")
-    type_name, channel, enabled = item.get("type"), item.get("channel"), item.get("enabled")
+    type_name, channel = item.get("type"), item.get("channel")
     if type_name != WILDCARD and (not isinstance(type_name, str) or type_name not in catalog):
         raise InvalidCommand(
             f'tidings.preferences.set: type {str(type_name)[:100]!r} is neither "*" nor in the catalog'
@@ -124,15 +118,18 @@ def _preference(item: object, catalog: Catalog) -> tuple[str, str, bool, str]:
     known = catalog.channels  # the registered channels, which the catalog was loaded with
     if not isinstance(channel, str) or channel not in known:
         raise InvalidCommand(f"tidings.preferences.set: channel must be one of {', '.join(known)}")
-    if not isinstance(enabled, bool):
+    chosen = {name: item[name] for name in ("enabled", "mode") if name in item}
+    if not chosen:
+        raise InvalidCommand("tidings.preferences.set: each preference sets enabled, mode or both")
+    if "enabled" in chosen and not isinstance(chosen["enabled"], bool):
         raise InvalidCommand("tidings.preferences.set: enabled must be true or false")
-    mode = item.get("mode", "immediate")
     digests = [name for name, facts in known.items() if facts.digests]
+    mode = chosen.get("mode", "immediate")
     if mode not in DELIVERY_MODES or (mode == "digest" and channel not in digests):
         raise InvalidCommand(
             f'tidings.preferences.set: mode must be "immediate", or "digest" for the {" or ".join(digests)} channel'
         )
-    return type_name, channel, enabled, mode
+    return type_name, channel, chosen
 
 
 def _subscription(active: bool) -> Callable[[Command], str]:

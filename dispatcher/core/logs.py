@@ -15,6 +15,9 @@ from typing import Any
 import structlog
 
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+#: Libraries whose INFO lines narrate their own work (pika: each step of every connection's workflow):
+#: shown from WARNING up, unless TIDINGS_LOG_LEVEL is debug.
+CHATTY_LIBRARIES = ("pika",)
 
 ADDRESS_PLACEHOLDER = "<address>"
 SECRET_PLACEHOLDER = "whsec_<secret>"
@@ -61,7 +64,10 @@ def redact(logger: Any, method_name: str, event_dict: structlog.typing.EventDict
 
 
 def configure_logging(log_format: str = "console", level: str = "info") -> None:
-    """Configure structlog for this process; call once, at start."""
+    """Configure structlog for this process, and quiet chatty libraries' loggers; call once, at start."""
+    library_level = logging.DEBUG if level == "debug" else max(logging.WARNING, LEVELS[level])
+    for name in CHATTY_LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)
     renderer: structlog.typing.Processor
     if log_format == "json":
         renderer = structlog.processors.JSONRenderer()

@@ -26,7 +26,11 @@ PREFIX = "TIDINGS_"
 DEFAULT_BROKER_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 DEFAULT_DATABASE_URL = "sqlite:///tidings.db"
 DEFAULT_SMTP_URL = "smtp://127.0.0.1:25"
-DEFAULT_MAIL_FROM = "Tidings <tidings@localhost>"
+#: Without a display name of its own, the From header shows TIDINGS_PRODUCT_NAME.
+DEFAULT_MAIL_FROM = "tidings@localhost"
+DEFAULT_PRODUCT_NAME = "Tidings"
+#: A product name is a header's display name and a footer's words: one short line.
+MAX_PRODUCT_NAME_LENGTH = 100
 DEFAULT_MAX_EVENT_BYTES = 256 * 1024
 #: TIDINGS_SECRET_KEY signs unsubscribe links: shorter keys can be guessed offline from one link.
 MIN_SECRET_KEY_LENGTH = 32
@@ -163,6 +167,16 @@ def parse_path(value: str) -> Path:
     return Path(parse_str(value)).expanduser().resolve()
 
 
+def parse_product_name(value: str) -> str:
+    """A short name on one line, without control characters: it becomes a display name and a footer."""
+    value = parse_str(value)
+    if not value.isprintable():
+        raise ValueError("must be one line of printable characters")
+    if len(value) > MAX_PRODUCT_NAME_LENGTH:
+        raise ValueError(f"must be at most {MAX_PRODUCT_NAME_LENGTH} characters long")
+    return value
+
+
 def parse_mailbox(value: str) -> str:
     """An RFC 5322 mailbox such as 'Tidings <noreply@example.com>'."""
     from email.errors import HeaderParseError
@@ -194,6 +208,8 @@ class Settings:
     smtp_timeout: float = 10.0
     smtp_ca_file: Path | None = None
     mail_from: str = DEFAULT_MAIL_FROM
+    product_name: str = DEFAULT_PRODUCT_NAME
+    product_url: str | None = None
     public_url: str | None = None
     secret_key: str | None = None
     templates_dir: Path = PROJECT_ROOT / "templates"
@@ -231,6 +247,8 @@ class Settings:
     user_token_secret: str | None = dataclasses.field(default=None, repr=False)
     user_token_max_ttl: float = 24 * 3600.0
     api_keys: tuple[ApiKey, ...] = dataclasses.field(default=(), repr=False)
+    #: The key `tidings publish --api URL` sends (TIDINGS_API_KEY): a client's, not one this Tidings accepts.
+    api_key: str | None = dataclasses.field(default=None, repr=False)
 
     @property
     def catalog_path(self) -> Path:
@@ -299,6 +317,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "smtp_timeout": parse_seconds,
     "smtp_ca_file": parse_path,
     "mail_from": parse_mailbox,
+    "product_name": parse_product_name,
+    "product_url": parse_url("http", "https"),
     "public_url": parse_url("http", "https"),
     "secret_key": parse_str,
     "templates_dir": parse_path,
@@ -336,6 +356,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "user_token_secret": parse_str,
     "user_token_max_ttl": parse_seconds,
     "api_keys": parse_api_keys,
+    "api_key": parse_str,
 }
 
 _settings: Settings | None = None

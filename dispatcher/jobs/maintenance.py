@@ -54,3 +54,28 @@ def release_due_deliveries(
     )
     rows = sorted(query.tuples().execute())
     return [(d, c) for d, c, _ in rows], {d: when for d, _, when in rows}
+
+
+def orphaned_deliveries(*, stale_after: float) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
+    """What a process that kept its messages in memory enqueues again when it starts (the embedded mode).
+
+    Every pending delivery not held, due at its time, and every one still claimed by the process that
+    stopped, due when its claim goes stale (as requeue_stale_deliveries would take it). Held ones are
+    the release job's. Returns (id, channel) pairs and when each is due.
+    """
+    stale = dt.timedelta(seconds=stale_after)
+    pending = (Delivery.status == DeliveryStatus.PENDING) & (Delivery.held == False)  # noqa: E712 - peewee
+    query = (
+        Delivery.select(Delivery.id, Delivery.channel, Delivery.status, Delivery.next_attempt_at, Delivery.claimed_at)
+        .where(pending | (Delivery.status == DeliveryStatus.SENDING))
+        .order_by(Delivery.id)
+    )
+    rows = cast(Iterable[tuple[int, str, str, dt.datetime, dt.datetime | None]], query.tuples())
+    pairs, due = [], {}
+    for delivery_id, channel, status, next_attempt_at, claimed_at in rows:
+        pairs.append((delivery_id, channel))
+        if status == DeliveryStatus.SENDING:
+            due[delivery_id] = (claimed_at or clock.now()) + stale
+        else:
+            due[delivery_id] = next_attempt_at
+    return pairs, due

@@ -28,7 +28,9 @@ def _when(type_condition: dict[str, Any], data: dict[str, Any]) -> dict[str, Any
 def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
     preference = {
         "type": "object",
-        "required": ["type", "channel", "enabled"],
+        "required": ["type", "channel"],
+        # What an item leaves out stays as it was (a new setting: unset, so the "*" one or the default applies).
+        "anyOf": [{"required": ["enabled"]}, {"required": ["mode"]}],
         "properties": {
             "type": {"enum": [*catalog.public_names(), "*"]},
             "channel": {"enum": channel_names()},

@@ -18,7 +18,7 @@ import peewee
 import structlog
 
 from channels.base import Channel, Notification
-from dispatcher.core import clock
+from dispatcher.core import clock, metrics
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import DeliveryError, DeliverySkipped
 from dispatcher.core.events import CloudEvent
@@ -34,6 +34,8 @@ log = structlog.get_logger("tidings.delivery")
 #: A delivery's message may arrive this much before its due time (millisecond rounding of delays,
 #: clocks of several hosts) and still take it; any earlier, the claim refuses it.
 EARLY_TOLERANCE = 1.0
+#: A delivery due this much after its creation was scheduled: its latency counts from its due time.
+SCHEDULED_AHEAD = dt.timedelta(seconds=1)
 
 
 def _claim_query(ids: list[int], message_id: str, stale_after: float) -> peewee.ModelUpdate:
@@ -149,6 +151,7 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
         },
         "url": url,
         "unsubscribe_url": unsubscribe,
+        "product": {"name": settings.product_name, "url": settings.product_url},
     }
     try:
         rendered = get_renderer(settings.templates_dir).render(kind.name, context)
@@ -230,12 +233,23 @@ def run_deliveries(
                     record_sent([delivery.id], message_id)
                 log.info("delivery_sent", delivery_id=delivery.id)
         outcomes[delivery.id] = outcome
+        sent_after = _seconds_since_due(delivery) if outcome.status == DeliveryStatus.SENT else None
+        metrics.count_delivery(channel.name, outcome.status, latency=sent_after)
     if sent:
         record_sent(sent, message_id)
     for delivery_id, outcome in outcomes.items():
         if outcome.status == "already_handled":
             log.info("delivery_already_handled", delivery_id=delivery_id)
     return outcomes
+
+
+def _seconds_since_due(delivery: Delivery) -> float:
+    """Seconds from the event's time (when it was received, without one) to now; for a first attempt that was
+    due later than that (deliver_at, quiet hours), from when it was due."""
+    start = delivery.event.time or delivery.event.received_at
+    if delivery.attempts <= 1 and delivery.next_attempt_at > delivery.created_at + SCHEDULED_AHEAD:
+        start = max(start, delivery.next_attempt_at)
+    return (clock.now() - start).total_seconds()
 
 
 def _run(channel: Channel, delivery: Delivery, message_id: str, settings: Settings, catalog: Catalog) -> Outcome:

@@ -20,10 +20,13 @@ QUERY_CHUNK = 500
 
 @dataclasses.dataclass(frozen=True)
 class Setting:
-    """One stored choice for a (type or "*", channel): on or off, and "immediate" or "digest"."""
+    """One stored choice for a (type or "*", channel): on or off, and "immediate" or "digest".
 
-    enabled: bool
-    mode: str = "immediate"
+    None: not chosen in this setting (a command named only the other field); routing looks further.
+    """
+
+    enabled: bool | None
+    mode: str | None = None
 
 
 #: (type or "*", channel) -> the user's setting
@@ -39,7 +42,8 @@ def load_preferences(user_ids: list[str], type_name: str) -> dict[str, UserPrefe
             Preference.user_id, Preference.type, Preference.channel, Preference.enabled, Preference.mode
         ).where(Preference.user_id.in_(chunk), Preference.type.in_([type_name, WILDCARD]))
         # cast: peewee's stubs type the rows of .tuples() as model instances
-        for user_id, type_, channel, enabled, mode in cast(Iterable[tuple[str, str, str, bool, str]], query.tuples()):
+        rows = cast(Iterable[tuple[str, str, str, bool | None, str | None]], query.tuples())
+        for user_id, type_, channel, enabled, mode in rows:
             found[user_id][(type_, channel)] = Setting(enabled, mode)
     return found
 

@@ -5,9 +5,13 @@ The one home of the rule, for each recipient and each channel that addresses use
 - **enabled**: the user's (type, channel) setting, else their ("*", channel) setting, else the
   catalog default (the type lists the channel). A critical type always reaches its default
   channels: they are *locked*, whatever the settings say.
-- **digest**: the same setting says "digest" on a channel with digests (email): the delivery
-  waits with status "digest" for the user's daily digest. Never for a critical or an internal
-  type (the digest itself).
+- **digest**: the mode, found the same way (else "immediate"), says "digest" on a channel with
+  digests (email): the delivery waits with status "digest" for the user's daily digest. Never for a
+  critical or an internal type (the digest itself).
+
+  Each of the two is looked up on its own: a setting that leaves one unset (a command named only
+  the other) passes it on to the next. So ``{"type": "*", "channel": "email", "mode": "digest"}``
+  makes digests of the emails a user gets, and switches email on for no type.
 - **quiet hours**: on a channel where they apply (email, Discord), a delivery due inside the
   user's quiet hours is due at their end instead. Never for a critical type, nor for a digest item.
 - **held**: due later than MAX_MESSAGE_DELAY, it waits in the database for the release job.
@@ -35,6 +39,7 @@ from dispatcher.pipeline.preferences import QUERY_CHUNK, Setting, UserPreference
 from dispatcher.storage.models import DeliveryStatus, User
 
 DIGEST_MODE = "digest"
+IMMEDIATE_MODE = "immediate"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,13 +114,15 @@ def _route(
     now: dt.datetime,
 ) -> PlannedDelivery | None:
     """One user (``user``: their row if they have quiet hours) on one channel: the delivery, or None if off."""
-    setting: Setting | None = settings.get((kind.name, name), settings.get((WILDCARD, name)))
+    found: tuple[Setting | None, ...] = (settings.get((kind.name, name)), settings.get((WILDCARD, name)))
+    chosen = [setting for setting in found if setting is not None]
     is_locked = locked(kind, name)
-    enabled = setting.enabled if setting is not None else name in kind.channels
+    enabled = next((s.enabled for s in chosen if s.enabled is not None), name in kind.channels)
     if not (enabled or is_locked):
         return None
+    mode = next((s.mode for s in chosen if s.mode is not None), IMMEDIATE_MODE)
     status, when = DeliveryStatus.PENDING, due
-    if cls.digests and setting is not None and setting.mode == DIGEST_MODE and not (kind.critical or kind.internal):
+    if cls.digests and mode == DIGEST_MODE and not (kind.critical or kind.internal):
         status = DeliveryStatus.DIGEST
     elif cls.quiet_hours and user is not None and not kind.critical:
         when = quiet_until(due, user.timezone, user.quiet_start, user.quiet_end) or due

@@ -12,11 +12,13 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from dispatcher.amqp.publisher import Publisher, build_event
+from dispatcher.amqp.bus import event_publisher
+from dispatcher.amqp.publisher import build_event
 from dispatcher.core import clock
 from dispatcher.core.errors import InvalidEvent
 from dispatcher.core.events import CloudEvent
@@ -122,12 +124,14 @@ def recompute(
     placement_points: dict[int, float] | None = None,
     points_per_kill: float = DEFAULT_POINTS_PER_KILL,
     win_points: float = DEFAULT_WIN_POINTS,
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[RankChange]:
     """Recompute every scope from the ledger, in one transaction; return the teams whose rank moved.
 
     A new snapshot version is written only for a scope whose standings differ from its latest one, so a
     run with nothing new writes nothing and returns []. A team new to a scope counts as moved only when
     that scope had a snapshot before (the first snapshot of a scope announces nothing).
+    ``progress(done, total)`` is told after each scope (`tidings rankings recompute` shows it).
     """
     with transaction():
         if not is_sqlite():  # two recomputes at once would both write the same version
@@ -141,14 +145,15 @@ def recompute(
         latest = _latest_snapshots()
         now = clock.now()
         changes: list[RankChange] = []
-        for scope, rows in scopes.items():
+        for done, (scope, rows) in enumerate(scopes.items(), 1):
             previous = latest.get(scope)
-            if previous is not None and previous.standings == _json_round_trip(rows):
-                continue
-            version = previous.version + 1 if previous else 1
-            RankingSnapshot.create(scope=scope, version=version, standings=rows, computed_at=now)
-            if previous is not None:
-                changes.extend(rank_changes(scope, previous.standings, rows, version=version))
+            if previous is None or previous.standings != _json_round_trip(rows):
+                version = previous.version + 1 if previous else 1
+                RankingSnapshot.create(scope=scope, version=version, standings=rows, computed_at=now)
+                if previous is not None:
+                    changes.extend(rank_changes(scope, previous.standings, rows, version=version))
+            if progress is not None:
+                progress(done, len(scopes))
     log.info("rankings_recomputed", scopes=len(scopes), changes=len(changes))
     return changes
 
@@ -246,17 +251,20 @@ def change_events(changes: list[RankChange], *, now: dt.datetime) -> list[dict[s
     return events
 
 
-def announce(settings: Settings, *, since: dt.datetime) -> int:
+def announce(settings: Settings, *, since: dt.datetime, progress: Callable[[int, int], None] | None = None) -> int:
     """Publish ranking.changed for every rank change of the snapshots written since ``since``.
 
     Publishing goes through the exchange: other services get it, and Tidings' own ingest notifies
     the subscribers of topic team:<id>. The event ids are fixed, so announcing a change twice (a
-    retry, two schedulers, a recompute by hand) notifies no one twice.
+    retry, two schedulers, a recompute by hand) notifies no one twice. ``progress(done, total)`` is
+    told after each event.
     """
     events = change_events(changes_since(since), now=clock.now())
     if events:
-        with Publisher(settings.broker_url, settings.exchange) as publisher:
-            for event in events:
+        with event_publisher(settings) as publisher:
+            for done, event in enumerate(events, 1):
                 publisher.publish(event)
+                if progress is not None:
+                    progress(done, len(events))
     log.info("rank_changes_announced", events=len(events))
     return len(events)

@@ -25,7 +25,8 @@ from dramatiq.middleware import CurrentMessage
 
 from channels import REGISTRY, Channel, load_channel
 from dispatcher.amqp.intake import Envelope, readable_ids
-from dispatcher.core import clock
+from dispatcher.commands.registry import HANDLERS
+from dispatcher.core import clock, metrics
 from dispatcher.core.authority import Authority
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import InvalidEvent, PermanentError
@@ -94,6 +95,10 @@ def declare_actors(
     chosen = dict(channels) if channels is not None else {name: load_channel(name, settings) for name in REGISTRY}
     authority = Authority(settings.authorised_users)
     deliveries: dict[str, dramatiq.Actor] = {}
+    known_types = frozenset(catalog.types) | frozenset(HANDLERS)  # metric labels: no producer's free text
+
+    def count(kind: object, outcome: str) -> None:
+        metrics.count_event(kind if isinstance(kind, str) and kind in known_types else "other", outcome)
 
     def ingest(
         event: dict[str, Any] | None = None,
@@ -116,13 +121,16 @@ def declare_actors(
             checked, sender = admit(event, read, catalog=catalog, settings=settings, authority=authority)
         except InvalidEvent as e:
             _log_rejection(event, ids, read, e, settings)
+            count((readable_ids(event) or ids or {}).get("type"), "rejected")
             raise
         structlog.contextvars.bind_contextvars(event_id=checked.id, event_type=checked.type, source=checked.source)
         try:
             result = ingest_event(checked, catalog, list(deliveries), sender=sender, hooks=INGEST_HOOKS)
         except InvalidEvent as e:  # a control command with bad data
             _log_rejection(event, ids, read, e, settings)
+            count(checked.type, "rejected")
             raise
+        count(checked.type, result.outcome)
         actors.enqueue_deliveries(result.to_enqueue, result.due)
         log.info(
             f"event_{result.outcome}",

@@ -22,7 +22,7 @@ from dispatcher.core.catalog import Catalog, load_catalog
 from dispatcher.core.errors import ConfigError
 from dispatcher.core.logs import configure_logging, hide_message_payloads
 from dispatcher.core.settings import Settings, get_settings
-from dispatcher.runtime.middleware import DatabaseMiddleware, LogContextMiddleware
+from dispatcher.runtime.middleware import DatabaseMiddleware, LogContextMiddleware, PeriodicRunMiddleware
 from dispatcher.storage.db import init_database
 
 
@@ -62,6 +62,7 @@ def build_broker(settings: Settings, broker: dramatiq.Broker | None = None) -> d
     for middleware in (
         CurrentMessage(),
         DatabaseMiddleware(),
+        PeriodicRunMiddleware(),
         LogContextMiddleware(),
         PeriodiqMiddleware(skip_delay=60),
     ):

@@ -28,6 +28,15 @@ from dispatcher.runtime.actors import Actors
 
 log = structlog.get_logger("tidings.schedules")
 
+#: Each periodic job's cron spec (UTC); `tidings status` reads it to tell a job that is overdue.
+SCHEDULE: dict[str, str] = {
+    "release_held_deliveries": "* * * * *",
+    "send_digests": "*/15 * * * *",
+    "requeue_stale_deliveries": "*/5 * * * *",
+    "clean_up": "17 3 * * *",
+    "rankings_tick": "7 4 * * *",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class PeriodicJobs:
@@ -50,7 +59,7 @@ def declare_periodic_jobs(
     def periodic(spec: str) -> dict[str, Any]:
         return {"periodic": cron(spec), "queue_name": queue, "max_retries": 0, "broker": broker}
 
-    @dramatiq.actor(**periodic("* * * * *"))
+    @dramatiq.actor(**periodic(SCHEDULE["release_held_deliveries"]))
     def release_held_deliveries() -> None:
         """Every minute: send what waited in the database (schedules, retries, quiet hours) and falls due
         within the next 90 s, each in a message delayed to its exact time."""
@@ -59,13 +68,13 @@ def declare_periodic_jobs(
         if released:
             log.info("held_deliveries_released", count=len(released))
 
-    @dramatiq.actor(**periodic("*/15 * * * *"))
+    @dramatiq.actor(**periodic(SCHEDULE["send_digests"]))
     def send_digests() -> None:
         """Every 15 minutes: the digests of the users whose local digest time has come today."""
         for user_id, local_date in due_digests():
             actors.enqueue_deliveries(make_digest(user_id, local_date, catalog, settings))
 
-    @dramatiq.actor(**periodic("*/5 * * * *"))
+    @dramatiq.actor(**periodic(SCHEDULE["requeue_stale_deliveries"]))
     def requeue_stale_deliveries() -> None:
         """Every 5 minutes: re-enqueue deliveries whose message was lost.
 
@@ -76,14 +85,14 @@ def declare_periodic_jobs(
         if stale:
             log.warning("stale_deliveries_requeued", count=len(stale))
 
-    @dramatiq.actor(**periodic("17 3 * * *"))
+    @dramatiq.actor(**periodic(SCHEDULE["clean_up"]))
     def clean_up() -> None:
         """Daily at 03:17 UTC: drop what the retention settings no longer keep."""
         if claim_slot("clean_up", clock.now().date().isoformat()):
             counts = cleanup(retention_days=settings.retention_days, dedup_days=settings.dedup_days)
             log.info("cleanup_done", **counts)
 
-    @dramatiq.actor(**periodic("7 4 * * *"))
+    @dramatiq.actor(**periodic(SCHEDULE["rankings_tick"]))
     def rankings_tick() -> None:
         """Daily at 04:07 UTC: have the rankings recomputed (once, however many schedulers)."""
         if claim_slot("rankings", clock.now().date().isoformat()):

@@ -101,6 +101,24 @@ def _inbox_states() -> None:
     database.create_tables([models.InboxItem], safe=True)  # its new indexes (CREATE INDEX IF NOT EXISTS)
 
 
+def _periodic_runs() -> None:
+    """Version 7: the last run of each periodic job, for `tidings status`."""
+    database.create_tables([models.PeriodicRun], safe=True)
+
+
+def _preference_fields_unset() -> None:
+    """Version 8: a preference's ``enabled`` and ``mode`` may be unset (NULL), so that a command setting only
+    one of them (a digest mode for "*") leaves the other to the "*" row or the default."""
+    migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+    steps = [
+        migrator.drop_not_null("preference", column.name)
+        for column in database.get_columns("preference")
+        if column.name in ("enabled", "mode") and not column.null
+    ]
+    if steps:
+        playhouse.migrate.migrate(*steps)
+
+
 def _columns(table: str) -> set[str]:
     return {column.name for column in database.get_columns(table)}
 
@@ -113,6 +131,8 @@ MIGRATIONS: dict[int, Callable[[], None]] = {
     4: _rejections,
     5: _bus_authority,
     6: _inbox_states,
+    7: _periodic_runs,
+    8: _preference_fields_unset,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 
@@ -125,11 +145,12 @@ def current_version() -> int:
     return row.version if row else 0
 
 
-def migrate() -> tuple[int, int]:
+def migrate(progress: Callable[[int, int], None] | None = None) -> tuple[int, int]:
     """Apply the missing steps; return (version before, version after).
 
     One transaction under a lock (SQLite's write lock, a PostgreSQL advisory
     lock), so two workers starting together cannot both run a step.
+    ``progress(done, total)`` is told after each step (`tidings migrate` shows it).
     """
     with transaction():
         if not is_sqlite():
@@ -144,6 +165,8 @@ def migrate() -> tuple[int, int]:
             MIGRATIONS[version]()
             models.SchemaVersion.delete().execute()
             models.SchemaVersion.create(version=version)
+            if progress is not None:
+                progress(version - before, SCHEMA_VERSION - before)
         return before, SCHEMA_VERSION
 
 

@@ -62,8 +62,9 @@ class Preference(BaseModel):
     user_id = peewee.CharField(max_length=255)
     type = peewee.CharField(max_length=255)
     channel = peewee.CharField(max_length=32)
-    enabled = peewee.BooleanField()
-    mode = peewee.CharField(max_length=16, default="immediate")  # email: "immediate" or "digest"
+    # Each None where the user's command did not set it: routing then takes the "*" row's, else the default.
+    enabled = peewee.BooleanField(null=True)
+    mode = peewee.CharField(max_length=16, null=True)  # "immediate" or "digest" (a channel with digests)
     changed_at = peewee.DateTimeField()
 
     class Meta:
@@ -246,6 +247,16 @@ class JobRun(BaseModel):
         indexes = ((("job", "slot"), True),)
 
 
+class PeriodicRun(BaseModel):
+    """The last run of each periodic job (schedules.py), for `tidings status`: one row per job, overwritten."""
+
+    job = peewee.CharField(max_length=64, primary_key=True)
+    started_at = peewee.DateTimeField()
+    finished_at = peewee.DateTimeField()
+    outcome = peewee.CharField(max_length=16)  # "ok" or "failed"
+    error = peewee.TextField(null=True)  # the exception's type and message, cut short
+
+
 class Rejection(BaseModel):
     """Why an incoming message was dead-lettered, by the message id the encoder gives its body."""
 
@@ -271,4 +282,5 @@ ALL_MODELS: list[type[BaseModel]] = [
     RankingSnapshot,
     JobRun,
     Rejection,
+    PeriodicRun,
 ]

@@ -26,32 +26,43 @@ def procfile_line(name: str) -> str:
 
 
 class WebServer:
-    """``uvicorn --factory dispatcher.api.app:create_app`` on the env's TIDINGS_HTTP_PORT."""
+    """``uvicorn --factory dispatcher.api.app:create_app`` on the env's TIDINGS_HTTP_PORT; ``command`` and
+    ``cwd`` start another process serving the app instead (``tidings dev``)."""
 
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        *,
+        command: list[str] | None = None,
+        cwd: Path = ROOT,
+        url: str | None = None,
+    ) -> None:
         bin_dir = str(Path(sys.executable).parent)
         self.env = {**env, "PATH": f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"}
         self.log_path = log_path
-        self.url = f"http://127.0.0.1:{env['TIDINGS_HTTP_PORT']}"
+        self.command = command or ["bash", "-c", f"exec {procfile_line('web')}"]
+        self.cwd = cwd
+        self.url = url or f"http://127.0.0.1:{env['TIDINGS_HTTP_PORT']}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, timeout: float = 30.0) -> WebServer:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                ["bash", "-c", f"exec {procfile_line('web')}"],
-                cwd=ROOT,
+                self.command,
+                cwd=self.cwd,
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        wait_for(self._ready, timeout=timeout, interval=0.05, what="the web process to answer /healthz")
+        wait_for(self._ready, timeout=timeout, interval=0.05, what=f"{self.command[0]} to answer /healthz")
         return self
 
     def _ready(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"the web process exited with {self.proc.returncode}:\n{self.log()}")
+            raise AssertionError(f"{self.command[0]} exited with {self.proc.returncode}:\n{self.log()}")
         try:
             return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
@@ -66,14 +77,20 @@ class WebServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
+        """SIGTERM, as Ctrl-C or a process manager would; SIGKILL if it has not stopped within 15 s."""
         if self.proc is None or self.proc.poll() is not None:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+            self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to the whole process group: no shutdown at all."""
+        assert self.proc is not None
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
     def __enter__(self) -> WebServer:
         return self
