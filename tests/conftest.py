@@ -24,7 +24,7 @@ from dispatcher.storage.db import database, init_database
 from dispatcher.storage.migrate import migrate
 from dispatcher.storage.models import ALL_MODELS
 from tests.support.deployment import Deployment
-from tests.support.services import POSTGRES_ADMIN_DSN, RABBITMQ_URL, require
+from tests.support.services import POSTGRES_ADMIN_DSN, RABBITMQ_API_URL, RABBITMQ_URL, require
 from tests.support.smtp import SmtpServer
 from tests.support.web import WebServer
 
@@ -111,6 +111,13 @@ def smtp_server() -> Iterator[SmtpServer]:
 def rabbitmq() -> str:
     require("RabbitMQ", "127.0.0.1", 5672)
     return RABBITMQ_URL
+
+
+@pytest.fixture
+def rabbitmq_api(rabbitmq: str) -> str:
+    """The URL of RabbitMQ's management API (TIDINGS_RABBITMQ_API_URL)."""
+    require("RabbitMQ's management API", "127.0.0.1", 15672)
+    return RABBITMQ_API_URL
 
 
 @pytest.fixture

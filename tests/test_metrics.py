@@ -15,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from dispatcher.amqp.publisher import build_event
 from dispatcher.core import metrics as core_metrics
 from dispatcher.core.settings import PROJECT_ROOT
-from dispatcher.ops.metrics import STATE_GAUGES
+from dispatcher.ops.metrics import STATE_GAUGES, StateCollector, exposition
 from dispatcher.storage.models import InboxItem
+from tests.support.consumers import held_unacknowledged
 from tests.support.deployment import Deployment
 from tests.support.events import invite
 from tests.support.publishing import publish, publish_as_tidings, publish_users_as_tidings
@@ -50,7 +51,11 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 def scrape(url: str) -> Samples:
     """Every sample at ``url``, by (name, labels)."""
-    text = httpx.get(url, timeout=10).text
+    return samples_of(httpx.get(url, timeout=10).text)
+
+
+def samples_of(text: str) -> Samples:
+    """Every sample of an exposition, by (name, labels)."""
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -62,6 +67,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     """The sum of ``name``'s samples whose labels include ``labels`` (0 when there are none)."""
     wanted = set(labels.items())
     return sum(v for (n, have), v in samples.items() if n == name and wanted <= have)
+
+
+def sample(samples: Samples, name: str, **labels: str) -> float | None:
+    """The one sample of ``name`` with exactly ``labels``; None when it is not exported."""
+    return samples.get((name, frozenset(labels.items())))
 
 
 def settles(url: str, check: Callable[[Samples], bool]) -> Callable[[], bool]:
@@ -169,3 +179,52 @@ def test_the_names_tidings_defines_are_the_names_it_exports() -> None:
     text = generate_latest(REGISTRY).decode()
     for name in (core_metrics.EVENTS, core_metrics.DELIVERIES, core_metrics.DELIVERY_LATENCY, core_metrics.SSE_STREAMS):
         assert f"# TYPE {name} " in text
+
+
+@pytest.mark.integration
+def test_the_web_process_exports_a_message_a_consumer_holds_as_unacknowledged(
+    deployment: Deployment, rabbitmq_api: str
+) -> None:
+    # given a consumer holding one message of the email queue unacknowledged
+    with held_unacknowledged(deployment.settings.broker_url, deployment.settings.queue("email")):
+        # when the web process, with the management API's URL, is scraped (until the plugin's statistics,
+        # refreshed every 5 s, count it)
+        with deployment.web(TIDINGS_RABBITMQ_API_URL=rabbitmq_api).start() as web:
+            url = f"{web.url}/metrics"
+
+            def held() -> Samples | None:
+                samples = scrape(url)
+                unacked = sample(samples, "tidings_queue_messages", queue="email", state="unacknowledged")
+                return samples if unacked else None
+
+            samples = wait_for(held, timeout=20, interval=0.5, what="the unacknowledged gauge to say 1")
+
+    # then the gauge says 1, beside the queue's ready and consumers, and the API is a source that answered
+    assert sample(samples, "tidings_queue_messages", queue="email", state="unacknowledged") == 1
+    assert sample(samples, "tidings_queue_messages", queue="email", state="ready") == 0
+    assert sample(samples, "tidings_queue_consumers", queue="email") == 1
+    assert sample(samples, "tidings_observe_up", source="rabbitmq_api") == 1
+    assert sample(samples, "tidings_queue_messages", queue="ingest", state="unacknowledged") is None  # undeclared
+
+
+@pytest.mark.integration
+def test_metrics_leave_the_unacknowledged_out_when_the_management_api_is_unset_or_unreachable(
+    deployment: Deployment,
+) -> None:
+    # given the email queue with a consumer holding a message
+    deployment.use_database()
+    with held_unacknowledged(deployment.settings.broker_url, deployment.settings.queue("email")):
+        # when the state is exported without TIDINGS_RABBITMQ_API_URL, and with it pointing at a closed port
+        unset = samples_of(exposition(StateCollector(deployment.settings, timeout=2)).decode())
+        deployment.configure(TIDINGS_RABBITMQ_API_URL=f"http://127.0.0.1:{free_port()}")
+        closed = samples_of(exposition(StateCollector(deployment.settings, timeout=2)).decode())
+
+    # then the ready count and the consumers are there, the unacknowledged are left out rather than 0
+    for samples in (unset, closed):
+        assert sample(samples, "tidings_queue_messages", queue="email", state="ready") == 0
+        assert sample(samples, "tidings_queue_consumers", queue="email") == 1
+        assert sample(samples, "tidings_queue_messages", queue="email", state="unacknowledged") is None
+        assert sample(samples, "tidings_observe_up", source="broker") == 1
+    # and an unreachable API is a source that is down; an unset one is no source at all
+    assert sample(closed, "tidings_observe_up", source="rabbitmq_api") == 0
+    assert sample(unset, "tidings_observe_up", source="rabbitmq_api") is None

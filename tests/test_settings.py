@@ -332,3 +332,38 @@ def test_the_product_name_and_url_default_to_tidings_and_none_and_are_parsed() -
 def test_a_bad_product_name_or_url_is_refused_naming_the_variable(name: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         Settings.from_env({name: value})
+
+
+def test_the_rabbitmq_api_url_is_not_read_unless_set_and_is_kept_as_a_base_url() -> None:
+    # given / when
+    unset = Settings.from_env({})
+    local = Settings.from_env({"TIDINGS_RABBITMQ_API_URL": " http://127.0.0.1:15672/ "})
+    proxied = Settings.from_env({"TIDINGS_RABBITMQ_API_URL": "https://monitor:hunter2@ops.internal/rabbitmq"})
+
+    # then
+    assert unset.rabbitmq_api_url is None
+    assert local.rabbitmq_api_url == "http://127.0.0.1:15672"
+    assert proxied.rabbitmq_api_url == "https://monitor:hunter2@ops.internal/rabbitmq"
+    assert "hunter2" not in repr(proxied) and redact_url(proxied.rabbitmq_api_url) == "https://monitor:***@ops.internal"
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("amqp://guest:guest@127.0.0.1:5672", "must be a URL starting with http:// or https://"),
+        ("127.0.0.1:15672", "must be a URL starting with http:// or https://"),
+        ("http://", "has no host"),
+        ("http://127.0.0.1:99999", "has an invalid port"),
+        ("http://127.0.0.1:15672/api/queues?columns=name", "must be a base URL such as http://127.0.0.1:15672"),
+        ("http://127.0.0.1:15672/#/queues", "must be a base URL"),
+    ],
+)
+def test_a_rabbitmq_api_url_that_is_not_an_http_base_url_is_refused_naming_the_variable(
+    value: str, message: str
+) -> None:
+    # given
+    env = {"TIDINGS_RABBITMQ_API_URL": value}
+
+    # when / then
+    with pytest.raises(ConfigError, match=rf"^TIDINGS_RABBITMQ_API_URL {re.escape(message)}"):
+        Settings.from_env(env)

@@ -12,9 +12,11 @@ from dispatcher.cli.main import main
 from dispatcher.core import clock
 from dispatcher.core.settings import Settings
 from dispatcher.ops.observations import longest_gap, observe_database
+from dispatcher.ops.rabbitmq_api import api_credentials
 from dispatcher.storage.db import init_database
 from dispatcher.storage.migrate import migrate
 from dispatcher.storage.models import PeriodicRun
+from tests.support.consumers import held_unacknowledged
 from tests.support.deployment import Deployment
 from tests.support.publishing import publish
 from tests.support.scheduler import run_schedules
@@ -26,6 +28,11 @@ from tests.support.wait import wait_for
 def run(capsys: pytest.CaptureFixture[str], settings: Settings, *argv: str) -> tuple[int, str]:
     code = main(list(argv), settings=settings)
     return code, capsys.readouterr().out
+
+
+def queue_rows(out: str) -> dict[str, list[str]]:
+    """The queues table of `tidings status`: queue name -> its other columns."""
+    return {cells[0]: cells[1:] for cells in (line.split() for line in out.splitlines()) if cells and "." in cells[0]}
 
 
 def closed_broker(tmp_path: Path, **env: str) -> Settings:
@@ -78,7 +85,7 @@ def test_status_exits_1_naming_a_broker_it_cannot_reach(capsys: pytest.CaptureFi
     # then
     assert code == 1
     assert "RabbitMQ at amqp://guest:***@127.0.0.1:" in out and "cannot be read" in out and "Connection refused" in out
-    assert "queues (delayed" in out and "(unknown: AMQPConnectionError" in out
+    assert "queues (unacked" in out and "(unknown: AMQPConnectionError" in out
     # and --json says the same
     code, out = run(capsys, settings, "status", "--json", "--timeout", "2")
     document = json.loads(out)
@@ -111,11 +118,15 @@ def test_status_names_dead_letters_and_says_all_well_once_they_are_purged(
     document = json.loads(out)
     # then the same, as data
     assert code == 1
-    assert set(document) == {"observed_at", "broker", "queues", "database", "errors", "milliseconds", "attention"}
+    assert set(document) == {
+        *("observed_at", "broker", "rabbitmq_api", "queues", "database", "errors", "milliseconds", "attention")
+    }
     queues = {q["short"]: q for q in document["queues"]}
     assert set(queues) == {"ingest", "ingest_retry", "in_app", "email", "discord", "webhook", "maintenance"}
     assert queues["ingest"]["dead"] == 1 and queues["ingest"]["consumers"] >= 1
-    assert set(queues["email"]) == {"name", "short", "ready", "consumers", "delayed", "dead"}
+    assert set(queues["email"]) == {
+        *("name", "short", "ready", "consumers", "delayed", "dead", "unacknowledged", "delayed_unacknowledged")
+    }
     [release] = [job for job in document["database"]["jobs"] if job["job"] == "release_held_deliveries"]
     assert release["outcome"] == "ok" and release["overdue"] is False and release["last_run"].endswith("Z")
     assert document["attention"] == [f"1 dead letters in {ingest_xq} (tidings dlq list --queue ingest)"]
@@ -144,3 +155,85 @@ def test_a_periodic_job_is_overdue_once_its_longest_gap_and_a_grace_have_passed(
     assert longest_gap("* * * * *") == dt.timedelta(minutes=1)
     assert longest_gap("*/15 * * * *") == dt.timedelta(minutes=15)
     assert longest_gap("17 3 * * *") == dt.timedelta(days=1)
+
+
+@pytest.mark.integration
+def test_status_counts_a_message_a_consumer_holds_as_unacknowledged(
+    capsys: pytest.CaptureFixture[str], deployment: Deployment, rabbitmq_api: str
+) -> None:
+    # given the management API's URL, and a consumer holding one message of the email queue unacknowledged
+    deployment.configure(TIDINGS_RABBITMQ_API_URL=rabbitmq_api)
+    deployment.use_database()
+    migrate()
+    email = deployment.settings.queue("email")
+    with held_unacknowledged(deployment.settings.broker_url, email):
+        # when status is read (until the plugin's statistics, refreshed every 5 s, count it)
+        def email_queue() -> dict[str, object] | None:
+            document = json.loads(run(capsys, deployment.settings, "status", "--json")[1])
+            [queue] = [q for q in document["queues"] if q["name"] == email]
+            return {**queue, "errors": document["errors"]} if queue["unacknowledged"] == 1 else None
+
+        queue = wait_for(email_queue, timeout=20, interval=0.5, what="the API to count the held message")
+        _, out = run(capsys, deployment.settings, "status")
+
+    # then --json says 1 unacknowledged, 0 ready, 1 consumer
+    assert queue["ready"] == 0 and queue["consumers"] == 1 and queue["delayed_unacknowledged"] is None
+    assert queue["errors"] == {"broker": None, "database": None, "rabbitmq_api": None}
+    # and so does the screen; the queues never declared show "-"
+    assert queue_rows(out)[email] == ["0", "1", "1", "-", "-", "-"], out
+    assert queue_rows(out)[deployment.settings.queue("ingest")] == ["-"] * 6
+    assert f"management API {rabbitmq_api} (" in out and "unacknowledged: unknown" not in out
+
+
+@pytest.mark.integration
+def test_status_says_unacknowledged_is_unknown_when_the_management_api_is_unset_or_unreachable(
+    capsys: pytest.CaptureFixture[str], deployment: Deployment
+) -> None:
+    # given the email queue declared, with a consumer holding a message, and no management API
+    deployment.use_database()
+    migrate()
+    email = deployment.settings.queue("email")
+    closed = f"http://guest:hunter2@127.0.0.1:{free_port()}"  # nothing listens there
+    with held_unacknowledged(deployment.settings.broker_url, email):
+        # when TIDINGS_RABBITMQ_API_URL is unset
+        _, unset_out = run(capsys, deployment.settings, "status")
+        unset = json.loads(run(capsys, deployment.settings, "status", "--json")[1])
+        # and when it points at a closed port
+        deployment.configure(TIDINGS_RABBITMQ_API_URL=closed)
+        _, closed_out = run(capsys, deployment.settings, "status", "--timeout", "2")
+        refused = json.loads(run(capsys, deployment.settings, "status", "--json", "--timeout", "2")[1])
+
+    # then the rest is read as usual, and the unacknowledged are "?", not a guessed 0
+    for out in (unset_out, closed_out):
+        assert queue_rows(out)[email] == ["0", "?", "1", "-", "-", "-"], out
+    assert "unacknowledged: unknown (set TIDINGS_RABBITMQ_API_URL / enable the management plugin)" in unset_out
+    assert "unacknowledged: unknown (RabbitMQ's management API cannot be read: RabbitMQApiError: " in closed_out
+    assert "Connection refused" in closed_out and "check TIDINGS_RABBITMQ_API_URL" in closed_out
+    # and --json says null and why
+    for document in (unset, refused):
+        [queue] = [q for q in document["queues"] if q["name"] == email]
+        assert queue["unacknowledged"] is None and queue["ready"] == 0 and queue["consumers"] == 1
+        assert document["errors"]["broker"] is None and document["errors"]["database"] is None
+    assert unset["rabbitmq_api"] is None
+    assert unset["errors"]["rabbitmq_api"] == "not read: TIDINGS_RABBITMQ_API_URL is not set"
+    assert refused["rabbitmq_api"] == closed.replace("hunter2", "***")
+    assert "Connection refused" in refused["errors"]["rabbitmq_api"]
+    # and neither names the API as needing attention, nor shows its password
+    for out in (unset_out, closed_out, json.dumps(refused)):
+        assert "hunter2" not in out
+    assert not any("management" in line or "API" in line for line in refused["attention"])
+
+
+def test_the_management_api_is_asked_with_its_urls_credentials_else_the_broker_urls() -> None:
+    # given / when / then
+    broker = "amqp://tidings:s%40cret@rabbit.internal:5672/prod"
+    with_own = Settings(broker_url=broker, rabbitmq_api_url="https://monitor:m0n@rabbit.internal:15671")
+    assert api_credentials(with_own) == ("monitor", "m0n")
+    assert api_credentials(Settings(broker_url=broker, rabbitmq_api_url="http://rabbit.internal:15672")) == (
+        "tidings",
+        "s@cret",
+    )
+    assert api_credentials(Settings(broker_url="amqp://rabbit.internal", rabbitmq_api_url="http://x:15672")) == (
+        "guest",
+        "guest",
+    )

@@ -21,6 +21,10 @@ def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
 
+def _unacked(value: int | None, declared: bool) -> str:
+    return "-" if not declared else ("?" if value is None else str(value))
+
+
 def _when(moment: dt.datetime | None, now: dt.datetime) -> str:
     if moment is None:
         return "never"
@@ -36,8 +40,12 @@ def print_status(seen: Observations) -> None:
     print(
         f"Tidings at {seen.observed_at:%Y-%m-%d %H:%M:%S} UTC; broker {seen.broker} "
         f"({ms['broker']:.0f} ms), database ({ms['database']:.0f} ms)"
+        + (f", management API {seen.rabbitmq_api} ({ms['rabbitmq_api']:.0f} ms)" if seen.rabbitmq_api else "")
     )
-    print("\nqueues (delayed: ready in .DQ; dead: in .XQ):")
+    print(
+        "\nqueues (unacked: in progress; delayed: ready in .DQ; delayed_unacked: held by a worker until due; "
+        "dead: in .XQ; ?: unknown):"
+    )
     if seen.queues is None:
         print(f"  (unknown: {seen.errors['broker']})")
     else:
@@ -46,14 +54,18 @@ def print_status(seen: Observations) -> None:
                 {
                     "queue": q.name,
                     "ready": _count(q.ready),
+                    "unacked": _unacked(q.unacknowledged, q.consumers is not None),
                     "consumers": _count(q.consumers),
                     "delayed": _count(q.delayed),
+                    "delayed_unacked": _unacked(q.delayed_unacknowledged, q.delayed is not None),
                     "dead": _count(q.dead),
                 }
                 for q in seen.queues
             ],
-            ["queue", "ready", "consumers", "delayed", "dead"],
+            ["queue", "ready", "unacked", "consumers", "delayed", "delayed_unacked", "dead"],
         )
+        if seen.errors["rabbitmq_api"]:
+            print(f"unacknowledged: unknown ({unknown_unacknowledged(seen)})")
     state = seen.database
     if state is None:
         print(f"\ndeliveries, targets, periodic jobs: (unknown: {seen.errors['database']})")
@@ -87,6 +99,16 @@ def print_status(seen: Observations) -> None:
             print(f"  - {line}")
     else:
         print("all well")
+
+
+def unknown_unacknowledged(seen: Observations) -> str:
+    """Why the unacknowledged are unknown, and what to do about it."""
+    if seen.rabbitmq_api is None:
+        return "set TIDINGS_RABBITMQ_API_URL / enable the management plugin"
+    return (
+        f"RabbitMQ's management API cannot be read: {seen.errors['rabbitmq_api']}; "
+        "check TIDINGS_RABBITMQ_API_URL / enable the management plugin"
+    )
 
 
 def dataclass_row(value: Any) -> dict[str, Any]:

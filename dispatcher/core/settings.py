@@ -111,6 +111,20 @@ def parse_url(*schemes: str, host: bool = True) -> Callable[[str], str]:
     return parse
 
 
+def parse_base_url(*schemes: str) -> Callable[[str], str]:
+    """A URL other paths are appended to: no query, no fragment, no trailing '/'."""
+    url = parse_url(*schemes)
+
+    def parse(value: str) -> str:
+        value = url(value)
+        parts = urllib.parse.urlsplit(value)
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL such as http://127.0.0.1:15672, without '?' or '#'")
+        return value.rstrip("/")
+
+    return parse
+
+
 def parse_networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """A comma-separated list of CIDR ranges, e.g. '10.0.0.0/8,fd00::/8'."""
     networks = []
@@ -201,6 +215,8 @@ class Settings:
     """Tidings' configuration; field names are the variables without TIDINGS_."""
 
     broker_url: str = DEFAULT_BROKER_URL
+    #: RabbitMQ's management API, for messages unacknowledged (ops/rabbitmq_api.py); None: not read.
+    rabbitmq_api_url: str | None = dataclasses.field(default=None, repr=False)
     exchange: str = "events"
     namespace: str = "tidings"
     database_url: str = DEFAULT_DATABASE_URL
@@ -310,6 +326,7 @@ class Settings:
 
 PARSERS: dict[str, Callable[[str], Any]] = {
     "broker_url": parse_url("amqp", "amqps"),
+    "rabbitmq_api_url": parse_base_url("http", "https"),
     "exchange": parse_name,
     "namespace": parse_name,
     "database_url": parse_url("sqlite", "postgresql", "postgres", "postgresql+pool", "postgres+pool", host=False),

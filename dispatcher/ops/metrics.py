@@ -65,13 +65,20 @@ class StateCollector(Collector):
         seen = self.observations()
         messages = GaugeMetricFamily(
             "tidings_queue_messages",
-            "Messages in a Tidings queue: ready, delayed (ready in its .DQ) or dead (in its .XQ).",
+            "Messages in a Tidings queue: ready, unacknowledged (in progress), delayed (ready in its .DQ), "
+            "delayed_unacknowledged (held by a worker until due) or dead (in its .XQ).",
             labels=["queue", "state"],
         )
         consumers = GaugeMetricFamily("tidings_queue_consumers", "Consumers of a Tidings queue.", labels=["queue"])
         for queue in seen.queues or []:
-            for state, value in (("ready", queue.ready), ("delayed", queue.delayed), ("dead", queue.dead)):
-                if value is not None:
+            for state, value in (
+                ("ready", queue.ready),
+                ("unacknowledged", queue.unacknowledged),
+                ("delayed", queue.delayed),
+                ("delayed_unacknowledged", queue.delayed_unacknowledged),
+                ("dead", queue.dead),
+            ):
+                if value is not None:  # unknown (the management API unset or not answering): left out, never 0
                     messages.add_metric([queue.short, state], value)
             if queue.consumers is not None:
                 consumers.add_metric([queue.short], queue.consumers)
@@ -116,6 +123,8 @@ class StateCollector(Collector):
             "tidings_observe_milliseconds", "What reading a source cost, in milliseconds.", labels=["source"]
         )
         for source, error in seen.errors.items():
+            if source == "rabbitmq_api" and seen.rabbitmq_api is None:
+                continue  # not set: not a source that is down
             up.add_metric([source], 0 if error else 1)
             cost.add_metric([source], seen.milliseconds[source])
         yield up

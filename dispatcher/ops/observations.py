@@ -1,9 +1,9 @@
 """What an operator looks at: queues, deliveries waiting or failing, disabled targets, periodic jobs.
 
 One gathering, two readers: `tidings status` prints it (and exits 1 when :meth:`Observations.attention` says
-something), and the web process's /metrics turns it into gauges at scrape time (ops/metrics.py). The broker
-and the database are read side by side, each within ``timeout`` seconds: a source that does not answer in
-time is reported as unreachable, never waited for.
+something), and the web process's /metrics turns it into gauges at scrape time (ops/metrics.py). The broker,
+the database and (when TIDINGS_RABBITMQ_API_URL is set) RabbitMQ's management API are read side by side, each
+within ``timeout`` seconds: a source that does not answer in time is reported as unreachable, never waited for.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from dispatcher.core import clock
 from dispatcher.core.settings import Settings, redact_url
 from dispatcher.ops.dead_letters import QUEUES
 from dispatcher.ops.health import describe
+from dispatcher.ops.rabbitmq_api import unacknowledged
 from dispatcher.runtime.periodic import SCHEDULE
 from dispatcher.storage.db import database, is_sqlite
 from dispatcher.storage.models import Delivery, DeliveryStatus, DisabledTarget, PeriodicRun, WebhookEndpoint
@@ -43,10 +44,12 @@ T = TypeVar("T")
 
 @dataclasses.dataclass(frozen=True)
 class QueueState:
-    """One of Tidings' queues Q: ready in Q, consumers of Q, ready in Q.DQ (delayed) and in Q.XQ (dead).
+    """One of Tidings' queues Q: ready in Q, consumers of Q, ready in Q.DQ (delayed) and in Q.XQ (dead),
+    unacknowledged in Q (in progress) and in Q.DQ (delayed messages a worker holds until they are due).
 
-    None: the queue is not declared (no worker has started on it). Unacknowledged messages (those in
-    progress, and delayed ones a worker holds) are not visible over AMQP: RabbitMQ's management API has them.
+    None: the queue is not declared (no worker has started on it); for the unacknowledged, also: unknown.
+    AMQP does not count them: they come from RabbitMQ's management API (TIDINGS_RABBITMQ_API_URL), when set
+    and answering, and lag by its statistics interval (5 s by default).
     """
 
     name: str  # e.g. tidings.email
@@ -55,6 +58,8 @@ class QueueState:
     consumers: int | None
     delayed: int | None
     dead: int | None
+    unacknowledged: int | None = None
+    delayed_unacknowledged: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,9 +103,10 @@ class Observations:
 
     observed_at: dt.datetime
     broker: str  # the broker URL, password masked
+    rabbitmq_api: str | None  # the management API's URL, password masked; None: TIDINGS_RABBITMQ_API_URL unset
     queues: list[QueueState] | None
     database: DatabaseState | None
-    errors: dict[str, str | None]  # "broker" / "database" -> why it is missing, or None
+    errors: dict[str, str | None]  # "broker" / "database" / "rabbitmq_api" -> why it is missing, or None
     milliseconds: dict[str, float]
 
     def attention(self) -> list[str]:
@@ -140,23 +146,35 @@ class Observations:
 
 
 def observe(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> Observations:
-    """Read the broker and the database side by side, each within ``timeout`` seconds."""
+    """Read the broker, the database and the management API side by side, each within ``timeout`` seconds."""
     now = clock.now()
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="tidings-observe")
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix="tidings-observe")
     try:
         broker = pool.submit(_timed, lambda: observe_queues(settings, timeout=timeout))
         db = pool.submit(_timed, lambda: observe_database(now, timeout=timeout))
+        api = pool.submit(_timed, lambda: observe_unacknowledged(settings, timeout=timeout))
         broker_result = _result(broker, timeout)
         db_result = _result(db, timeout)
+        api_result = _result(api, timeout)
     finally:
         pool.shutdown(wait=False)  # a source past its timeout finishes (its own timeouts bound it) unwaited
+    queues, counts = broker_result[0], api_result[0]
+    if queues is not None and counts is not None:
+        queues = [_with_unacknowledged(queue, counts) for queue in queues]
+    if not settings.rabbitmq_api_url:
+        api_result = (None, "not read: TIDINGS_RABBITMQ_API_URL is not set", 0.0)
     return Observations(
         observed_at=now,
         broker=redact_url(settings.broker_url),
-        queues=broker_result[0],
+        rabbitmq_api=redact_url(settings.rabbitmq_api_url) if settings.rabbitmq_api_url else None,
+        queues=queues,
         database=db_result[0],
-        errors={"broker": broker_result[1], "database": db_result[1]},
-        milliseconds={"broker": round(broker_result[2], 1), "database": round(db_result[2], 1)},
+        errors={"broker": broker_result[1], "database": db_result[1], "rabbitmq_api": api_result[1]},
+        milliseconds={
+            "broker": round(broker_result[2], 1),
+            "database": round(db_result[2], 1),
+            "rabbitmq_api": round(api_result[2], 1),
+        },
     )
 
 
@@ -218,6 +236,22 @@ def observe_queues(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> l
     finally:
         if connection.is_open:
             connection.close()
+
+
+def observe_unacknowledged(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, int | None] | None:
+    """Messages unacknowledged in each Tidings queue and its .DQ, from the management API; None: not set."""
+    if not settings.rabbitmq_api_url:
+        return None
+    names = [settings.queue(short) + suffix for short in QUEUES for suffix in ("", ".DQ")]
+    return unacknowledged(settings, names, timeout=timeout)
+
+
+def _with_unacknowledged(queue: QueueState, counts: dict[str, int | None]) -> QueueState:
+    if queue.consumers is None:
+        return queue  # not declared: nothing to count
+    return dataclasses.replace(
+        queue, unacknowledged=counts.get(queue.name), delayed_unacknowledged=counts.get(f"{queue.name}.DQ")
+    )
 
 
 # --- the database ----------------------------------------------------------------------------------------------

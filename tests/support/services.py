@@ -8,6 +8,8 @@ import socket
 import pytest
 
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+#: The same RabbitMQ's management API (.ci/run enables the plugin); guest/guest come from RABBITMQ_URL.
+RABBITMQ_API_URL = os.environ.get("TEST_RABBITMQ_API_URL", "http://127.0.0.1:15672")
 POSTGRES_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 user=postgres dbname=postgres")
 
 
