@@ -73,6 +73,9 @@ class Channel:
     batch_size: ClassVar[int] = 20
     #: True: deliver() only writes to the database, so a whole batch runs in one transaction.
     transactional: ClassVar[bool] = False
+    #: The parts of the rendered templates deliver() reads (dispatcher.core.rendering.PARTS): only they are
+    #: rendered.
+    renders: ClassVar[frozenset[str]] = frozenset({"subject", "text", "html", "email_text"})
     #: Delays in seconds before each attempt (the first is the first attempt's), or None for
     #: exponential backoff bounded by TIDINGS_RETRY_MAX / TIDINGS_RETRY_*_BACKOFF.
     retry_schedule: tuple[float, ...] | None = None

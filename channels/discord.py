@@ -167,6 +167,7 @@ class DiscordChannel(Channel):
     priority = 10
     batch_size = 10
     transactional = False
+    renders = frozenset({"subject", "text"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -28,6 +28,7 @@ class InAppChannel(Channel):
     priority = 0
     batch_size = 100
     transactional = True
+    renders = frozenset({"subject", "text"})
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

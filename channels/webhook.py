@@ -17,7 +17,7 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterable
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
 import structlog
 
@@ -122,6 +122,7 @@ class WebhookChannel(Channel):
     process_group = "hooks"
     priority = 10
     batch_size = 10
+    renders: ClassVar[frozenset[str]] = frozenset()  # the body is the event itself
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)

@@ -11,6 +11,7 @@ import threading
 from typing import Any
 
 import dramatiq
+import peewee
 import pytest
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import dq_name
@@ -24,7 +25,7 @@ from dispatcher.core.errors import DeliveryError
 from dispatcher.core.settings import Settings
 from dispatcher.runtime.actors import Actors, declare_actors
 from dispatcher.runtime.periodic import declare_periodic_jobs
-from dispatcher.storage.models import Delivery, DeliveryStatus, InboxItem, Rejection
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, InboxItem, Rejection
 from tests.support.events import cloud_event
 from tests.support.events import invite as invite_data
 
@@ -40,9 +41,11 @@ class Enqueued(dramatiq.Middleware):
 
 
 class SmallBatchInApp(InAppChannel):
-    """in_app with batches of 3, so that a fan-out shows its split."""
+    """in_app with batches of 3, so that a fan-out shows its split; not transactional, so that ingest leaves
+    its deliveries to messages instead of delivering them in its own transaction."""
 
     batch_size = 3
+    transactional = False
 
 
 class FlakyInApp(Channel):
@@ -127,6 +130,54 @@ def test_a_fan_out_is_split_into_messages_of_the_channels_batch_size(
         d.id for d in Delivery.select().where(Delivery.channel == "in_app")
     )
     assert sorted(item.user_id for item in InboxItem.select()) == users
+
+
+def test_in_app_rows_due_now_commit_with_the_event_and_need_no_message(
+    stub_broker: StubBroker, stub_worker: dramatiq.Worker, stub_settings: Settings, catalog: Catalog
+) -> None:
+    # given
+    enqueued = Enqueued()
+    stub_broker.add_middleware(enqueued)
+    declare(stub_broker, stub_settings, catalog, InAppChannel(stub_settings))
+    users = [f"u{i}" for i in range(7)]
+
+    # when
+    stub_broker.enqueue(ingest_message(stub_settings, invite(*users)))
+    stub_broker.join(stub_settings.queue("ingest"))
+    stub_worker.join()
+
+    # then: every row is there, sent by ingest itself, and no in-app message was sent
+    assert [queue for queue, _, _ in enqueued.messages if queue == stub_settings.queue("in_app")] == []
+    assert sorted(item.user_id for item in InboxItem.select()) == users
+    sent = Delivery.select().where(Delivery.channel == "in_app", Delivery.status == DeliveryStatus.SENT)
+    assert sent.count() == 7 and {d.claimed_by for d in sent} == {f"ingest:{Delivery.get().event_id}"}
+    assert {d.attempts for d in sent} == {1}
+
+
+def test_an_in_app_row_that_cannot_be_written_rolls_the_whole_ingest_back_for_a_retry(
+    stub_broker: StubBroker, stub_worker: dramatiq.Worker, stub_settings: Settings, catalog: Catalog
+) -> None:
+    # given an in-app channel whose first write fails with a database error
+    class FailingOnce(InAppChannel):
+        failures = 1
+
+        def deliver(self, notification: Notification) -> None:
+            if FailingOnce.failures:
+                FailingOnce.failures -= 1
+                raise peewee.OperationalError("database is locked")
+            super().deliver(notification)
+
+    declare(stub_broker, stub_settings, catalog, FailingOnce(stub_settings))
+
+    # when
+    stub_broker.enqueue(ingest_message(stub_settings, invite("ana", "bo")))
+    stub_broker.join(stub_settings.queue("ingest"))
+    stub_worker.join()
+
+    # then: the first attempt left nothing (no event, no delivery, no row); the retry did it all once
+    assert Event.select().count() == 1
+    assert sorted(item.user_id for item in InboxItem.select()) == ["ana", "bo"]
+    assert {d.status for d in Delivery.select().where(Delivery.channel == "in_app")} == {DeliveryStatus.SENT}
 
 
 def test_a_transient_failure_sends_a_delayed_message_of_one_id(

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
+import jinja2
 import pytest
 
 import channels
@@ -22,6 +23,7 @@ from dispatcher.core import clock
 from dispatcher.core.catalog import Catalog, load_catalog
 from dispatcher.core.errors import ConfigError, InvalidCommand
 from dispatcher.core.events import CloudEvent
+from dispatcher.core.rendering import PARTS, Renderer
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.pipeline.delivery import run_deliveries
 from dispatcher.pipeline.ingest import ingest_event
@@ -179,3 +181,29 @@ def test_a_registered_channel_is_routed_by_its_facts_and_delivered(
     assert outcomes[delivery.id].status == DeliveryStatus.SENT
     assert Delivery.get_by_id(delivery.id).status == DeliveryStatus.SENT
     assert [n.rendered.subject for n in PigeonChannel.delivered] == ["Ada invited you to join Owls"]
+
+
+def test_each_channel_renders_only_template_parts_that_exist_and_webhooks_none() -> None:
+    for name in REGISTRY:
+        assert channel_class(name).renders <= PARTS, name
+    assert channel_class("webhook").renders == frozenset()
+    assert channel_class("in_app").renders == {"subject", "text"}
+    assert channel_class("email").renders == PARTS
+
+
+def test_a_part_left_out_is_not_rendered_so_its_template_errors_cannot_fail_a_channel(tmp_path: Path) -> None:
+    kind = tmp_path / "t.broken"
+    kind.mkdir()
+    (kind / "subject.txt").write_text("Hi {{ data.name }}")
+    (kind / "body.txt").write_text("Body for {{ data.name }}")
+    (kind / "body.html").write_text("{{ data.missing.key }}")  # StrictUndefined: an error when rendered
+    renderer = Renderer(tmp_path)
+    rendered = renderer.render("t.broken", {"data": {"name": "Ana"}}, frozenset({"subject", "text"}))
+    assert (rendered.subject, rendered.text, rendered.html, rendered.email_text) == (
+        "Hi Ana",
+        "Body for Ana\n",
+        "",
+        None,
+    )
+    with pytest.raises(jinja2.UndefinedError):
+        renderer.render("t.broken", {"data": {"name": "Ana"}})

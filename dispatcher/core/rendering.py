@@ -30,6 +30,8 @@ INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 DEFAULT_PRODUCT: dict[str, str | None] = {"name": DEFAULT_PRODUCT_NAME, "url": None}
 #: The email's text part: the notification's text inside a greeting and a footer.
 EMAIL_TEXT_LAYOUT = "_layouts/email.txt"
+#: The parts of :class:`Rendered`; a channel renders only those it uses (Channel.renders).
+PARTS = frozenset({"subject", "text", "html", "email_text"})
 
 
 def one_line(text: str) -> str:
@@ -104,22 +106,23 @@ class Renderer:
         self.env.filters["ordinal"] = ordinal
         self.env.filters["rank"] = rank
 
-    def render(self, type_name: str, context: dict[str, Any]) -> Rendered:
-        """Render all three parts; raises jinja2.TemplateError on a template bug."""
-        subject = self.env.get_template(f"{type_name}/subject.txt").render(context)
-        text = self.env.get_template(f"{type_name}/body.txt").render(context).strip() + "\n"
-        try:
-            layout = self.env.get_template(EMAIL_TEXT_LAYOUT)
-        except jinja2.TemplateNotFound:
-            email_text = None
-        else:
-            email_text = layout.render({**context, "body": text}).strip() + "\n"
-        return Rendered(
-            subject=one_line(subject)[:250],
-            text=text,
-            html=self.env.get_template(f"{type_name}/body.html").render(context),
-            email_text=email_text,
-        )
+    def render(self, type_name: str, context: dict[str, Any], parts: frozenset[str] = PARTS) -> Rendered:
+        """Render the ``parts`` asked for (all by default; those left out are empty); raises
+        jinja2.TemplateError on a template bug."""
+        subject = self.env.get_template(f"{type_name}/subject.txt").render(context) if "subject" in parts else ""
+        text = ""
+        if parts & {"text", "email_text"}:
+            text = self.env.get_template(f"{type_name}/body.txt").render(context).strip() + "\n"
+        email_text = None
+        if "email_text" in parts:
+            try:
+                layout = self.env.get_template(EMAIL_TEXT_LAYOUT)
+            except jinja2.TemplateNotFound:
+                pass
+            else:
+                email_text = layout.render({**context, "body": text}).strip() + "\n"
+        html = self.env.get_template(f"{type_name}/body.html").render(context) if "html" in parts else ""
+        return Rendered(subject=one_line(subject)[:250], text=text, html=html, email_text=email_text)
 
     def render_optional(self, type_name: str, file_name: str, context: dict[str, Any]) -> str | None:
         """Render templates/<type>/<file_name> if it exists (a channel's own template), else None."""

@@ -92,7 +92,7 @@ def _groups(items: list[Delivery], catalog: Catalog, settings: Settings) -> list
         kind = catalog.get(item.event.type)
         if kind is None:
             continue
-        notification = build_notification(item, settings, catalog)
+        notification = build_notification(item, settings, catalog, frozenset({"subject"}))
         by_type[kind.name].append({"title": notification.rendered.subject, "url": notification.url})
     return [
         {"type": name, "description": catalog.types[name].description, "count": len(entries), "items": entries}

@@ -22,7 +22,7 @@ from dispatcher.core import clock, metrics
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import DeliveryError, DeliverySkipped
 from dispatcher.core.events import CloudEvent
-from dispatcher.core.rendering import get_renderer
+from dispatcher.core.rendering import PARTS, get_renderer
 from dispatcher.core.settings import Settings
 from dispatcher.core.timing import MAX_MESSAGE_DELAY
 from dispatcher.core.unsubscribe import unsubscribe_url
@@ -110,8 +110,11 @@ def record_sent(ids: list[int], message_id: str) -> None:
     ).execute()
 
 
-def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog) -> Notification:
-    """Render one delivery's notification from its row (with event and user joined, see claim_many)."""
+def build_notification(
+    delivery: Delivery, settings: Settings, catalog: Catalog, parts: frozenset[str] = PARTS
+) -> Notification:
+    """Render one delivery's notification from its row (with event and user joined, see claim_many); only
+    the template ``parts`` given (those its channel reads)."""
     row = delivery.event
     event = CloudEvent(
         id=row.event_id,
@@ -154,7 +157,7 @@ def build_notification(delivery: Delivery, settings: Settings, catalog: Catalog)
         "product": {"name": settings.product_name, "url": settings.product_url},
     }
     try:
-        rendered = get_renderer(settings.templates_dir).render(kind.name, context)
+        rendered = get_renderer(settings.templates_dir).render(kind.name, context, parts)
     except jinja2.TemplateError as e:
         raise DeliveryError(f"template error in {kind.name}: {e}", permanent=True) from e
     return Notification(
@@ -220,6 +223,7 @@ def run_deliveries(
     sent: list[int] = []
     for delivery in claim_many(ids, message_id, stale_after=settings.stale_after):
         with structlog.contextvars.bound_contextvars(
+            channel=channel.name,
             event_id=delivery.event.event_id,
             event_type=delivery.event.type,
             source=delivery.event.source,
@@ -255,7 +259,7 @@ def _seconds_since_due(delivery: Delivery) -> float:
 def _run(channel: Channel, delivery: Delivery, message_id: str, settings: Settings, catalog: Catalog) -> Outcome:
     """One delivery through the channel; records every outcome but success."""
     try:
-        notification = build_notification(delivery, settings, catalog)
+        notification = build_notification(delivery, settings, catalog, channel.renders)
         channel.deliver(notification)
     except DeliverySkipped as e:
         record(delivery.id, message_id, DeliveryStatus.SKIPPED, str(e))

@@ -8,6 +8,11 @@ Which deliveries, with which status and due when (preferences, digests, quiet
 hours, critical types, webhook endpoints) is decided by routing.plan_deliveries;
 ingest inserts that plan. One due within MAX_MESSAGE_DELAY gets a delayed message
 now; a later one is ``held`` in the database for the scheduler's release job.
+
+A transactional channel (in-app: deliver() only writes rows) is delivered in the same transaction
+when due now, through the delivery code any message would run (claim, render, deliver, record):
+the event, its deliveries and its inbox rows commit together or not at all, and need no second
+message. What is due later, or fails transiently, goes the usual way.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import cast
 
+from channels.base import Channel
 from dispatcher.commands.registry import ANONYMOUS, apply_command, stored_data
 from dispatcher.core import clock
 from dispatcher.core.authority import Sender
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.events import CloudEvent
+from dispatcher.core.settings import Settings
 from dispatcher.core.timing import due_time
+from dispatcher.pipeline.delivery import run_deliveries
 from dispatcher.pipeline.preferences import topic_subscribers
 from dispatcher.pipeline.routing import plan_deliveries
 from dispatcher.storage.db import transaction
@@ -51,12 +59,15 @@ def ingest_event(
     *,
     sender: Sender = ANONYMOUS,
     hooks: Mapping[str, Sequence[Hook]] | None = None,
+    inline: Mapping[str, Channel] | None = None,
+    settings: Settings | None = None,
 ) -> IngestResult:
     """Record ``event`` and its deliveries on ``channels``, or recognise it as seen.
 
     ``sender`` is who published it (admission checked its authority): kept with the event, and
     deciding what a command may reach. ``hooks`` by type also record an accepted event, in the
-    same transaction (the runtime passes the rankings ledger's).
+    same transaction (the runtime passes the rankings ledger's). ``inline``: transactional channels
+    by name whose deliveries due now are delivered in this transaction (with ``settings``).
     """
     with transaction():
         inserted = list(
@@ -87,7 +98,41 @@ def ingest_event(
         recipients = _recipients(event)
         _create_deliveries(inserted[0][0], event, catalog, channels, recipients)
         to_enqueue, due = _never_attempted(inserted[0][0])
+        if inline and settings is not None:
+            to_enqueue, due = _deliver_inline(inserted[0][0], to_enqueue, due, inline, settings, catalog)
         return IngestResult("accepted", to_enqueue, recipients=len(recipients), due=due)
+
+
+def _deliver_inline(
+    event_row_id: int,
+    pending: list[tuple[int, str]],
+    due: dict[int, dt.datetime],
+    inline: Mapping[str, Channel],
+    settings: Settings,
+    catalog: Catalog,
+) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
+    """Run the deliveries of ``inline`` channels that are due now, in the caller's transaction.
+
+    Returns what still needs a message and when: the other deliveries, and those of ``inline`` to retry
+    (due at their retry; one held for the release job needs none).
+    """
+    outcomes = {}
+    for name, channel in inline.items():
+        ids = [d for d, c in pending if c == name and d not in due]
+        if ids:
+            assert channel.transactional, f"{name}: only a transactional channel may deliver inside ingest"
+            message_id = f"ingest:{event_row_id}"
+            outcomes.update(run_deliveries(channel, ids, message_id=message_id, settings=settings, catalog=catalog))
+    now = clock.now()
+    left, later = [], dict(due)
+    for delivery_id, channel_name in pending:
+        outcome = outcomes.get(delivery_id)
+        if outcome is None:
+            left.append((delivery_id, channel_name))
+        elif outcome.retry_in is not None and not outcome.held:
+            left.append((delivery_id, channel_name))
+            later[delivery_id] = now + dt.timedelta(seconds=outcome.retry_in)
+    return left, later
 
 
 def _recipients(event: CloudEvent) -> list[str]:

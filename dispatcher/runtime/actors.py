@@ -95,6 +95,8 @@ def declare_actors(
     chosen = dict(channels) if channels is not None else {name: load_channel(name, settings) for name in REGISTRY}
     authority = Authority(settings.authorised_users)
     deliveries: dict[str, dramatiq.Actor] = {}
+    #: Delivered inside ingest's own transaction when due now (pipeline/ingest.py): the channels that only write rows.
+    inline = {name: channel for name, channel in chosen.items() if channel.transactional}
     known_types = frozenset(catalog.types) | frozenset(HANDLERS)  # metric labels: no producer's free text
 
     def count(kind: object, outcome: str) -> None:
@@ -125,7 +127,9 @@ def declare_actors(
             raise
         structlog.contextvars.bind_contextvars(event_id=checked.id, event_type=checked.type, source=checked.source)
         try:
-            result = ingest_event(checked, catalog, list(deliveries), sender=sender, hooks=INGEST_HOOKS)
+            result = ingest_event(
+                checked, catalog, list(deliveries), sender=sender, hooks=INGEST_HOOKS, inline=inline, settings=settings
+            )
         except InvalidEvent as e:  # a control command with bad data
             _log_rejection(event, ids, read, e, settings)
             count(checked.type, "rejected")
