@@ -157,12 +157,12 @@ class PrivateRabbitNode:
 
     def stop_app(self) -> None:
         """Stop the RabbitMQ application on this node only (the Erlang VM keeps running)."""
-        self.rabbitmqctl("stop_app")
+        self.private_node_ctl("stop_app")
         self.app_running = False
 
     def start_app(self) -> None:
         """Start the RabbitMQ application again on this node (on the same port)."""
-        self.rabbitmqctl("start_app")
+        self.private_node_ctl("start_app")
         self.app_running = True
 
     def stop(self) -> None:
@@ -172,7 +172,7 @@ class PrivateRabbitNode:
         self.pid = self._read_pid() or self.pid
         try:
             # with the pid file as argument, rabbitmqctl waits until that process has exited
-            self.rabbitmqctl("stop", str(self.dir / "pid"), timeout=self.stop_timeout)
+            self.private_node_ctl("stop", str(self.dir / "pid"), timeout=self.stop_timeout)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
             pass  # not up, or not answering: the pid file decides below
         self.pid = self._read_pid() or self.pid
@@ -205,7 +205,7 @@ class PrivateRabbitNode:
 
     # --- Helpers ---------------------------------------------------------------------------------
 
-    def rabbitmqctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def private_node_ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """`rabbitmqctl -n <this node> ARGS`: never without -n, never another node."""
         assert self.name.startswith(NODE_PREFIX) and self.name.endswith("@localhost"), self.name
         try:
