@@ -86,6 +86,13 @@ class Channel:
     def deliver(self, notification: Notification) -> None:
         raise NotImplementedError
 
+    def deliver_all(self, notifications: list[Notification]) -> None:
+        """Deliver several: how a transactional channel is called, inside the caller's transaction, so that
+        they are all written or none. Any exception it raises (DeliveryError too) loses that transaction, and
+        the message is retried as a whole. The default delivers them one by one."""
+        for notification in notifications:
+            self.deliver(notification)
+
     @classmethod
     def unreachable(cls, settings: Settings, *, timeout: float) -> str | None:
         """Why the service this channel delivers through cannot be reached now, or None if it can (or the

@@ -9,6 +9,7 @@ from dispatcher.core import clock
 from dispatcher.core.settings import Settings
 from dispatcher.storage.db import database
 from dispatcher.storage.models import InboxItem
+from dispatcher.storage.rows import insert_rows
 
 from .base import Channel, Notification
 
@@ -35,25 +36,28 @@ class InAppChannel(Channel):
         self.announcer = new_announcer(settings)
 
     def deliver(self, notification: Notification) -> None:
-        inserted = (
-            InboxItem.insert(
-                delivery=notification.delivery_id,
-                user_id=notification.user_id,
-                type=notification.kind.name,
-                title=notification.rendered.subject,
-                body=notification.rendered.text.strip(),
-                url=notification.url,
-                data=notification.context,
-                created_at=clock.now(),
-            )
-            .on_conflict_ignore()
-            .returning(InboxItem.id)
-            .tuples()
-            .execute()
-        )
-        for (item_id,) in inserted:  # none when the row was there already (and announced then)
+        self.deliver_all([notification])
+
+    def deliver_all(self, notifications: list[Notification]) -> None:
+        """One statement for them all; a delivery that has its row already (a retried batch) is left as it is."""
+        now = clock.now()
+        rows = [
+            {
+                "delivery": notification.delivery_id,
+                "user_id": notification.user_id,
+                "type": notification.kind.name,
+                "title": notification.rendered.subject,
+                "body": notification.rendered.text.strip(),
+                "url": notification.url,
+                "data": notification.context,
+                "created_at": now,
+            }
+            for notification in notifications
+        ]
+        inserted = insert_rows(InboxItem, rows, returning=["id", "user_id"], ignore_conflicts=True)
+        for item_id, user_id in inserted:  # none for a row that was there already (and announced then)
             # Outside a transaction peewee calls it at once: the insert has committed by itself.
-            database.after_commit(functools.partial(self.announcer.notification, notification.user_id, item_id))
+            database.after_commit(functools.partial(self.announcer.notification, user_id, item_id))
 
     def close(self) -> None:
         self.announcer.close()

@@ -161,11 +161,11 @@ def test_an_in_app_row_that_cannot_be_written_rolls_the_whole_ingest_back_for_a_
     class FailingOnce(InAppChannel):
         failures = 1
 
-        def deliver(self, notification: Notification) -> None:
+        def deliver_all(self, notifications: list[Notification]) -> None:
             if FailingOnce.failures:
                 FailingOnce.failures -= 1
                 raise peewee.OperationalError("database is locked")
-            super().deliver(notification)
+            super().deliver_all(notifications)
 
     declare(stub_broker, stub_settings, catalog, FailingOnce(stub_settings))
 

@@ -80,8 +80,8 @@ def test_each_in_app_row_is_announced_once_after_its_transaction_commits(
 class FailingAfterInsert(InAppChannel):
     """Stores the row, then fails: the batch's transaction is rolled back."""
 
-    def deliver(self, notification: Notification) -> None:
-        super().deliver(notification)
+    def deliver_all(self, notifications: list[Notification]) -> None:
+        super().deliver_all(notifications)
         raise RuntimeError("the disk is on fire")
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import jinja2
@@ -220,31 +222,58 @@ def run_deliveries(
     retried as a whole, and its own claims let it take up where it stopped.
     """
     outcomes = {delivery_id: Outcome("already_handled") for delivery_id in ids}
-    sent: list[int] = []
-    for delivery in claim_many(ids, message_id, stale_after=settings.stale_after):
-        with structlog.contextvars.bound_contextvars(
-            channel=channel.name,
-            event_id=delivery.event.event_id,
-            event_type=delivery.event.type,
-            source=delivery.event.source,
-            user_id=delivery.user_id,
-        ):
-            outcome = _run(channel, delivery, message_id, settings, catalog)
-            if outcome.status == DeliveryStatus.SENT:
-                if channel.transactional:
-                    sent.append(delivery.id)
-                else:
-                    record_sent([delivery.id], message_id)
-                log.info("delivery_sent", delivery_id=delivery.id)
-        outcomes[delivery.id] = outcome
-        sent_after = _seconds_since_due(delivery) if outcome.status == DeliveryStatus.SENT else None
-        metrics.count_delivery(channel.name, outcome.status, latency=sent_after)
-    if sent:
-        record_sent(sent, message_id)
+    claimed = claim_many(ids, message_id, stale_after=settings.stale_after)
+    outcomes.update(deliver_claimed(channel, claimed, message_id=message_id, settings=settings, catalog=catalog))
     for delivery_id, outcome in outcomes.items():
         if outcome.status == "already_handled":
             log.info("delivery_already_handled", delivery_id=delivery_id)
     return outcomes
+
+
+def deliver_claimed(
+    channel: Channel, claimed: list[Delivery], *, message_id: str, settings: Settings, catalog: Catalog
+) -> dict[int, Outcome]:
+    """Deliver rows ``message_id`` holds the claim of (with event and user loaded, as claim_many returns
+    them) and record each outcome; see :func:`run_deliveries`.
+
+    A transactional channel gets the notifications rendered without error in one ``deliver_all`` call.
+    """
+    outcomes: dict[int, Outcome] = {}
+    together: list[Notification] = []
+    deliver = together.append if channel.transactional else channel.deliver
+    for delivery in claimed:
+        with _log_context(channel, delivery):
+            outcome = outcomes[delivery.id] = _run(channel, delivery, message_id, settings, catalog, deliver)
+            if not channel.transactional:
+                if outcome.status == DeliveryStatus.SENT:
+                    record_sent([delivery.id], message_id)
+                _count(channel, delivery, outcome)
+    if channel.transactional:
+        if together:
+            channel.deliver_all(together)  # all or none: an error loses the caller's transaction
+            record_sent([notification.delivery_id for notification in together], message_id)
+        for delivery in claimed:
+            with _log_context(channel, delivery):
+                _count(channel, delivery, outcomes[delivery.id])
+    return outcomes
+
+
+def _log_context(channel: Channel, delivery: Delivery) -> AbstractContextManager[None]:
+    return structlog.contextvars.bound_contextvars(
+        channel=channel.name,
+        event_id=delivery.event.event_id,
+        event_type=delivery.event.type,
+        source=delivery.event.source,
+        user_id=delivery.user_id,
+    )
+
+
+def _count(channel: Channel, delivery: Delivery, outcome: Outcome) -> None:
+    """Log a success and count every outcome, with the latency of a success."""
+    if outcome.status == DeliveryStatus.SENT:
+        log.info("delivery_sent", delivery_id=delivery.id)
+    sent_after = _seconds_since_due(delivery) if outcome.status == DeliveryStatus.SENT else None
+    metrics.count_delivery(channel.name, outcome.status, latency=sent_after)
 
 
 def _seconds_since_due(delivery: Delivery) -> float:
@@ -256,11 +285,18 @@ def _seconds_since_due(delivery: Delivery) -> float:
     return (clock.now() - start).total_seconds()
 
 
-def _run(channel: Channel, delivery: Delivery, message_id: str, settings: Settings, catalog: Catalog) -> Outcome:
-    """One delivery through the channel; records every outcome but success."""
+def _run(
+    channel: Channel,
+    delivery: Delivery,
+    message_id: str,
+    settings: Settings,
+    catalog: Catalog,
+    deliver: Callable[[Notification], object],
+) -> Outcome:
+    """One delivery rendered and handed to ``deliver``; records every outcome but success."""
     try:
         notification = build_notification(delivery, settings, catalog, channel.renders)
-        channel.deliver(notification)
+        deliver(notification)
     except DeliverySkipped as e:
         record(delivery.id, message_id, DeliveryStatus.SKIPPED, str(e))
         log.info("delivery_skipped", delivery_id=delivery.id, reason=str(e))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
-from typing import cast
+from typing import Any, cast
 
 from channels.base import Channel
 from dispatcher.commands.registry import ANONYMOUS, apply_command, stored_data
@@ -30,11 +30,12 @@ from dispatcher.core.catalog import Catalog
 from dispatcher.core.events import CloudEvent
 from dispatcher.core.settings import Settings
 from dispatcher.core.timing import due_time
-from dispatcher.pipeline.delivery import run_deliveries
+from dispatcher.pipeline.delivery import deliver_claimed
 from dispatcher.pipeline.preferences import topic_subscribers
 from dispatcher.pipeline.routing import plan_deliveries
 from dispatcher.storage.db import transaction
-from dispatcher.storage.models import Delivery, DeliveryStatus, Event
+from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
+from dispatcher.storage.rows import insert_rows
 
 INSERT_BATCH = 500
 #: What else records an accepted event of a type, inside ingest's transaction (the rankings ledger):
@@ -70,69 +71,78 @@ def ingest_event(
     by name whose deliveries due now are delivered in this transaction (with ``settings``).
     """
     with transaction():
-        inserted = list(
-            Event.insert(
-                source=event.source,
-                event_id=event.id,
-                type=event.type,
-                subject=event.subject,
-                time=clock.to_utc_naive(event.time) if event.time else None,
-                data=stored_data(event),
-                cancel_key=event.cancel_key,
-                received_at=clock.now(),
-                publisher=sender.publisher,
-            )
-            .on_conflict_ignore()
-            .returning(Event.id)
-            .tuples()
-            .execute()
-        )
+        values = _event_values(event, sender)
+        inserted = insert_rows(Event, [values], returning=["id"], ignore_conflicts=True)
         if not inserted:
             row_id = Event.select(Event.id).where(Event.source == event.source, Event.event_id == event.id).scalar()
             to_enqueue, due = _never_attempted(row_id)
             return IngestResult("duplicate", to_enqueue, due=due)
         if event.is_command:
             return IngestResult(apply_command(event, catalog, sender))
+        row = Event(id=inserted[0][0], **values)
         for hook in (hooks or {}).get(event.type, ()):
-            hook(event, inserted[0][0])
+            hook(event, row.id)
         recipients = _recipients(event)
-        _create_deliveries(inserted[0][0], event, catalog, channels, recipients)
-        to_enqueue, due = _never_attempted(inserted[0][0])
-        if inline and settings is not None:
-            to_enqueue, due = _deliver_inline(inserted[0][0], to_enqueue, due, inline, settings, catalog)
+        claim_now = frozenset(inline or ()) if settings is not None else frozenset()
+        created = _create_deliveries(row, event, catalog, channels, recipients, claim_now=claim_now)
+        now = clock.now()
+        to_enqueue = [(d.id, d.channel) for d in created if d.status == DeliveryStatus.PENDING and not d.held]
+        due = {d.id: d.next_attempt_at for d in created if (d.id, d.channel) in to_enqueue and d.next_attempt_at > now}
+        if claim_now and settings is not None and inline is not None:
+            retry = _deliver_inline(
+                row, [d for d in created if d.status == DeliveryStatus.SENDING], inline, settings, catalog
+            )
+            to_enqueue.extend((d, inline_channel) for d, (inline_channel, _) in retry.items())
+            due.update({d: when for d, (_, when) in retry.items()})
         return IngestResult("accepted", to_enqueue, recipients=len(recipients), due=due)
 
 
-def _deliver_inline(
-    event_row_id: int,
-    pending: list[tuple[int, str]],
-    due: dict[int, dt.datetime],
-    inline: Mapping[str, Channel],
-    settings: Settings,
-    catalog: Catalog,
-) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:
-    """Run the deliveries of ``inline`` channels that are due now, in the caller's transaction.
+def _event_values(event: CloudEvent, sender: Sender) -> dict[str, Any]:
+    """The events table's row for ``event``."""
+    return {
+        "source": event.source,
+        "event_id": event.id,
+        "type": event.type,
+        "subject": event.subject,
+        "time": clock.to_utc_naive(event.time) if event.time else None,
+        "data": stored_data(event),
+        "cancel_key": event.cancel_key,
+        "received_at": clock.now(),
+        "publisher": sender.publisher,
+    }
 
-    Returns what still needs a message and when: the other deliveries, and those of ``inline`` to retry
-    (due at their retry; one held for the release job needs none).
+
+def _deliver_inline(
+    row: Event, claimed: list[Delivery], inline: Mapping[str, Channel], settings: Settings, catalog: Catalog
+) -> dict[int, tuple[str, dt.datetime]]:
+    """Run the deliveries ingest claimed when it created them (those of ``inline`` channels due now), in the
+    caller's transaction; return those to retry: delivery id -> (channel, when it is due again).
+
+    A retry held for the release job needs no message, so it is not returned.
     """
+    users = {user.id: user for user in User.select().where(User.id.in_({d.user_id for d in claimed}))}
     outcomes = {}
+    for delivery in claimed:
+        delivery.user = users.get(delivery.user_id)
     for name, channel in inline.items():
-        ids = [d for d, c in pending if c == name and d not in due]
-        if ids:
+        mine = [d for d in claimed if d.channel == name]
+        if mine:
             assert channel.transactional, f"{name}: only a transactional channel may deliver inside ingest"
-            message_id = f"ingest:{event_row_id}"
-            outcomes.update(run_deliveries(channel, ids, message_id=message_id, settings=settings, catalog=catalog))
+            outcomes.update(
+                deliver_claimed(channel, mine, message_id=_claimer(row.id), settings=settings, catalog=catalog)
+            )
     now = clock.now()
-    left, later = [], dict(due)
-    for delivery_id, channel_name in pending:
-        outcome = outcomes.get(delivery_id)
-        if outcome is None:
-            left.append((delivery_id, channel_name))
-        elif outcome.retry_in is not None and not outcome.held:
-            left.append((delivery_id, channel_name))
-            later[delivery_id] = now + dt.timedelta(seconds=outcome.retry_in)
-    return left, later
+    channel_of = {d.id: d.channel for d in claimed}
+    return {
+        delivery_id: (channel_of[delivery_id], now + dt.timedelta(seconds=outcome.retry_in))
+        for delivery_id, outcome in outcomes.items()
+        if outcome.retry_in is not None and not outcome.held
+    }
+
+
+def _claimer(event_row_id: int) -> str:
+    """Who holds the claim of the deliveries ingest makes and delivers in its own transaction."""
+    return f"ingest:{event_row_id}"
 
 
 def _recipients(event: CloudEvent) -> list[str]:
@@ -144,28 +154,48 @@ def _recipients(event: CloudEvent) -> list[str]:
 
 
 def _create_deliveries(
-    event_row_id: int, event: CloudEvent, catalog: Catalog, channels: list[str], recipients: list[str]
-) -> None:
-    """Insert the delivery rows routing plans, each with its status, due time and whether it is held."""
+    row: Event,
+    event: CloudEvent,
+    catalog: Catalog,
+    channels: list[str],
+    recipients: list[str],
+    *,
+    claim_now: frozenset[str],
+) -> list[Delivery]:
+    """Insert the delivery rows routing plans, each with its status, due time and whether it is held.
+
+    Those on ``claim_now`` channels due now are inserted claimed by ingest (status "sending", one attempt):
+    it delivers them before it commits. Returns the rows, with their ids and ``row`` as their event.
+    """
     kind = catalog.get(event.type)
     assert kind is not None, "parse_event admits only catalog types"
     now = clock.now()
     plan = plan_deliveries(kind, recipients, channels, due=due_time(event), now=now)
-    rows = [
-        {
-            "event": event_row_id,
-            "user_id": planned.target,
-            "channel": planned.channel,
-            "status": planned.status,
-            "created_at": now,
-            "updated_at": now,
-            "next_attempt_at": planned.due,
-            "held": planned.held,
-        }
-        for planned in plan
-    ]
+    ready = clock.now()  # due_time's own "now" is a little later than ``now``
+    rows: list[dict[str, Any]] = []
+    for planned in plan:
+        claimed = planned.channel in claim_now and planned.status == DeliveryStatus.PENDING
+        claimed = claimed and not planned.held and planned.due <= ready
+        rows.append(
+            {
+                "user_id": planned.target,
+                "channel": planned.channel,
+                "status": DeliveryStatus.SENDING if claimed else planned.status,
+                "attempts": 1 if claimed else 0,
+                "claimed_by": _claimer(row.id) if claimed else None,
+                "claimed_at": now if claimed else None,
+                "created_at": now,
+                "updated_at": now,
+                "next_attempt_at": planned.due,
+                "held": planned.held,
+            }
+        )
+    ids: dict[tuple[str, str], int] = {}
     for start in range(0, len(rows), INSERT_BATCH):
-        Delivery.insert_many(rows[start : start + INSERT_BATCH]).execute()
+        batch = [{"event": row.id, **values} for values in rows[start : start + INSERT_BATCH]]
+        inserted = insert_rows(Delivery, batch, returning=["id", "user_id", "channel"])
+        ids.update(((user_id, channel), delivery_id) for delivery_id, user_id, channel in inserted)
+    return [Delivery(id=ids[(values["user_id"], values["channel"])], event=row, **values) for values in rows]
 
 
 def _never_attempted(event_row_id: int) -> tuple[list[tuple[int, str]], dict[int, dt.datetime]]:

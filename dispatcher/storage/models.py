@@ -135,6 +135,8 @@ class Delivery(BaseModel):
     created_at = peewee.DateTimeField(default=clock.now)
     updated_at = peewee.DateTimeField(default=clock.now)
     sent_at = peewee.DateTimeField(null=True)
+    #: The recipient's row, when a query joined it (pipeline/delivery.claim_many) or ingest set it; not a column.
+    user: User | None
 
     class Meta:
         indexes = (
