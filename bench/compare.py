@@ -124,6 +124,7 @@ def run_tidings(
         "TIDINGS_DATABASE_URL": url,
         "TIDINGS_SMTP_URL": f"smtp://127.0.0.1:{smtp.port}",
         "TIDINGS_MAIL_FROM": "Bench Arena <notifications@bench.test>",
+        "TIDINGS_LOG_FORMAT": "json",  # as in production (docs/operations.md); the level stays info
     }
     lines = procfile_lines(processes)
     smtp.reset()

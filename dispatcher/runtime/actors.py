@@ -33,9 +33,10 @@ from dispatcher.core.errors import InvalidEvent, PermanentError
 from dispatcher.core.settings import Settings
 from dispatcher.pipeline.admission import admit
 from dispatcher.pipeline.delivery import Outcome, run_deliveries
-from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.pipeline.ingest import IngestResult, ingest_event
 from dispatcher.rankings.ledger import INGEST_HOOKS
-from dispatcher.storage.db import transaction
+from dispatcher.storage.db import is_sqlite, transaction
+from dispatcher.storage.group_commit import GroupCommit
 from dispatcher.storage.models import Rejection
 
 log = structlog.get_logger("tidings.ingest")
@@ -98,6 +99,7 @@ def declare_actors(
     #: Delivered inside ingest's own transaction when due now (pipeline/ingest.py): the channels that only write rows.
     inline = {name: channel for name, channel in chosen.items() if channel.transactional}
     known_types = frozenset(catalog.types) | frozenset(HANDLERS)  # metric labels: no producer's free text
+    writer = GroupCommit(name="tidings-ingest-writer")
 
     def count(kind: object, outcome: str) -> None:
         metrics.count_event(kind if isinstance(kind, str) and kind in known_types else "other", outcome)
@@ -126,10 +128,15 @@ def declare_actors(
             count((readable_ids(event) or ids or {}).get("type"), "rejected")
             raise
         structlog.contextvars.bind_contextvars(event_id=checked.id, event_type=checked.type, source=checked.source)
-        try:
-            result = ingest_event(
+
+        def record() -> IngestResult:
+            return ingest_event(
                 checked, catalog, list(deliveries), sender=sender, hooks=INGEST_HOOKS, inline=inline, settings=settings
             )
+
+        try:
+            # SQLite takes one writer at a time: this process's ingest threads share one (storage/group_commit.py)
+            result = writer.run(record) if is_sqlite() else record()
         except InvalidEvent as e:  # a control command with bad data
             _log_rejection(event, ids, read, e, settings)
             count(checked.type, "rejected")
