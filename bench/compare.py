@@ -105,6 +105,45 @@ def _timestamp(value: Any) -> float:
     return float(value.replace(tzinfo=dt.UTC).timestamp())
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: str) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()  # the fields after "(comm)": state is [0], pgrp [2]
+
+
+def cpu_seconds(*, group: int | None = None, command: str | None = None) -> float:
+    """CPU time (user + system) used so far by the processes of process group ``group``, or by those whose
+    command line starts with ``command`` (RabbitMQ's beam.smp, PostgreSQL's postgres)."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(entry.name)
+        if fields is None:
+            continue
+        if group is not None and int(fields[2]) != group:
+            continue
+        if command is not None:
+            try:
+                argv0 = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+            except OSError:
+                continue
+            if not (argv0 == command or argv0.endswith("/" + command) or argv0.startswith(command + ":")):
+                continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def service_cpu() -> dict[str, float]:
+    """CPU seconds used so far by RabbitMQ and by PostgreSQL (all their processes on this machine)."""
+    return {"rabbitmq": cpu_seconds(command="beam.smp"), "postgres": cpu_seconds(command="postgres")}
+
+
 def run_tidings(
     events: int, *, database: str, tmp: Path, smtp: LeanSmtpServer, rate: float, processes: int | None, timeout: float
 ) -> dict[str, Any]:
@@ -160,6 +199,8 @@ def run_tidings(
             )
             channel = connection.channel()
             properties = pika.BasicProperties(content_type="application/cloudevents+json", delivery_mode=2)
+            cpu_before = {name: cpu_seconds(group=w.popen.pid) for name, w in zip(lines, workers, strict=True)}
+            services_before = service_cpu()
             published: dict[str, float] = {}
             started = time.monotonic()
             for i in range(events):
@@ -184,6 +225,12 @@ def run_tidings(
             processes=workers,
             interval=0.1,
         )
+        cpu = {
+            f"{name}_cpu_ms_per_event": (cpu_seconds(group=w.popen.pid) - cpu_before[name]) * 1000 / events
+            for name, w in zip(lines, workers, strict=True)
+        }
+        for name, spent in service_cpu().items():
+            cpu[f"{name}_cpu_ms_per_event"] = (spent - services_before[name]) * 1000 / events
         rows = list(InboxItem.select(Event.event_id, InboxItem.created_at).join(Delivery).join(Event).tuples())
         arrivals = smtp.arrivals()
         if len(rows) != expected or len(arrivals) != expected:
@@ -222,6 +269,7 @@ def run_tidings(
         "email_p50_ms": email_p50,
         "email_p99_ms": email_p99,
         "publish_seconds": publish_seconds,
+        **cpu,
     }
 
 
@@ -257,6 +305,10 @@ COLUMNS = [
     ("tidings.inbox_p99_ms", "p99 ms", "{:.0f}"),
     ("tidings.email_p50_ms", "email p50", "{:.0f}"),
     ("tidings.email_p99_ms", "p99 ms", "{:.0f}"),
+    ("tidings.worker_cpu_ms_per_event", "worker CPU ms/ev", "{:.1f}"),
+    ("tidings.sender_cpu_ms_per_event", "sender CPU ms/ev", "{:.1f}"),
+    ("tidings.rabbitmq_cpu_ms_per_event", "RabbitMQ ms/ev", "{:.2f}"),
+    ("tidings.postgres_cpu_ms_per_event", "PostgreSQL ms/ev", "{:.2f}"),
     ("celery.inbox_per_s", "Celery rcpt/s", "{:.0f}"),
     ("celery.emails_per_s", "emails/s", "{:.0f}"),
     ("celery.inbox_p99_ms", "in-app p99", "{:.0f}"),
