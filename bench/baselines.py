@@ -359,7 +359,9 @@ def run_celery(
         rows = _query(url, "SELECT event_id, created_at FROM inbox")
         arrivals = smtp.arrivals()
         if len(rows) != expected or len(arrivals) != expected:
-            raise BaselineError(f"expected {expected} inbox rows and emails, got {len(rows)} and {len(arrivals)}")
+            raise BaselineError(
+                f"Celery: expected {expected} inbox rows and emails, got {len(rows)} and {len(arrivals)}"
+            )
     finally:
         for worker in workers:
             worker.stop()

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -234,7 +235,11 @@ def run_tidings(
         rows = list(InboxItem.select(Event.event_id, InboxItem.created_at).join(Delivery).join(Event).tuples())
         arrivals = smtp.arrivals()
         if len(rows) != expected or len(arrivals) != expected:
-            raise BaselineError(f"expected {expected} inbox rows and emails, got {len(rows)} and {len(arrivals)}")
+            repeated = sorted(subject for subject, n in Counter(subject for _, subject in arrivals).items() if n > 3)
+            raise BaselineError(
+                f"Tidings: expected {expected} inbox rows and emails, got {len(rows)} and {len(arrivals)}"
+                f" (subjects received more than 3 times, once per user: {repeated[:5]})"
+            )
     finally:
         for worker in workers:
             worker.stop()

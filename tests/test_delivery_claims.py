@@ -6,6 +6,7 @@ import datetime as dt
 import itertools
 from collections.abc import Iterator
 
+import peewee
 import pytest
 
 from channels.base import Channel, Notification
@@ -14,6 +15,7 @@ from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import DeliveryError, DeliverySkipped
 from dispatcher.core.settings import Settings
 from dispatcher.jobs.maintenance import stale_deliveries
+from dispatcher.pipeline import delivery as delivery_module
 from dispatcher.pipeline.delivery import EARLY_TOLERANCE, Outcome, claim, record, retry_delay, run_delivery
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.storage.db import transaction
@@ -294,6 +296,33 @@ def run(
     due, current = row(delivery_id).next_attempt_at, clock.now()
     with clock.use_clock(lambda: max(due, current)):
         return run_delivery(channel, delivery_id, message_id=message_id, settings=settings, catalog=catalog)
+
+
+def test_a_success_whose_record_meets_a_locked_database_is_recorded_later_and_not_sent_again(
+    db: str, catalog: Catalog, settings: Settings, at_t0: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a database that refuses the first two records ("database is locked": another writer held it too long)
+    delivery_id = new_delivery(catalog)
+    channel = FakeChannel(settings)
+    real_record_sent = delivery_module.record_sent
+    refusals = [peewee.OperationalError("database is locked"), peewee.OperationalError("database is locked")]
+
+    def record_sent(ids: list[int], message_id: str) -> None:
+        if refusals:
+            raise refusals.pop()
+        real_record_sent(ids, message_id)
+
+    monkeypatch.setattr(delivery_module, "record_sent", record_sent)
+    monkeypatch.setattr(delivery_module.time, "sleep", lambda seconds: None)
+
+    # when
+    outcome = run(channel, delivery_id, settings, catalog)
+
+    # then: sent once, recorded on the third try; a retry of the message would find nothing to send
+    assert outcome == Outcome(DeliveryStatus.SENT)
+    assert (len(channel.delivered), refusals, row(delivery_id).status) == (1, [], DeliveryStatus.SENT)
+    assert run(channel, delivery_id, settings, catalog) == Outcome("already_handled")
+    assert len(channel.delivered) == 1
 
 
 def test_a_delivery_that_succeeds_is_sent(db: str, catalog: Catalog, settings: Settings, at_t0: None) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import random
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -29,6 +30,7 @@ from dispatcher.core.settings import Settings
 from dispatcher.core.timing import MAX_MESSAGE_DELAY
 from dispatcher.core.unsubscribe import unsubscribe_url
 from dispatcher.pipeline.routing import can_unsubscribe
+from dispatcher.storage.db import database
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
 
 log = structlog.get_logger("tidings.delivery")
@@ -38,6 +40,9 @@ log = structlog.get_logger("tidings.delivery")
 EARLY_TOLERANCE = 1.0
 #: A delivery due this much after its creation was scheduled: its latency counts from its due time.
 SCHEDULED_AHEAD = dt.timedelta(seconds=1)
+#: Seconds a success that has happened is retried into the database before its message is failed (and retried,
+#: which would send it again): SQLite's busy timeout is 15 s, and a busy writer can outlast it.
+RECORD_PATIENCE = 120.0
 
 
 def _claim_query(ids: list[int], message_id: str, stale_after: float) -> peewee.ModelUpdate:
@@ -246,7 +251,7 @@ def deliver_claimed(
             outcome = outcomes[delivery.id] = _run(channel, delivery, message_id, settings, catalog, deliver)
             if not channel.transactional:
                 if outcome.status == DeliveryStatus.SENT:
-                    record_sent([delivery.id], message_id)
+                    _record_sent_after_sending(delivery.id, message_id)
                 _count(channel, delivery, outcome)
     if channel.transactional:
         if together:
@@ -256,6 +261,25 @@ def deliver_claimed(
             with _log_context(channel, delivery):
                 _count(channel, delivery, outcomes[delivery.id])
     return outcomes
+
+
+def _record_sent_after_sending(delivery_id: int, message_id: str) -> None:
+    """Record a success that has happened (the message went out): if the database is busy or away, try again
+    for up to RECORD_PATIENCE seconds, since giving up would make the message's retry send it again."""
+    deadline = time.monotonic() + RECORD_PATIENCE
+    delay = 0.05
+    while True:
+        try:
+            record_sent([delivery_id], message_id)
+            return
+        except (peewee.OperationalError, peewee.InterfaceError) as e:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("delivery_record_retry", delivery_id=delivery_id, error=str(e), retry_in=delay)
+            if not database.is_closed():
+                database.close()  # a broken connection is not reused; the next statement opens one
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _log_context(channel: Channel, delivery: Delivery) -> AbstractContextManager[None]:
