@@ -1,4 +1,4 @@
-"""The event type's templates (/work/main/templates), rendered with Jinja2 as Tidings' are laid out.
+"""The event type's templates (the project's templates/), rendered with Jinja2 as Tidings' are laid out.
 
 ``<type>/subject.txt``, ``<type>/body.txt`` (wrapped in ``_layouts/email.txt`` for an email) and
 ``<type>/body.html`` (which extends ``_layouts/email.html``). HTML is autoescaped, text is not.
