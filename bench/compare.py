@@ -45,15 +45,14 @@ from bench.baselines import (
     BIN,
     POSTGRES_URL,
     RABBITMQ_URL,
-    SUBJECT_AMOUNT,
     BaselineError,
     Process,
     create_pg_database,
     delete_from_broker,
     drop_pg_database,
+    figures,
     noop_dramatiq,
     pace,
-    percentiles_ms,
     queue_counts,
     raw_pika_consume,
     raw_smtplib,
@@ -254,28 +253,8 @@ def run_tidings(
         )
         if database == "postgresql":
             drop_pg_database(namespace)
-    first = published["bench-0"]
     inbox = [(event_id, _timestamp(created)) for event_id, created in rows]
-    email_latencies = []
-    for arrived, subject in arrivals:
-        match = SUBJECT_AMOUNT.search(subject)
-        if not match:
-            raise BaselineError(f"an email whose subject names no amount: {subject!r}")
-        email_latencies.append(arrived - published[f"bench-{match.group(1)}"])
-    inbox_p50, inbox_p99 = percentiles_ms([created - published[event_id] for event_id, created in inbox])
-    email_p50, email_p99 = percentiles_ms(email_latencies)
-    return {
-        "events": events,
-        "recipients": expected,
-        "inbox_per_s": expected / (max(created for _, created in inbox) - first),
-        "emails_per_s": expected / (max(arrived for arrived, _ in arrivals) - first),
-        "inbox_p50_ms": inbox_p50,
-        "inbox_p99_ms": inbox_p99,
-        "email_p50_ms": email_p50,
-        "email_p99_ms": email_p99,
-        "publish_seconds": publish_seconds,
-        **cpu,
-    }
+    return {**figures(events, published, inbox, arrivals, publish_seconds), **cpu}
 
 
 def one_run(args: argparse.Namespace, tmp: Path, smtp: LeanSmtpServer) -> dict[str, Any]:
