@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 
+from dispatcher.core.errors import ConfigError
 from dispatcher.core.settings import Settings
 
 from .base import Channel, Notification
@@ -35,6 +36,21 @@ def channel_class(name: str) -> type[Channel]:
 def load_channel(name: str, settings: Settings) -> Channel:
     """A new instance of the channel registered as ``name``."""
     return channel_class(name)(settings)
+
+
+def switched_off(settings: Settings) -> list[str]:
+    """The registered channels TIDINGS_CHANNELS leaves out, in registry order (none when it is unset)."""
+    return [name for name in REGISTRY if not settings.delivers(name)]
+
+
+def check_switches(settings: Settings) -> None:
+    """ConfigError if TIDINGS_CHANNELS names a channel that is not registered."""
+    unknown = [name for name in settings.channels or () if name not in REGISTRY]
+    if unknown:
+        raise ConfigError(
+            f"TIDINGS_CHANNELS names {', '.join(unknown)}, which is not a channel: "
+            f"the channels are {', '.join(REGISTRY)}"
+        )
 
 
 def channel_classes() -> dict[str, type[Channel]]:

@@ -16,10 +16,19 @@ def test_the_web_process_answers_its_probes_and_serves_its_openapi_document(depl
     with deployment.web().start() as web, web.client() as client:
         # when / then
         assert client.get("/healthz").json() == {"status": "ok"}
-        assert client.get("/readyz").json() == {"database": "ok", "broker": "ok"}
+        assert client.get("/readyz").json() == {"database": "ok", "broker": "ok", "channels_off": []}
         document = client.get("/openapi.json").json()
         assert document["openapi"].startswith("3.1")
         assert "/readyz" in document["paths"]
+
+
+def test_readyz_names_the_channels_switched_off(deployment: Deployment) -> None:
+    # given a web process whose TIDINGS_CHANNELS leaves Discord and webhooks out
+    with deployment.web(TIDINGS_CHANNELS="in_app,email").start() as web, web.client() as client:
+        # when
+        response = client.get("/readyz")
+    # then: still ready, and it says which are off
+    assert (response.status_code, response.json()["channels_off"]) == (200, ["discord", "webhook"])
 
 
 def test_readyz_says_503_and_names_the_broker_when_rabbitmq_is_unreachable(deployment: Deployment) -> None:

@@ -119,8 +119,10 @@ def test_status_names_dead_letters_and_says_all_well_once_they_are_purged(
     # then the same, as data
     assert code == 1
     assert set(document) == {
-        *("observed_at", "broker", "rabbitmq_api", "queues", "database", "errors", "milliseconds", "attention")
+        *("observed_at", "broker", "rabbitmq_api", "queues", "database", "errors", "milliseconds", "attention"),
+        "channels_off",
     }
+    assert document["channels_off"] == []
     queues = {q["short"]: q for q in document["queues"]}
     assert set(queues) == {"ingest", "ingest_retry", "in_app", "email", "discord", "webhook", "maintenance"}
     assert queues["ingest"]["dead"] == 1 and queues["ingest"]["consumers"] >= 1

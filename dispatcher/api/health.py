@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from channels import switched_off
 from dispatcher.amqp import local
 from dispatcher.storage.db import database
 
@@ -26,6 +27,8 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     database: str
     broker: str
+    #: The registered channels TIDINGS_CHANNELS switches off (their deliveries are recorded as skipped).
+    channels_off: list[str] = []
 
 
 @router.get("/healthz", response_model=Health, summary="The process serves")
@@ -63,6 +66,9 @@ def _broker(url: str) -> str:
     responses={503: {"model": Readiness, "description": "what is unreachable"}},
 )
 def readyz(request: Request) -> JSONResponse:
-    readiness = Readiness(database=_database(), broker=_broker(api_state(request).settings.broker_url))
+    settings = api_state(request).settings
+    readiness = Readiness(
+        database=_database(), broker=_broker(settings.broker_url), channels_off=switched_off(settings)
+    )
     ready = readiness.database == "ok" and readiness.broker.startswith("ok")
     return JSONResponse(readiness.model_dump(), status_code=200 if ready else 503)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pika.exceptions
 
-from channels import channel_classes
+from channels import channel_classes, check_switches
 from dispatcher.core import clock
 from dispatcher.core.authority import OPERATOR
 from dispatcher.core.catalog import Catalog, load_catalog
@@ -30,6 +30,7 @@ class Context:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        check_switches(settings)
         self.catalog: Catalog = load_catalog(settings.catalog_path, settings.templates_dir, channels=channel_classes())
         self._database_ready = False
 

@@ -42,6 +42,11 @@ def print_status(seen: Observations) -> None:
         f"({ms['broker']:.0f} ms), database ({ms['database']:.0f} ms)"
         + (f", management API {seen.rabbitmq_api} ({ms['rabbitmq_api']:.0f} ms)" if seen.rabbitmq_api else "")
     )
+    if seen.channels_off:
+        print(
+            f"channels switched off (TIDINGS_CHANNELS): {', '.join(seen.channels_off)}; "
+            "their deliveries are recorded as skipped"
+        )
     print(
         "\nqueues (unacked: in progress; delayed: ready in .DQ; delayed_unacked: held by a worker until due; "
         "dead: in .XQ; ?: unknown):"

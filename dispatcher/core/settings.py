@@ -154,6 +154,19 @@ def parse_ids(value: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in value.split(",") if item.strip())
 
 
+def parse_channel_names(value: str) -> tuple[str, ...]:
+    """Comma-separated channel names (which are registered is checked at start: channels.check_switches)."""
+    names = parse_ids(value)
+    if not names:
+        raise ValueError("must name at least one channel (leave it unset for all of them)")
+    for name in names:
+        if not name.isidentifier() or not name.islower():
+            raise ValueError(f"names {name[:40]!r}, which is not a channel name (lower case, like in_app or email)")
+    if len(set(names)) != len(names):
+        raise ValueError("names a channel twice")
+    return names
+
+
 def parse_port(value: str) -> int:
     """A TCP port, 1 to 65535."""
     port = parse_positive_int(value)
@@ -238,6 +251,8 @@ class Settings:
     retry_max_backoff: float = 300.0
     stale_after: float = 600.0
     discord_webhook_url: str | None = None
+    #: The channels that deliver (TIDINGS_CHANNELS); None: every registered one. A delivery on another is skipped.
+    channels: tuple[str, ...] | None = None
     allow_private_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     http_ca_file: Path | None = None
     http_connect_timeout: float = 5.0
@@ -279,6 +294,10 @@ class Settings:
     def authorised_users(self) -> frozenset[str]:
         """The RabbitMQ users that may send every control command and type: TIDINGS_COMMAND_USERS and Tidings'."""
         return frozenset({*self.command_users, self.broker_user})
+
+    def delivers(self, channel: str) -> bool:
+        """Whether ``channel`` is switched on (TIDINGS_CHANNELS names it, or is unset)."""
+        return self.channels is None or channel in self.channels
 
     def queue(self, name: str) -> str:
         """The namespaced name of one of Tidings' queues."""
@@ -348,6 +367,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "retry_max_backoff": parse_seconds,
     "stale_after": parse_seconds,
     "discord_webhook_url": parse_url("https"),
+    "channels": parse_channel_names,
     "allow_private_networks": parse_networks,
     "http_ca_file": parse_path,
     "http_connect_timeout": parse_seconds,

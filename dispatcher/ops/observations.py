@@ -22,6 +22,7 @@ import pika
 import pika.exceptions
 from periodiq import cron
 
+from channels import switched_off
 from dispatcher.core import clock
 from dispatcher.core.settings import Settings, redact_url
 from dispatcher.ops.dead_letters import QUEUES
@@ -108,6 +109,8 @@ class Observations:
     database: DatabaseState | None
     errors: dict[str, str | None]  # "broker" / "database" / "rabbitmq_api" -> why it is missing, or None
     milliseconds: dict[str, float]
+    #: The registered channels TIDINGS_CHANNELS switches off: their deliveries are recorded as skipped.
+    channels_off: list[str] = dataclasses.field(default_factory=list)
 
     def attention(self) -> list[str]:
         """What needs an operator, one sentence each: an unreachable source, a queue nobody consumes, dead
@@ -175,6 +178,7 @@ def observe(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT) -> Observat
             "database": round(db_result[2], 1),
             "rabbitmq_api": round(api_result[2], 1),
         },
+        channels_off=switched_off(settings),
     )
 
 

@@ -40,6 +40,8 @@ log = structlog.get_logger("tidings.delivery")
 EARLY_TOLERANCE = 1.0
 #: A delivery due this much after its creation was scheduled: its latency counts from its due time.
 SCHEDULED_AHEAD = dt.timedelta(seconds=1)
+#: Why a delivery on a channel TIDINGS_CHANNELS leaves out is skipped (recorded, never dropped).
+SWITCHED_OFF = "channel switched off"
 #: Seconds a success that has happened is retried into the database before its message is failed (and retried,
 #: which would send it again): SQLite's busy timeout is 15 s, and a busy writer can outlast it.
 RECORD_PATIENCE = 120.0
@@ -319,6 +321,8 @@ def _run(
 ) -> Outcome:
     """One delivery rendered and handed to ``deliver``; records every outcome but success."""
     try:
+        if not settings.delivers(channel.name):
+            raise DeliverySkipped(SWITCHED_OFF)
         notification = build_notification(delivery, settings, catalog, channel.renders)
         deliver(notification)
     except DeliverySkipped as e:

@@ -15,7 +15,7 @@ import dramatiq
 from dramatiq.middleware import CurrentMessage
 from periodiq import PeriodiqMiddleware
 
-from channels import channel_classes
+from channels import channel_classes, check_switches
 from dispatcher.amqp.intake import Intake
 from dispatcher.amqp.rabbitmq import TidingsBroker
 from dispatcher.core.catalog import Catalog, load_catalog
@@ -31,6 +31,7 @@ def load_configuration() -> tuple[Settings, Catalog]:
     instead of a traceback from inside the dramatiq CLI."""
     try:
         settings = get_settings()
+        check_switches(settings)
         catalog = load_catalog(settings.catalog_path, settings.templates_dir, channels=channel_classes())
     except ConfigError as e:
         print(f"tidings: configuration error: {e}", file=sys.stderr, flush=True)
