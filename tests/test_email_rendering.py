@@ -37,6 +37,7 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "match.completed": {"score": "2-1"},
     "payout.received": {"tournament_name": "Spring <Cup>"},
     "promotion.started": {"ends_at": "2026-06-01"},
+    "ranking.changed": {"scope": "tournament:t1", "tournament_id": "t1", "tournament_name": "Spring <Cup>"},
     "sponsor.approved": {"team_name": "Wolves & Co"},
     "team.invite.sent": {"role": "captain"},
     "tournament.completed": {"placement": "2nd"},

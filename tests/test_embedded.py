@@ -60,7 +60,7 @@ def test_an_event_published_over_http_reaches_the_inbox_and_the_outbox_without_r
         assert "Night Owls" in listing.text
         assert page.status_code == 200 and "<iframe" in page.text and "sandbox" in page.text
         assert html.headers["content-security-policy"].startswith("sandbox;")
-        assert readiness.json() == {"database": "ok", "broker": "ok (embedded: no broker)"}
+        assert readiness.json() == {"database": "ok", "broker": "ok (embedded: no broker)", "channels_off": []}
     assert "AMQPConnectionError" not in dev.log(), "nothing in the embedded mode may try RabbitMQ"
 
 

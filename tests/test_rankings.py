@@ -19,6 +19,7 @@ from dispatcher.core import clock
 from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import InvalidEvent
 from dispatcher.core.events import CloudEvent, parse_event
+from dispatcher.core.rendering import get_renderer
 from dispatcher.core.settings import Settings
 from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.rankings.ledger import (
@@ -29,6 +30,7 @@ from dispatcher.rankings.ledger import (
     recompute,
     record_result,
     standings,
+    tournament_names,
 )
 from dispatcher.rankings.standings import MatchRecord, Placing, battle_royale_standings, overall_standings
 from dispatcher.storage.models import Delivery, Event, MatchResult, RankingSnapshot, Subscription
@@ -611,6 +613,56 @@ def test_a_published_change_notifies_the_team_subscribers_once(db: str, catalog:
         (d.user_id, d.event.data["new_rank"])
         for d in Delivery.select().join(Event).where(Event.type == "ranking.changed")
     ] == [("cora", 2)]
+
+
+def test_a_tournament_is_named_by_its_latest_result_and_a_change_in_it_carries_the_name(
+    db: str, catalog: Catalog
+) -> None:
+    # given t1's results named "Spring Cup" then "Spring Cup 2026"; t2's name unknown
+    setup_three_teams(catalog)
+    feed(catalog, completed([line("c", 1), line("a", 2)], winner="c", hours=1, tournament_name="Spring Cup 2026"))
+    feed(catalog, completed([line("x", 1), line("y", 2)], winner="x", hours=1, tournament="t2", tournament_name=" "))
+    # when
+    names = tournament_names(["t1", "t2", "t9"])
+    events = change_events(recompute(), now=at(2), names=names)
+    # then
+    assert names == {"t1": "Spring Cup 2026"}
+    scopes = {(e["data"]["team_id"], e["data"]["scope"]): e["data"].get("tournament_name") for e in events}
+    assert scopes[("c", "tournament:t1")] == "Spring Cup 2026"
+    assert all(name is None for (_, scope), name in scopes.items() if not scope.startswith("tournament:t1"))
+
+
+@pytest.mark.parametrize(
+    ("scope_data", "subject", "sentence"),
+    [
+        (
+            {"scope": "overall"},
+            "Night Owls is now #1 overall",
+            "moved from #3 to #1 in the overall rankings (9 points).",
+        ),
+        (
+            {"scope": "tournament:t1", "tournament_id": "t1", "tournament_name": "Spring Cup"},
+            "Night Owls is now #1 in Spring Cup",
+            "moved from #3 to #1 in Spring Cup (9 points).",
+        ),
+        (
+            {"scope": "tournament:t1", "tournament_id": "t1"},
+            "Night Owls is now #1 in tournament t1",
+            "moved from #3 to #1 in tournament t1 (9 points).",
+        ),
+        ({}, "Night Owls is now #1", "moved from #3 to #1 (9 points)."),
+    ],
+)
+def test_a_rank_notice_says_which_rankings_it_is_about(
+    catalog: Catalog, scope_data: dict[str, str], subject: str, sentence: str
+) -> None:
+    # given
+    data = {"team_name": "Night Owls", "old_rank": 3, "new_rank": 1, "points": 9, **scope_data}
+    context = {"data": data, "url": None, "user": {"name": None}, "product": {"name": "Arena", "url": None}}
+    # when
+    rendered = get_renderer(Settings().templates_dir).render("ranking.changed", context, frozenset({"subject", "text"}))
+    # then
+    assert (rendered.subject, sentence in rendered.text) == (subject, True)
 
 
 # --- the command line -----------------------------------------------------------------

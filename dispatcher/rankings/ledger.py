@@ -12,8 +12,8 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 import structlog
 
@@ -32,7 +32,7 @@ from dispatcher.rankings.standings import (
     all_standings,
 )
 from dispatcher.storage.db import database, is_sqlite, transaction
-from dispatcher.storage.models import MatchResult, RankingSnapshot
+from dispatcher.storage.models import Event, MatchResult, RankingSnapshot
 
 log = structlog.get_logger("tidings.rankings")
 
@@ -225,12 +225,31 @@ def _json_round_trip(rows: list[dict[str, Any]]) -> Any:
 # --- notices ------------------------------------------------------------------
 
 
-def change_events(changes: list[RankChange], *, now: dt.datetime) -> list[dict[str, Any]]:
+def tournament_names(tournament_ids: Iterable[str]) -> dict[str, str]:
+    """The name each tournament's latest result gave it (match.completed's ``tournament_name``), where one did."""
+    query = (
+        MatchResult.select(MatchResult.tournament_id, Event.data)
+        .join(Event)
+        .where(MatchResult.tournament_id.in_(sorted(set(tournament_ids))))
+        .order_by(MatchResult.completed_at, MatchResult.id)
+    )
+    names: dict[str, str] = {}
+    for tournament_id, data in cast(Iterable[tuple[str, dict[str, Any]]], query.tuples()):
+        name = data.get("tournament_name")
+        if isinstance(name, str) and name.strip():
+            names[tournament_id] = name.strip()
+    return names
+
+
+def change_events(
+    changes: list[RankChange], *, now: dt.datetime, names: Mapping[str, str] | None = None
+) -> list[dict[str, Any]]:
     """One ``ranking.changed`` CloudEvent dict per change, for the exchange.
 
     ``data.topic`` is ``team:<id>``, so the same event that informs other services notifies the team's
     subscribers. The id is derived from (scope, team, snapshot version): publishing twice is harmless.
-    ``now`` is naive UTC (clock.now()) or aware.
+    ``now`` is naive UTC (clock.now()) or aware. ``names``: tournament names by id (:func:`tournament_names`),
+    given as ``data.tournament_name`` so that a notice says which rankings it is about.
     """
     at = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now
     events = []
@@ -246,6 +265,8 @@ def change_events(changes: list[RankChange], *, now: dt.datetime) -> list[dict[s
         }
         if change.scope.startswith("tournament:"):
             data["tournament_id"] = change.scope.removeprefix("tournament:")
+            if (names or {}).get(data["tournament_id"]):
+                data["tournament_name"] = (names or {})[data["tournament_id"]]
         key = json.dumps([change.scope, change.team_id, change.version])
         events.append(build_event(CHANGE_TYPE, data, source=SOURCE, id=str(uuid.uuid5(_ID_NAMESPACE, key)), time=at))
     return events
@@ -259,7 +280,9 @@ def announce(settings: Settings, *, since: dt.datetime, progress: Callable[[int,
     retry, two schedulers, a recompute by hand) notifies no one twice. ``progress(done, total)`` is
     told after each event.
     """
-    events = change_events(changes_since(since), now=clock.now())
+    changes = changes_since(since)
+    names = tournament_names(c.scope.removeprefix("tournament:") for c in changes if c.scope.startswith("tournament:"))
+    events = change_events(changes, now=clock.now(), names=names)
     if events:
         with event_publisher(settings) as publisher:
             for done, event in enumerate(events, 1):
