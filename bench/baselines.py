@@ -252,6 +252,20 @@ def celery_message(task: str, args: list[Any]) -> tuple[pika.BasicProperties, by
     return properties, json.dumps(body).encode()
 
 
+def wait_for_deliveries(
+    inbox_rows: Callable[[], int], smtp: LeanSmtpServer, expected: int, timeout: float, processes: list[Process]
+) -> None:
+    """Poll until there are ``expected`` inbox rows and ``expected`` emails at the SMTP server."""
+    wait_until(
+        lambda: inbox_rows() >= expected and smtp.count() >= expected,
+        timeout=timeout,
+        what=f"{expected} inbox rows and {expected} emails",
+        progress=lambda: f"inbox {inbox_rows()}/{expected}, SMTP {smtp.count()}/{expected}",
+        processes=processes,
+        interval=0.1,
+    )
+
+
 def bench_event(i: int, users: list[str]) -> dict[str, Any]:
     """Event ``i`` of a run: a CloudEvent of type payout.received for ``users``, of amount ``i``."""
     return {
@@ -345,17 +359,7 @@ def run_celery(
         finally:
             connection.close()
 
-        def inbox_rows() -> int:
-            return _query(url, "SELECT COUNT(*) FROM inbox")[0][0]
-
-        wait_until(
-            lambda: inbox_rows() >= expected and smtp.count() >= expected,
-            timeout=timeout,
-            what=f"{expected} inbox rows and {expected} emails",
-            progress=lambda: f"inbox {inbox_rows()}/{expected}, SMTP {smtp.count()}/{expected}",
-            processes=workers,
-            interval=0.1,
-        )
+        wait_for_deliveries(lambda: _query(url, "SELECT COUNT(*) FROM inbox")[0][0], smtp, expected, timeout, workers)
         rows = _query(url, "SELECT event_id, created_at FROM inbox")
         arrivals = smtp.arrivals()
         if len(rows) != expected or len(arrivals) != expected:

@@ -57,6 +57,7 @@ from bench.baselines import (
     raw_pika_consume,
     raw_smtplib,
     run_celery,
+    wait_for_deliveries,
     wait_until,
 )
 from bench.lean_smtp import LeanSmtpServer
@@ -214,17 +215,7 @@ def run_tidings(
         finally:
             connection.close()
 
-        def inbox_rows() -> int:
-            return InboxItem.select().count()
-
-        wait_until(
-            lambda: inbox_rows() >= expected and smtp.count() >= expected,
-            timeout=timeout,
-            what=f"{expected} inbox rows and {expected} emails",
-            progress=lambda: f"inbox {inbox_rows()}/{expected}, SMTP {smtp.count()}/{expected}",
-            processes=workers,
-            interval=0.1,
-        )
+        wait_for_deliveries(lambda: InboxItem.select().count(), smtp, expected, timeout, workers)
         cpu = {
             f"{name}_cpu_ms_per_event": (cpu_seconds(group=w.popen.pid) - cpu_before[name]) * 1000 / events
             for name, w in zip(lines, workers, strict=True)
