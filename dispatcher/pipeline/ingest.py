@@ -86,8 +86,9 @@ def ingest_event(
         claim_now = frozenset(inline or ()) if settings is not None else frozenset()
         created = _create_deliveries(row, event, catalog, channels, recipients, claim_now=claim_now)
         now = clock.now()
-        to_enqueue = [(d.id, d.channel) for d in created if d.status == DeliveryStatus.PENDING and not d.held]
-        due = {d.id: d.next_attempt_at for d in created if (d.id, d.channel) in to_enqueue and d.next_attempt_at > now}
+        waiting = [d for d in created if d.status == DeliveryStatus.PENDING and not d.held]
+        to_enqueue = [(d.id, d.channel) for d in waiting]
+        due = {d.id: d.next_attempt_at for d in waiting if d.next_attempt_at > now}
         if claim_now and settings is not None and inline is not None:
             retry = _deliver_inline(
                 row, [d for d in created if d.status == DeliveryStatus.SENDING], inline, settings, catalog
