@@ -100,9 +100,15 @@ def test_a_restricted_type_admits_the_publishers_its_catalog_entry_lists(tmp_pat
         admitted(raw, "teams", listed)
 
 
-def test_the_catalog_marks_announcements_payments_and_rankings_as_restricted(catalog: Catalog) -> None:
+def test_the_catalog_marks_announcements_payments_rankings_and_series_as_restricted(catalog: Catalog) -> None:
     restricted = sorted(name for name, kind in catalog.types.items() if kind.publishers is not None)
-    assert restricted == ["payment.refunded", "payment.verified", "ranking.changed", "system.announcement"]
+    assert restricted == [
+        "payment.refunded",
+        "payment.verified",
+        "ranking.changed",
+        "series.completed",
+        "system.announcement",
+    ]
 
 
 def test_a_command_dated_beyond_the_clock_skew_is_rejected(catalog: Catalog) -> None:

@@ -18,7 +18,8 @@ from dispatcher.commands.endpoints import REPLAY_CHUNK, replay_deliveries
 from dispatcher.core import clock
 from dispatcher.core.settings import PROJECT_ROOT, Settings
 from dispatcher.pipeline.ingest import ingest_event
-from dispatcher.rankings.ledger import INGEST_HOOKS, recompute
+from dispatcher.rankings.ledger import recompute
+from dispatcher.rankings.notices import INGEST_HOOKS
 from dispatcher.storage.db import init_database
 from dispatcher.storage.migrate import SCHEMA_VERSION, migrate
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, Rejection

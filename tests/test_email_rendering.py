@@ -38,13 +38,14 @@ OPTIONAL: dict[str, dict[str, Any]] = {
     "payout.received": {"tournament_name": "Spring <Cup>"},
     "promotion.started": {"ends_at": "2026-06-01"},
     "ranking.changed": {"scope": "tournament:t1", "tournament_id": "t1", "tournament_name": "Spring <Cup>"},
+    "series.completed": {"decided_by": "forfeit", "tournament_name": "Spring <Cup>", "won": True},
     "sponsor.approved": {"team_name": "Wolves & Co"},
     "team.invite.sent": {"role": "captain"},
     "tournament.completed": {"placement": "2nd"},
     "tournament.registered": {"starts_at": "2026-06-01T18:00:00Z"},
 }
 #: Required keys that are not text.
-NUMBERS = {"old_rank": 5, "new_rank": 2, "points": 1200, "amount": 49.5}
+NUMBERS = {"old_rank": 5, "new_rank": 2, "points": 1200, "amount": 49.5, "best_of": 3}
 
 
 def required_data(catalog: Catalog, name: str) -> dict[str, Any]:

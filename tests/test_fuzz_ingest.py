@@ -31,7 +31,7 @@ from dispatcher.core.settings import DEFAULT_MAX_EVENT_BYTES, Settings
 from dispatcher.core.timing import check_schedule
 from dispatcher.pipeline.admission import admit
 from dispatcher.pipeline.ingest import IngestResult, ingest_event
-from dispatcher.rankings.ledger import INGEST_HOOKS
+from dispatcher.rankings.notices import INGEST_HOOKS
 from dispatcher.storage.models import InboxItem, Rejection
 from tests.support.deployment import Deployment
 from tests.support.events import INVITE_URL, as_body, cloud_event, invite, parsed_event

@@ -22,16 +22,8 @@ from dispatcher.core.events import CloudEvent, parse_event
 from dispatcher.core.rendering import get_renderer
 from dispatcher.core.settings import Settings
 from dispatcher.pipeline.ingest import ingest_event
-from dispatcher.rankings.ledger import (
-    INGEST_HOOKS,
-    RankChange,
-    change_events,
-    changes_since,
-    recompute,
-    record_result,
-    standings,
-    tournament_names,
-)
+from dispatcher.rankings.ledger import RankChange, changes_since, recompute, record_result, standings
+from dispatcher.rankings.notices import INGEST_HOOKS, change_events, tournament_names
 from dispatcher.rankings.standings import MatchRecord, Placing, battle_royale_standings, overall_standings
 from dispatcher.storage.models import Delivery, Event, MatchResult, RankingSnapshot, Subscription
 from tests.support.events import parsed_event

@@ -17,7 +17,8 @@ from dispatcher.core.catalog import Catalog, load_catalog
 from dispatcher.core.errors import TidingsError
 from dispatcher.core.events import CloudEvent
 from dispatcher.core.settings import Settings, redact_url
-from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.pipeline.ingest import ingest_event, publish_announcements
+from dispatcher.rankings.notices import INGEST_HOOKS
 from dispatcher.storage.db import init_database
 from dispatcher.storage.migrate import migrate
 from dispatcher.storage.models import Delivery, InboxItem, Preference, Subscription, User
@@ -42,11 +43,14 @@ class Context:
 
     def command(self, type_name: str, data: dict[str, Any]) -> str:
         """Apply a control command locally through the worker's code, with an operator's authority:
-        it always applies, whatever time a stored record claims."""
+        it always applies, whatever time a stored record claims. What it announces (the rank changes
+        of a placement override) is published to the exchange once it has committed."""
         self.database()
         now = clock.now().replace(tzinfo=dt.UTC)
         event = CloudEvent(id=str(uuid.uuid4()), source=CLI_SOURCE, type=type_name, data=data, time=now)
-        return ingest_event(event, self.catalog, [], sender=OPERATOR).outcome
+        result = ingest_event(event, self.catalog, [], sender=OPERATOR, hooks=INGEST_HOOKS)
+        publish_announcements(result, self.settings)
+        return result.outcome
 
 
 def print_json(value: Any) -> None:

@@ -10,7 +10,8 @@ from dispatcher.cli.console import Context, print_json, print_table
 from dispatcher.cli.progress import Reporter
 from dispatcher.core import clock
 from dispatcher.core.errors import TidingsError
-from dispatcher.rankings.ledger import ANNOUNCE_WINDOW, announce, latest_snapshot, recompute
+from dispatcher.rankings.ledger import latest_snapshot, recompute
+from dispatcher.rankings.notices import ANNOUNCE_WINDOW, announce
 from dispatcher.rankings.standings import OVERALL, tournament_scope
 from dispatcher.storage.models import MatchResult
 

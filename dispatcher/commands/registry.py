@@ -20,6 +20,7 @@ import peewee
 from dispatcher.commands.base import Command
 from dispatcher.commands.cancel import cancel_notification
 from dispatcher.commands.endpoints import upsert_endpoint
+from dispatcher.commands.overrides import override_placement
 from dispatcher.core import clock
 from dispatcher.core.authority import Sender
 from dispatcher.core.catalog import WILDCARD, Catalog
@@ -36,7 +37,8 @@ ANONYMOUS = Sender()
 
 
 def apply_command(event: CloudEvent, catalog: Catalog, sender: Sender = ANONYMOUS) -> str:
-    """Apply one control command; return a word for the log ("applied" or "stale").
+    """Apply one control command; return a word for the log ("applied", "stale", or "unchanged": it asked
+    for what already was).
 
     Admission decided whether ``sender`` may send it at all; here ``sender`` decides what a
     cancel may reach and whether a command applies over a newer record (an operator's does).
@@ -238,4 +240,5 @@ HANDLERS: dict[str, Callable[[Command], str]] = {
     "tidings.preferences.set": set_preferences,
     "tidings.topic.subscribe": _subscription(active=True),
     "tidings.topic.unsubscribe": _subscription(active=False),
+    "tidings.standings.override": override_placement,
 }

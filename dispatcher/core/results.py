@@ -4,11 +4,15 @@ because the contract rejects a malformed result at admission; the rankings ledge
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Callable
 
 from dispatcher.core.errors import InvalidEvent
 
 MAX_PARTICIPANTS = 1000
 MAX_ID_LENGTH = 255
+#: The series lengths a match.completed may name in ``best_of``.
+SERIES_LENGTHS = (1, 3, 5, 7)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,5 +63,19 @@ def check_identifier(value: object, what: str) -> str:
     return value
 
 
+def check_best_of(value: object) -> int:
+    """``data.best_of``: one of SERIES_LENGTHS."""
+    if isinstance(value, bool) or not isinstance(value, int) or value not in SERIES_LENGTHS:
+        raise InvalidEvent(f"data.best_of must be one of {', '.join(map(str, SERIES_LENGTHS))}")
+    return value
+
+
 #: Keys of ``data`` checked per type by the contract, beyond the catalog's required keys.
-DATA_CHECKS = {"match.completed": {"participants": parse_participants}}
+DATA_CHECKS: dict[str, dict[str, Callable[[object], object]]] = {
+    "match.completed": {
+        "participants": parse_participants,
+        "series_id": functools.partial(check_identifier, what="data.series_id"),
+        "best_of": check_best_of,
+        "forfeit": functools.partial(check_identifier, what="data.forfeit"),
+    }
+}

@@ -82,6 +82,21 @@ def _command_rules(catalog: Catalog) -> list[dict[str, Any]]:
             },
         ),
         _when(
+            {"const": "tidings.standings.override"},
+            {
+                "required": ["scope", "team_id", "rank", "reason", "actor"],
+                "description": "Set a team's final rank in a tournament (rank null revokes it); audited.",
+                "properties": {
+                    "scope": {"type": "string", "pattern": "^tournament:.+", "maxLength": 11 + MAX_ID_LENGTH},
+                    "team_id": {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH},
+                    "rank": {"type": ["integer", "null"], "minimum": 1},
+                    "reason": {"type": "string", "minLength": 1, "maxLength": 1000},
+                    "actor": {"type": "string", "minLength": 1, "maxLength": 255},
+                },
+                "additionalProperties": False,
+            },
+        ),
+        _when(
             {"const": "tidings.webhook.upsert"},
             {
                 "required": ["id"],

@@ -22,7 +22,10 @@ import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
+import structlog
+
 from channels.base import Channel
+from dispatcher.amqp.bus import event_publisher
 from dispatcher.commands.registry import ANONYMOUS, apply_command, stored_data
 from dispatcher.core import clock
 from dispatcher.core.authority import Sender
@@ -37,10 +40,13 @@ from dispatcher.storage.db import transaction
 from dispatcher.storage.models import Delivery, DeliveryStatus, Event, User
 from dispatcher.storage.rows import insert_rows
 
+log = structlog.get_logger("tidings.ingest")
+
 INSERT_BATCH = 500
-#: What else records an accepted event of a type, inside ingest's transaction (the rankings ledger):
-#: (event, its row id) -> None. The runtime passes them; ingest knows no consumer by name.
-Hook = Callable[[CloudEvent, int], object]
+#: What else records an accepted event (or an applied command) of a type, inside ingest's transaction (the
+#: rankings ledger): (event, its row id) -> the events to announce to the exchange once it has committed
+#: (IngestResult.announce). The runtime passes them; ingest knows no consumer by name.
+Hook = Callable[[CloudEvent, int], Sequence[dict[str, Any]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +57,8 @@ class IngestResult:
     to_enqueue: list[tuple[int, str]] = dataclasses.field(default_factory=list)  # (delivery id, channel)
     recipients: int = 0
     due: dict[int, dt.datetime] = dataclasses.field(default_factory=dict)  # those of to_enqueue due later
+    #: Events the hooks want published to the exchange once this has committed (publish_announcements)
+    announce: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def ingest_event(
@@ -66,9 +74,10 @@ def ingest_event(
     """Record ``event`` and its deliveries on ``channels``, or recognise it as seen.
 
     ``sender`` is who published it (admission checked its authority): kept with the event, and
-    deciding what a command may reach. ``hooks`` by type also record an accepted event, in the
-    same transaction (the runtime passes the rankings ledger's). ``inline``: transactional channels
-    by name whose deliveries due now are delivered in this transaction (with ``settings``).
+    deciding what a command may reach. ``hooks`` by type also record an accepted event (or an applied
+    command) in the same transaction (the runtime passes the rankings'); what they return to announce
+    is the result's ``announce``, for the caller to publish once committed. ``inline``: transactional
+    channels by name whose deliveries due now are delivered in this transaction (with ``settings``).
     """
     with transaction():
         values = _event_values(event, sender)
@@ -77,11 +86,12 @@ def ingest_event(
             row_id = Event.select(Event.id).where(Event.source == event.source, Event.event_id == event.id).scalar()
             to_enqueue, due = _never_attempted(row_id)
             return IngestResult("duplicate", to_enqueue, due=due)
-        if event.is_command:
-            return IngestResult(apply_command(event, catalog, sender))
         row = Event(id=inserted[0][0], **values)
-        for hook in (hooks or {}).get(event.type, ()):
-            hook(event, row.id)
+        if event.is_command:
+            outcome = apply_command(event, catalog, sender)
+            announce = _run_hooks(hooks, event, row.id) if outcome == "applied" else []
+            return IngestResult(outcome, announce=announce)
+        announce = _run_hooks(hooks, event, row.id)
         recipients = _recipients(event)
         claim_now = frozenset(inline or ()) if settings is not None else frozenset()
         created = _create_deliveries(row, event, catalog, channels, recipients, claim_now=claim_now)
@@ -95,7 +105,34 @@ def ingest_event(
             )
             to_enqueue.extend((d, inline_channel) for d, (inline_channel, _) in retry.items())
             due.update({d: when for d, (_, when) in retry.items()})
-        return IngestResult("accepted", to_enqueue, recipients=len(recipients), due=due)
+        return IngestResult("accepted", to_enqueue, recipients=len(recipients), due=due, announce=announce)
+
+
+def _run_hooks(hooks: Mapping[str, Sequence[Hook]] | None, event: CloudEvent, row_id: int) -> list[dict[str, Any]]:
+    return [announced for hook in (hooks or {}).get(event.type, ()) for announced in hook(event, row_id)]
+
+
+def publish_announcements(result: IngestResult, settings: Settings) -> int:
+    """Publish what ``result``'s hooks announce (after its commit); return how many were published.
+
+    A failure is logged, not raised: the event is recorded, and what it announces is published again,
+    with the same ids, by the rankings job over its window (rankings/notices.announce).
+    """
+    if not result.announce:
+        return 0
+    try:
+        with event_publisher(settings) as publisher:
+            for announced in result.announce:
+                publisher.publish(announced)
+    except Exception as e:  # noqa: BLE001 - any failure to publish leaves it to the rankings job
+        log.warning(
+            "announcement_not_published",
+            events=len(result.announce),
+            error=f"{type(e).__name__}: {e}"[:300],
+            retry="the daily rankings job announces it again",
+        )
+        return 0
+    return len(result.announce)
 
 
 def _event_values(event: CloudEvent, sender: Sender) -> dict[str, Any]:

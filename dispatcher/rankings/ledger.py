@@ -1,9 +1,9 @@
-"""The rankings: a ledger of match results, versioned standings snapshots, and rank-change notices.
+"""The rankings ledger: match results, series, versioned standings snapshots, placement overrides.
 
 ``match.completed`` feeds the ledger (see :func:`record_result` for the data it reads). A recompute
-derives every scope's standings from the whole ledger (dispatcher/standings.py), keeps each version it
-writes, and reports the teams whose rank moved; :func:`change_events` turns those into ``ranking.changed``
-events that, published to the exchange, reach both other services and the subscribers of ``team:<id>``.
+derives every scope's standings from the whole ledger (rankings/standings.py), puts staff's placement
+overrides over them, keeps each version it writes, and reports the teams whose rank moved; notices.py
+turns those into ``ranking.changed`` events.
 """
 
 from __future__ import annotations
@@ -11,37 +11,30 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import uuid
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import structlog
 
-from dispatcher.amqp.bus import event_publisher
-from dispatcher.amqp.publisher import build_event
 from dispatcher.core import clock
 from dispatcher.core.errors import InvalidEvent
 from dispatcher.core.events import CloudEvent
-from dispatcher.core.results import Placing, check_identifier, parse_participants
-from dispatcher.core.settings import Settings
+from dispatcher.core.results import Placing, check_best_of, check_identifier, parse_participants
+from dispatcher.rankings.series import SeriesGame, SeriesSummary, summarize
 from dispatcher.rankings.standings import (
     DEFAULT_PLACEMENT_POINTS,
     DEFAULT_POINTS_PER_KILL,
     DEFAULT_WIN_POINTS,
     MatchRecord,
+    Override,
     all_standings,
+    apply_overrides,
+    tournament_scope,
 )
 from dispatcher.storage.db import database, is_sqlite, transaction
-from dispatcher.storage.models import Event, MatchResult, RankingSnapshot
+from dispatcher.storage.models import Event, MatchResult, PlacementOverride, RankingSnapshot
 
 log = structlog.get_logger("tidings.rankings")
-
-SOURCE = "/tidings/rankings"
-#: announce() covers the snapshots of this long ago: a change whose publish failed goes out next time.
-ANNOUNCE_WINDOW = dt.timedelta(days=2)
-CHANGE_TYPE = "ranking.changed"
-#: Namespace of the ranking.changed event ids (uuid5 of scope, team and snapshot version).
-_ID_NAMESPACE = uuid.UUID("6f0b3c1e-4a57-5d0e-9c1a-72616e6b696e")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +63,10 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
         winner         the winning team's id, or null (it must be one of the participants)
         participants   [{team_id: string, score: number, placement: int >= 1, kills: int >= 0,
                          team_name: optional string}, ...], each team once
+        series_id      optional string: the game belongs to this series (rankings/series.py)
+        best_of        1, 3, 5 or 7: required with series_id, and only with it
+        forfeit        optional, with series_id: the team that forfeits the series (a participant,
+                       not the winner, and the game needs a winner)
 
     The completion time is the event's ``time``, else now (when it is received). An event without
     ``tournament_id`` or ``participants`` is still a valid notification but is not recorded: this logs
@@ -91,6 +88,7 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
     winner = data.get("winner")
     if winner is not None and (not isinstance(winner, str) or winner not in {p.team_id for p in participants}):
         raise InvalidEvent(f"data.winner {str(winner)[:100]!r} is not the team_id of one of data.participants")
+    series_id, best_of, forfeit = _series_fields(data, winner, {p.team_id for p in participants})
     completed_at = clock.to_utc_naive(event.time) if event.time else clock.now()
     MatchResult.insert(
         event=event_row_id,
@@ -99,21 +97,96 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
         winner=winner,
         participants=[dataclasses.asdict(p) for p in participants],
         completed_at=completed_at,
+        series_id=series_id,
+        best_of=best_of,
+        forfeit=forfeit,
     ).on_conflict_ignore().execute()
     return True
 
 
-#: What the ledger records at ingest, by event type (pipeline.ingest's hooks).
-INGEST_HOOKS = {"match.completed": [record_result]}
+def _series_fields(
+    data: dict[str, Any], winner: str | None, teams: set[str]
+) -> tuple[str | None, int | None, str | None]:
+    """(series_id, best_of, forfeit) of a result, checked together; InvalidEvent says what is wrong."""
+    series_id, best_of, forfeit = data.get("series_id"), data.get("best_of"), data.get("forfeit")
+    if series_id is None:
+        if best_of is not None or forfeit is not None:
+            raise InvalidEvent("data.best_of and data.forfeit belong to a series game: data.series_id is missing")
+        return None, None, None
+    series_id = check_identifier(series_id, "data.series_id")
+    if best_of is None:
+        raise InvalidEvent("data.series_id needs data.best_of (1, 3, 5 or 7)")
+    best_of = check_best_of(best_of)
+    if forfeit is not None:
+        forfeit = check_identifier(forfeit, "data.forfeit")
+        if forfeit not in teams:
+            raise InvalidEvent(f"data.forfeit {forfeit[:100]!r} is not the team_id of one of data.participants")
+        if winner is None or winner == forfeit:
+            raise InvalidEvent(
+                "data.forfeit needs data.winner: the team the series is forfeited to, not the forfeiting one"
+            )
+    return series_id, best_of, forfeit
 
 
-def ledger() -> list[MatchRecord]:
-    """Every recorded match, in completion order (then recording order)."""
+def ledger(tournament_id: str | None = None) -> list[MatchRecord]:
+    """Every recorded match (or one tournament's) in completion order, then recording order, but the series
+    games a series summary does not count (a game after the series was decided, say: rankings/series.py)."""
     query = MatchResult.select().order_by(MatchResult.completed_at, MatchResult.id)
-    return [
-        MatchRecord(r.tournament_id, r.winner, tuple(Placing(**p) for p in r.participants), r.completed_at)
-        for r in query
-    ]
+    if tournament_id is not None:
+        query = query.where(MatchResult.tournament_id == tournament_id)
+    rows = list(query)
+    flagged = _uncounted(rows)
+    return [MatchRecord(r.tournament_id, r.winner, _placings(r), r.completed_at) for r in rows if r.id not in flagged]
+
+
+def _placings(row: MatchResult) -> tuple[Placing, ...]:
+    return tuple(Placing(**p) for p in row.participants)
+
+
+def _uncounted(rows: Iterable[MatchResult]) -> set[int]:
+    """The ids of the results among ``rows`` that their series' summary flags as not counted."""
+    by_series: dict[str, list[SeriesGame]] = {}
+    for row in rows:
+        if row.series_id is not None:
+            by_series.setdefault(row.series_id, []).append(_series_game(row))
+    return {
+        line.game.result_id
+        for series_id, games in by_series.items()
+        for line in summarize(series_id, games).games
+        if not line.counted
+    }
+
+
+def _series_game(row: MatchResult) -> SeriesGame:
+    assert row.best_of is not None, "record_result stores a series game with its best_of"
+    return SeriesGame(
+        result_id=row.id,
+        tournament_id=row.tournament_id,
+        match_id=row.match_id,
+        winner=row.winner,
+        participants=_placings(row),
+        best_of=row.best_of,
+        completed_at=row.completed_at,
+        forfeit=row.forfeit,
+    )
+
+
+def series_summary(series_id: str) -> SeriesSummary | None:
+    """The summary of a series from its games in the ledger, or None when no game names it."""
+    rows = MatchResult.select().where(MatchResult.series_id == series_id)
+    games = [_series_game(row) for row in rows]
+    return summarize(series_id, games) if games else None
+
+
+def series_of_results_since(since: dt.datetime) -> list[str]:
+    """The series with a game recorded at or after ``since`` (naive UTC), by their first such game."""
+    query = (
+        MatchResult.select(MatchResult.series_id)
+        .join(Event)
+        .where(MatchResult.series_id.is_null(False), Event.received_at >= since)
+        .order_by(MatchResult.id)
+    )
+    return list(dict.fromkeys(row.series_id for row in query if row.series_id is not None))
 
 
 # --- standings ----------------------------------------------------------------
@@ -124,28 +197,35 @@ def recompute(
     placement_points: dict[int, float] | None = None,
     points_per_kill: float = DEFAULT_POINTS_PER_KILL,
     win_points: float = DEFAULT_WIN_POINTS,
+    tournament_id: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[RankChange]:
-    """Recompute every scope from the ledger, in one transaction; return the teams whose rank moved.
+    """Recompute every scope from the ledger (or only ``tournament_id``'s), in one transaction; return the
+    teams whose rank moved.
 
-    A new snapshot version is written only for a scope whose standings differ from its latest one, so a
-    run with nothing new writes nothing and returns []. A team new to a scope counts as moved only when
-    that scope had a snapshot before (the first snapshot of a scope announces nothing).
+    Each tournament scope's placement overrides are put over its computed standings. A new snapshot version
+    is written only for a scope whose standings differ from its latest one, so a run with nothing new writes
+    nothing and returns []. A team new to a scope counts as moved only when that scope had a snapshot
+    before (the first snapshot of a scope announces nothing).
     ``progress(done, total)`` is told after each scope (`tidings rankings recompute` shows it).
     """
     with transaction():
         if not is_sqlite():  # two recomputes at once would both write the same version
             database.execute_sql("SELECT pg_advisory_xact_lock(hashtext('tidings.rankings'))")
         scopes = all_standings(
-            ledger(),
+            ledger(tournament_id),
             placement_points=DEFAULT_PLACEMENT_POINTS if placement_points is None else placement_points,
             points_per_kill=points_per_kill,
             win_points=win_points,
         )
-        latest = _latest_snapshots()
+        if tournament_id is not None:  # the overall scope of one tournament's matches is no scope at all
+            scopes = {scope: rows for scope, rows in scopes.items() if scope == tournament_scope(tournament_id)}
+        overrides = placement_overrides()
+        latest = _latest_snapshots(scopes)
         now = clock.now()
         changes: list[RankChange] = []
-        for done, (scope, rows) in enumerate(scopes.items(), 1):
+        for done, (scope, computed) in enumerate(scopes.items(), 1):
+            rows = apply_overrides(computed, overrides.get(scope, {}))
             previous = latest.get(scope)
             if previous is None or previous.standings != _json_round_trip(rows):
                 version = previous.version + 1 if previous else 1
@@ -210,84 +290,32 @@ def standings(scope: str) -> list[dict[str, Any]]:
     return snapshot.standings if snapshot else []
 
 
-def _latest_snapshots() -> dict[str, RankingSnapshot]:
+def _latest_snapshots(scopes: Iterable[str]) -> dict[str, RankingSnapshot]:
+    wanted = sorted(scopes)
+    query = (
+        RankingSnapshot.select().where(RankingSnapshot.scope.in_(wanted))
+        if len(wanted) == 1
+        else RankingSnapshot.select()
+    )
     latest: dict[str, RankingSnapshot] = {}
-    for snapshot in RankingSnapshot.select().order_by(RankingSnapshot.scope, RankingSnapshot.version):
+    for snapshot in query.order_by(RankingSnapshot.scope, RankingSnapshot.version):
         latest[snapshot.scope] = snapshot
     return latest
+
+
+def placement_overrides(scope: str | None = None) -> dict[str, dict[str, Override]]:
+    """The overrides in force (or ``scope``'s), by scope then team."""
+    query = PlacementOverride.select().order_by(PlacementOverride.scope, PlacementOverride.team_id)
+    if scope is not None:
+        query = query.where(PlacementOverride.scope == scope)
+    overrides: dict[str, dict[str, Override]] = {}
+    for row in query:
+        overrides.setdefault(row.scope, {})[row.team_id] = Override(
+            rank=row.rank, reason=row.reason, actor=row.actor, at=row.changed_at
+        )
+    return overrides
 
 
 def _json_round_trip(rows: list[dict[str, Any]]) -> Any:
     """Rows as they read back from the database, so that a comparison sees no float/int or tuple drift."""
     return json.loads(json.dumps(rows))
-
-
-# --- notices ------------------------------------------------------------------
-
-
-def tournament_names(tournament_ids: Iterable[str]) -> dict[str, str]:
-    """The name each tournament's latest result gave it (match.completed's ``tournament_name``), where one did."""
-    query = (
-        MatchResult.select(MatchResult.tournament_id, Event.data)
-        .join(Event)
-        .where(MatchResult.tournament_id.in_(sorted(set(tournament_ids))))
-        .order_by(MatchResult.completed_at, MatchResult.id)
-    )
-    names: dict[str, str] = {}
-    for tournament_id, data in cast(Iterable[tuple[str, dict[str, Any]]], query.tuples()):
-        name = data.get("tournament_name")
-        if isinstance(name, str) and name.strip():
-            names[tournament_id] = name.strip()
-    return names
-
-
-def change_events(
-    changes: list[RankChange], *, now: dt.datetime, names: Mapping[str, str] | None = None
-) -> list[dict[str, Any]]:
-    """One ``ranking.changed`` CloudEvent dict per change, for the exchange.
-
-    ``data.topic`` is ``team:<id>``, so the same event that informs other services notifies the team's
-    subscribers. The id is derived from (scope, team, snapshot version): publishing twice is harmless.
-    ``now`` is naive UTC (clock.now()) or aware. ``names``: tournament names by id (:func:`tournament_names`),
-    given as ``data.tournament_name`` so that a notice says which rankings it is about.
-    """
-    at = now.replace(tzinfo=dt.UTC) if now.tzinfo is None else now
-    events = []
-    for change in changes:
-        data: dict[str, Any] = {
-            "topic": f"team:{change.team_id}",
-            "team_id": change.team_id,
-            "team_name": change.team_name or change.team_id,
-            "scope": change.scope,
-            "old_rank": change.old_rank,
-            "new_rank": change.new_rank,
-            "points": change.points,
-        }
-        if change.scope.startswith("tournament:"):
-            data["tournament_id"] = change.scope.removeprefix("tournament:")
-            if (names or {}).get(data["tournament_id"]):
-                data["tournament_name"] = (names or {})[data["tournament_id"]]
-        key = json.dumps([change.scope, change.team_id, change.version])
-        events.append(build_event(CHANGE_TYPE, data, source=SOURCE, id=str(uuid.uuid5(_ID_NAMESPACE, key)), time=at))
-    return events
-
-
-def announce(settings: Settings, *, since: dt.datetime, progress: Callable[[int, int], None] | None = None) -> int:
-    """Publish ranking.changed for every rank change of the snapshots written since ``since``.
-
-    Publishing goes through the exchange: other services get it, and Tidings' own ingest notifies
-    the subscribers of topic team:<id>. The event ids are fixed, so announcing a change twice (a
-    retry, two schedulers, a recompute by hand) notifies no one twice. ``progress(done, total)`` is
-    told after each event.
-    """
-    changes = changes_since(since)
-    names = tournament_names(c.scope.removeprefix("tournament:") for c in changes if c.scope.startswith("tournament:"))
-    events = change_events(changes, now=clock.now(), names=names)
-    if events:
-        with event_publisher(settings) as publisher:
-            for done, event in enumerate(events, 1):
-                publisher.publish(event)
-                if progress is not None:
-                    progress(done, len(events))
-    log.info("rank_changes_announced", events=len(events))
-    return len(events)

@@ -13,6 +13,9 @@ Two kinds of scope:
 ledger order (completion time, then the order they were recorded), so this is deterministic. When even
 that ties (two teams that scored in the same match), team ids in string order decide: ranks are 1..n,
 never shared.
+
+Staff may override a team's final rank in a tournament scope (:func:`apply_overrides`): the team takes
+that rank, the others keep their computed order around it.
 """
 
 from __future__ import annotations
@@ -147,6 +150,50 @@ def all_standings(
             played, placement_points=placement_points, points_per_kill=points_per_kill
         )
     return scopes
+
+
+@dataclasses.dataclass(frozen=True)
+class Override:
+    """A team's final rank as staff set it (rankings/overrides.py)."""
+
+    rank: int
+    reason: str
+    actor: str
+    at: dt.datetime  # naive UTC
+
+
+def apply_overrides(rows: Sequence[dict[str, Any]], overrides: Mapping[str, Override]) -> list[dict[str, Any]]:
+    """``rows`` (best first) with each overridden team at its rank, and the others in their order around them.
+
+    An overridden row says so: ``override: {computed_rank, reason, actor, at}``. A rank past the last
+    is the last; two overrides wanting one rank (they are refused when set, so only after a team left
+    the standings) go by rank, then time, then team id, the later to the next free rank. An override
+    of a team with no row changes nothing.
+    """
+    if not overrides:
+        return [dict(row) for row in rows]
+    present = {row["team_id"]: row for row in rows}
+    chosen = sorted(
+        ((team, o) for team, o in overrides.items() if team in present),
+        key=lambda item: (item[1].rank, item[1].at, item[0]),
+    )
+    slots: list[dict[str, Any] | None] = [None] * len(rows)
+    for team, override in chosen:
+        wanted = min(override.rank, len(rows)) - 1
+        free = [i for i, slot in enumerate(slots) if slot is None]
+        index = next((i for i in free if i >= wanted), free[-1])
+        slots[index] = {
+            **present[team],
+            "override": {
+                "computed_rank": present[team]["rank"],
+                "reason": override.reason,
+                "actor": override.actor,
+                "at": _iso(override.at),
+            },
+        }
+    others = iter(row for row in rows if row["team_id"] not in overrides)
+    placed = [slot if slot is not None else dict(next(others)) for slot in slots]
+    return [{**row, "rank": rank} for rank, row in enumerate(placed, start=1)]
 
 
 def _number(value: float) -> float:

@@ -33,8 +33,8 @@ from dispatcher.core.errors import InvalidEvent, PermanentError
 from dispatcher.core.settings import Settings
 from dispatcher.pipeline.admission import admit
 from dispatcher.pipeline.delivery import Outcome, run_deliveries
-from dispatcher.pipeline.ingest import IngestResult, ingest_event
-from dispatcher.rankings.ledger import INGEST_HOOKS
+from dispatcher.pipeline.ingest import IngestResult, ingest_event, publish_announcements
+from dispatcher.rankings.notices import INGEST_HOOKS
 from dispatcher.storage.db import is_sqlite, transaction
 from dispatcher.storage.group_commit import GroupCommit
 from dispatcher.storage.models import Rejection
@@ -143,6 +143,7 @@ def declare_actors(
             raise
         count(checked.type, result.outcome)
         actors.enqueue_deliveries(result.to_enqueue, result.due)
+        publish_announcements(result, settings)
         log.info(
             f"event_{result.outcome}",
             recipients=result.recipients,

@@ -23,7 +23,8 @@ from dispatcher.jobs.cleanup import cleanup
 from dispatcher.jobs.digests import due_digests, make_digest
 from dispatcher.jobs.maintenance import release_due_deliveries, stale_deliveries
 from dispatcher.jobs.slots import claim_slot
-from dispatcher.rankings.ledger import ANNOUNCE_WINDOW, announce, recompute
+from dispatcher.rankings.ledger import recompute
+from dispatcher.rankings.notices import ANNOUNCE_WINDOW, announce
 from dispatcher.runtime.actors import Actors
 
 log = structlog.get_logger("tidings.schedules")

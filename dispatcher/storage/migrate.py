@@ -119,6 +119,22 @@ def _preference_fields_unset() -> None:
         playhouse.migrate.migrate(*steps)
 
 
+def _series_and_overrides() -> None:
+    """Version 9: a match result's series (series_id, best_of, forfeit); placement overrides and their audit trail."""
+    columns = _columns("match_result")
+    migrator = SqliteMigrator(database) if is_sqlite() else PostgresqlMigrator(database)
+    new_columns = [
+        ("series_id", peewee.CharField(max_length=255, null=True)),
+        ("best_of", peewee.IntegerField(null=True)),
+        ("forfeit", peewee.CharField(max_length=255, null=True)),
+    ]
+    steps = [migrator.add_column("match_result", name, field) for name, field in new_columns if name not in columns]
+    if steps:
+        playhouse.migrate.migrate(*steps)
+    # the series_id index (CREATE INDEX IF NOT EXISTS), and the new tables
+    database.create_tables([models.MatchResult, models.PlacementOverride, models.OverrideEntry], safe=True)
+
+
 def _columns(table: str) -> set[str]:
     return {column.name for column in database.get_columns(table)}
 
@@ -133,6 +149,7 @@ MIGRATIONS: dict[int, Callable[[], None]] = {
     6: _inbox_states,
     7: _periodic_runs,
     8: _preference_fields_unset,
+    9: _series_and_overrides,
 }
 SCHEMA_VERSION = max(MIGRATIONS)
 

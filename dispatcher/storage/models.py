@@ -222,6 +222,9 @@ class MatchResult(BaseModel):
     winner = peewee.CharField(max_length=255, null=True)  # a team id
     participants = JSONField()  # [{team_id, score, placement, kills}]
     completed_at = peewee.DateTimeField()
+    series_id = peewee.CharField(max_length=255, null=True, index=True)  # with best_of: a game of a series
+    best_of = peewee.IntegerField(null=True)
+    forfeit = peewee.CharField(max_length=255, null=True)  # the team that forfeited the series with this game
 
 
 class RankingSnapshot(BaseModel):
@@ -235,6 +238,36 @@ class RankingSnapshot(BaseModel):
 
     class Meta:
         indexes = ((("scope", "version"), True),)
+
+
+class PlacementOverride(BaseModel):
+    """A final rank set by tournament staff, applied over the computed standings of its scope."""
+
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
+    scope = peewee.CharField(max_length=255)  # "tournament:<id>"
+    team_id = peewee.CharField(max_length=255)
+    rank = peewee.IntegerField()
+    reason = peewee.TextField()
+    actor = peewee.CharField(max_length=255)  # who decided it, as the command names them
+    changed_at = peewee.DateTimeField()  # the command's time
+
+    class Meta:
+        indexes = ((("scope", "team_id"), True),)
+
+
+class OverrideEntry(BaseModel):
+    """The audit trail of placement overrides: one row per override set, changed or revoked."""
+
+    id = peewee.AutoField()  # peewee adds it when no field is the primary key; spelled out for mypy
+    scope = peewee.CharField(max_length=255, index=True)
+    team_id = peewee.CharField(max_length=255)
+    action = peewee.CharField(max_length=16)  # "set" or "revoke"
+    old_rank = peewee.IntegerField(null=True)  # the rank before: overridden or computed (None: unranked)
+    new_rank = peewee.IntegerField(null=True)  # the rank after
+    reason = peewee.TextField()
+    actor = peewee.CharField(max_length=255)
+    via = peewee.CharField(max_length=1020)  # how it came: the command's source, and its publisher
+    at = peewee.DateTimeField()  # the command's time
 
 
 class JobRun(BaseModel):
