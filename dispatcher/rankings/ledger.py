@@ -32,7 +32,7 @@ from dispatcher.rankings.standings import (
     tournament_scope,
 )
 from dispatcher.storage.db import database, is_sqlite, transaction
-from dispatcher.storage.models import Event, MatchResult, PlacementOverride, RankingSnapshot
+from dispatcher.storage.models import Event, MatchResult, OverrideEntry, PlacementOverride, RankingSnapshot
 
 log = structlog.get_logger("tidings.rankings")
 
@@ -319,3 +319,29 @@ def placement_overrides(scope: str | None = None) -> dict[str, dict[str, Overrid
 def _json_round_trip(rows: list[dict[str, Any]]) -> Any:
     """Rows as they read back from the database, so that a comparison sees no float/int or tuple drift."""
     return json.loads(json.dumps(rows))
+
+
+def snapshot(scope: str, version: int | None = None) -> RankingSnapshot | None:
+    """``scope``'s snapshot of that version, or its newest (None: no such snapshot)."""
+    if version is None:
+        return latest_snapshot(scope)
+    return RankingSnapshot.get_or_none(RankingSnapshot.scope == scope, RankingSnapshot.version == version)
+
+
+def override_trail(scope: str) -> list[dict[str, Any]]:
+    """The audit trail of ``scope``'s placement overrides, oldest first (times ISO 8601, UTC)."""
+    query = OverrideEntry.select().where(OverrideEntry.scope == scope).order_by(OverrideEntry.at, OverrideEntry.id)
+    return [
+        {
+            "scope": entry.scope,
+            "team_id": entry.team_id,
+            "action": entry.action,
+            "old_rank": entry.old_rank,
+            "new_rank": entry.new_rank,
+            "reason": entry.reason,
+            "actor": entry.actor,
+            "via": entry.via,
+            "at": entry.at.isoformat() + "Z",
+        }
+        for entry in query
+    ]
