@@ -217,3 +217,28 @@ def test_a_version_7_database_lets_a_preference_leave_enabled_and_mode_unset_kee
     Preference.create(user_id="u2", type="*", channel="email", enabled=None, mode="digest", changed_at=at)
     with pytest.raises(peewee.IntegrityError), database.atomic():  # the unique key survived
         Preference.create(user_id="u2", type="*", channel="email", enabled=True, mode=None, changed_at=at)
+
+
+def test_a_version_8_database_gains_series_and_placement_overrides_keeping_its_results(db: str) -> None:
+    # given the ledger as version 8 left it: match results without series columns, no override tables
+    import datetime as dt
+
+    from dispatcher.storage.models import Event, MatchResult, OverrideEntry, PlacementOverride
+
+    database.drop_tables([OverrideEntry, PlacementOverride])
+    database.execute_sql('DROP INDEX "match_result_series_id"')
+    for column in ("series_id", "best_of", "forfeit"):
+        database.execute_sql(f'ALTER TABLE "match_result" DROP COLUMN "{column}"')
+    at = dt.datetime(2026, 5, 9, 12, 0)
+    event = Event.create(source="/m", event_id="e1", type="match.completed", data={}, time=at)
+    # (fields without a default are left out of an INSERT: this one names only version 8's columns)
+    MatchResult.insert(event=event.id, tournament_id="t1", participants=[], completed_at=at).execute()
+    SchemaVersion.update(version=8).execute()
+    # when
+    result = migrate()
+    # then
+    assert result == (8, SCHEMA_VERSION)
+    assert {"series_id", "best_of", "forfeit"} <= {c.name for c in database.get_columns("match_result")}
+    assert PlacementOverride.table_exists() and OverrideEntry.table_exists()
+    [kept] = MatchResult.select()
+    assert (kept.tournament_id, kept.series_id, kept.best_of) == ("t1", None, None)

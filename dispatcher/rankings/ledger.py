@@ -329,8 +329,8 @@ def snapshot(scope: str, version: int | None = None) -> RankingSnapshot | None:
 
 
 def override_trail(scope: str) -> list[dict[str, Any]]:
-    """The audit trail of ``scope``'s placement overrides, oldest first (times ISO 8601, UTC)."""
-    query = OverrideEntry.select().where(OverrideEntry.scope == scope).order_by(OverrideEntry.at, OverrideEntry.id)
+    """The audit trail of ``scope``'s placement overrides, in the order recorded (times ISO 8601, UTC)."""
+    query = OverrideEntry.select().where(OverrideEntry.scope == scope).order_by(OverrideEntry.id)
     return [
         {
             "scope": entry.scope,

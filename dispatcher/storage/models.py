@@ -315,6 +315,8 @@ ALL_MODELS: list[type[BaseModel]] = [
     WebhookEndpoint,
     MatchResult,
     RankingSnapshot,
+    PlacementOverride,
+    OverrideEntry,
     JobRun,
     Rejection,
     PeriodicRun,
