@@ -50,7 +50,8 @@ def _metrics() -> _Metrics:
                 _made = _Metrics(
                     events=Counter(
                         EVENTS.removesuffix("_total"),
-                        "Events ingested, by type and outcome (accepted, duplicate, applied, stale, rejected).",
+                        "Events ingested, by type and outcome "
+                        "(accepted, duplicate, applied, stale, unchanged, rejected).",
                         ["type", "outcome"],
                     ),
                     deliveries=Counter(
