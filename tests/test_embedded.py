@@ -95,13 +95,16 @@ def test_the_demo_fills_the_inbox_the_outbox_and_the_webhooks_page(tmp_path: Pat
         wait_for(lambda: "Demo: 13 events published" in dev.log(), timeout=20, what="the demo")
         types = wait_for(
             lambda: (
-                {item["type"] for item in inbox(dev, "ana")} >= {"payout.received", "ranking.changed"}
+                {item["type"] for item in inbox(dev, "ana")}
+                >= {"payout.received", "ranking.changed", "series.completed"}
                 and {item["type"] for item in inbox(dev, "ana")}
             ),
             timeout=15,
             what="ana's demo notifications",
         )
         assert {"team.invite.accepted", "match.scheduled", "match.completed"} <= types
+        [series] = [item for item in inbox(dev, "ana") if item["type"] == "series.completed"]
+        assert series["title"] == "Night Owls lost the series 1-2 against Red Foxes"
         assert [item["type"] for item in inbox(dev, "chloe")] == ["team.invite.sent"]
         wait_for(lambda: len(dev.emails()) >= 5, timeout=15, what="the demo's emails")
 

@@ -1,8 +1,8 @@
 """``tidings dev --demo``: three players, one team, and a tournament day, so every page has something in it.
 
 Everything goes through the bus as a producer's events would (users, a topic, a webhook endpoint pointing
-at the built-in receiver, then invites, a match scheduled and completed, a payout, and the rank changes the
-rankings job announces). The ids are fixed: a second ``--demo`` on the same directory adds nothing.
+at the built-in receiver, then invites, a match scheduled, the three games of a best-of-3 final, a payout,
+and what the rankings announce: the series decided, and the rank changes of each recompute). The ids are fixed: a second ``--demo`` on the same directory adds nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ def _result(match_id: str, winner: tuple[str, str, int], loser: tuple[str, str, 
         "tournament_name": "Winter Cup",
         "tournament_id": "winter-cup",
         "match_id": match_id,
+        "series_id": "winter-cup-final",  # the three games are a best of 3: Red Foxes win it 2-1
+        "best_of": 3,
         "topic": TEAM_TOPIC,
         "winner_name": winner[1],
         "winner": winner[0],
