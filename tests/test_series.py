@@ -357,3 +357,18 @@ def test_malformed_series_data_is_rejected_with_a_clear_reason(
     with pytest.raises(InvalidEvent, match=reason.replace("(", r"\(").replace(")", r"\)")):
         feed(catalog, parse_event(build_event("match.completed", data, source="/matches", time=event.time), catalog))
     assert Event.select().count() == 0 and MatchResult.select().count() == 0
+
+
+def test_a_game_naming_another_tournament_is_flagged_in_both_tournaments_standings(db: str, catalog: Catalog) -> None:
+    # given: a series of t1, and a game of it that names t2
+    feed(catalog, series_match("a", hours=1))
+    stray = series_match("b", hours=2)
+    feed(
+        catalog, parse_event(build_event("match.completed", stray.data | {"tournament_id": "t2"}, source="/m"), catalog)
+    )
+
+    # when: the whole ledger, or only t2, is recomputed
+    everything, only_t2 = ledger(), ledger("t2")
+
+    # then: the stray game counts in neither
+    assert [m.tournament_id for m in everything] == ["t1"] and only_t2 == []

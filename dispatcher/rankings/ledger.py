@@ -135,7 +135,12 @@ def ledger(tournament_id: str | None = None) -> list[MatchRecord]:
     if tournament_id is not None:
         query = query.where(MatchResult.tournament_id == tournament_id)
     rows = list(query)
-    flagged = _uncounted(rows)
+    series_ids = {r.series_id for r in rows if r.series_id is not None}
+    if tournament_id is not None and series_ids:  # a series is judged on all its games, whichever tournament
+        rows_of_series = list(MatchResult.select().where(MatchResult.series_id.in_(sorted(series_ids))))
+    else:
+        rows_of_series = rows
+    flagged = _uncounted(rows_of_series)
     return [MatchRecord(r.tournament_id, r.winner, _placings(r), r.completed_at) for r in rows if r.id not in flagged]
 
 
