@@ -740,3 +740,18 @@ def test_the_rankings_commands_recompute_show_and_announce_the_standings(
         ("team:b", "tournament:t1", 2, 1),
     ]
     assert {e["type"] for e in events} == {"ranking.changed"}
+
+
+def test_a_tournament_id_too_long_for_its_scope_is_rejected_and_the_longest_that_fits_recomputes(
+    db: str, catalog: Catalog
+) -> None:
+    # given: 'tournament:' + the id is stored in 255 characters
+    with pytest.raises(InvalidEvent, match="data.tournament_id has 245 characters, over 244"):
+        record_result(completed([line("a", 1)], tournament="t" * 245), event_row_id=0)
+
+    # when
+    feed(catalog, completed([line("a", 1), line("b", 2)], winner="a", tournament="t" * 244))
+    recompute()
+
+    # then
+    assert [row["team_id"] for row in standings("tournament:" + "t" * 244)] == ["a", "b"]

@@ -30,6 +30,7 @@ from . import (
     inbox,
     metrics,
     preferences,
+    rankings,
     schedules,
     stream,
     topics,
@@ -54,6 +55,7 @@ ROUTERS = (
     users.router,
     topics.router,
     webhooks.router,
+    rankings.router,
     health.router,
     metrics.router,
 )
@@ -70,7 +72,9 @@ def create_app(settings: Settings | None = None, catalog: Catalog | None = None)
     app = FastAPI(
         title="Tidings",
         version=API_VERSION,
-        summary="Notifications for your product: inbox, preferences, events, deliveries, schedules, webhooks.",
+        summary=(
+            "Notifications for your product: inbox, preferences, events, deliveries, schedules, webhooks, rankings."
+        ),
         openapi_url="/openapi.json",
         docs_url="/docs",
         redoc_url=None,

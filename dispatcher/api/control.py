@@ -5,6 +5,8 @@ A command from an API key applies as the CLI's does (an operator's authority: it
 time a stored record claims) and is recorded in the events table like any command, its source
 ``/tidings/api`` and its publisher ``api:<the key's name>``, as POST /v1/events names it. A refused
 command is a 422 naming the field its reason starts with, and giving the reason as the command gave it.
+A placement override goes through the rankings' ingest hooks, as the worker applies it: its standings
+are recomputed in its transaction, and the rank changes it causes are announced once it has committed.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from dispatcher.core.catalog import Catalog
 from dispatcher.core.errors import InvalidCommand, InvalidEvent
 from dispatcher.core.events import CloudEvent
 from dispatcher.core.settings import Settings
-from dispatcher.pipeline.ingest import ingest_event
+from dispatcher.pipeline.ingest import ingest_event, publish_announcements
+from dispatcher.rankings.notices import INGEST_HOOKS
 from dispatcher.storage.db import database, transaction
 
 API_SOURCE = "/tidings/api"
@@ -41,9 +44,27 @@ def sender(key: ApiKey) -> Sender:
 
 def apply_now(catalog: Catalog, key: ApiKey, type_name: str, data: dict[str, Any]) -> str:
     """Apply one control command now, as `tidings` does; "applied" (or "stale"). Raises InvalidEvent."""
+    return ingest_event(_command(type_name, data), catalog, [], sender=sender(key)).outcome
+
+
+def apply_now_and_announce(
+    catalog: Catalog, settings: Settings, key: ApiKey, type_name: str, data: dict[str, Any]
+) -> str:
+    """Apply one control command now with the rankings' ingest hooks, in a write transaction of its own, then
+    publish what they announce (a placement override's ``ranking.changed`` events) once it has committed.
+
+    "applied", "unchanged" or "stale". Raises InvalidEvent. A publish that fails is logged, and left to the
+    daily rankings job, which announces it again (pipeline.ingest.publish_announcements).
+    """
+    with write_session():
+        result = ingest_event(_command(type_name, data), catalog, [], sender=sender(key), hooks=INGEST_HOOKS)
+    publish_announcements(result, settings)
+    return result.outcome
+
+
+def _command(type_name: str, data: dict[str, Any]) -> CloudEvent:
     now = clock.now().replace(tzinfo=dt.UTC)
-    event = CloudEvent(id=str(uuid.uuid4()), source=API_SOURCE, type=type_name, data=data, time=now)
-    return ingest_event(event, catalog, [], sender=sender(key)).outcome
+    return CloudEvent(id=str(uuid.uuid4()), source=API_SOURCE, type=type_name, data=data, time=now)
 
 
 @contextlib.contextmanager
@@ -55,18 +76,27 @@ def write_session() -> Iterator[None]:
 
 
 def unprocessable(
-    error: InvalidEvent, body: Iterable[str] = (), path: Mapping[str, str] | None = None
+    error: InvalidEvent,
+    body: Iterable[str] = (),
+    path: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> RequestValidationError:
-    """The 422 of a refused command: its reason, under the field it names first.
+    """The 422 of a refused command: its reason, under the field it names first (after the command's own
+    name, which some reasons start with: "tidings.standings.override: rank must be ...").
 
-    ``body`` are the body's fields; ``path`` maps a name the command uses to the path parameter
-    it came from (``{"user": "user_id"}``). A reason naming neither is the body's.
+    ``body`` are the body's fields; ``path`` and ``query`` map a name the command uses to the path or
+    query parameter it came from (``{"user": "user_id"}``). A reason naming none of them is the body's.
     """
     reason = str(error)
-    first = reason.split(" ", 1)[0].rstrip(":,").removeprefix("data.")
+    words = reason.split(" ")
+    if len(words) > 1 and words[0].startswith("tidings.") and words[0].endswith(":"):
+        words = words[1:]
+    first = words[0].rstrip(":,").removeprefix("data.")
     location: tuple[str, ...] = ("body",)
     if path and first in path:
         location = ("path", path[first])
+    elif query and first in query:
+        location = ("query", query[first])
     elif first in set(body):
         location = ("body", first)
     return RequestValidationError([{"loc": location, "msg": reason, "type": "value_error"}])

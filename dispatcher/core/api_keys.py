@@ -24,6 +24,8 @@ SCOPES: dict[str, str] = {
     "schedules": "cancel scheduled notifications",
     "users": "change users and topic subscriptions",
     "webhooks": "manage webhook endpoints",
+    "rankings": "read standings, series and the audit trail of placement overrides",
+    "overrides": "set and revoke placement overrides in a tournament's standings",
 }
 MIN_KEY_LENGTH = 32
 _KEY_CHARS = re.compile(r"[A-Za-z0-9._~-]+")

@@ -2,7 +2,8 @@
 
 Everything goes through the bus as a producer's events would (users, a topic, a webhook endpoint pointing
 at the built-in receiver, then invites, a match scheduled, the three games of a best-of-3 final, a payout,
-and what the rankings announce: the series decided, and the rank changes of each recompute). The ids are fixed: a second ``--demo`` on the same directory adds nothing.
+and what the rankings announce: the series decided, and the rank changes of each recompute). The ids are
+fixed: a second ``--demo`` on the same directory adds nothing.
 """
 
 from __future__ import annotations

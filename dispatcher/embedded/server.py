@@ -53,7 +53,7 @@ from .ticker import Ticker
 log = structlog.get_logger("tidings.dev")
 
 #: The scopes of the API key the embedded mode makes: all of them.
-DEV_KEY_SCOPES = ("events", "commands", "read", "schedules", "users", "webhooks")
+DEV_KEY_SCOPES = ("events", "commands", "read", "schedules", "users", "webhooks", "rankings", "overrides")
 DEV_KEY_NAME = "dev"
 WORKER_THREADS = 8
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import structlog
+from peewee import fn
 
 from dispatcher.core import clock
 from dispatcher.core.errors import InvalidEvent
@@ -35,6 +36,10 @@ from dispatcher.storage.db import database, is_sqlite, transaction
 from dispatcher.storage.models import Event, MatchResult, OverrideEntry, PlacementOverride, RankingSnapshot
 
 log = structlog.get_logger("tidings.rankings")
+
+#: A scope ("tournament:<id>") is stored in 255 characters, so a tournament id has at most 244.
+MAX_SCOPE_LENGTH = 255
+MAX_TOURNAMENT_ID = MAX_SCOPE_LENGTH - len(tournament_scope(""))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +88,11 @@ def record_result(event: CloudEvent, event_row_id: int) -> bool:
         )
         return False
     tournament_id = check_identifier(data["tournament_id"], "data.tournament_id")
+    if len(tournament_scope(tournament_id)) > MAX_SCOPE_LENGTH:
+        raise InvalidEvent(
+            f"data.tournament_id has {len(tournament_id)} characters, over {MAX_TOURNAMENT_ID}: its rankings scope "
+            f"(tournament:<id>) must fit in {MAX_SCOPE_LENGTH}"
+        )
     match_id = None if data.get("match_id") is None else check_identifier(data["match_id"], "data.match_id")
     participants = parse_participants(data["participants"])
     winner = data.get("winner")
@@ -296,16 +306,14 @@ def standings(scope: str) -> list[dict[str, Any]]:
 
 
 def _latest_snapshots(scopes: Iterable[str]) -> dict[str, RankingSnapshot]:
-    wanted = sorted(scopes)
-    query = (
-        RankingSnapshot.select().where(RankingSnapshot.scope.in_(wanted))
-        if len(wanted) == 1
-        else RankingSnapshot.select()
+    """The newest snapshot of each of ``scopes`` that has one (read without the older versions)."""
+    newest = RankingSnapshot.select(RankingSnapshot.scope, fn.MAX(RankingSnapshot.version).alias("version"))
+    newest = newest.where(RankingSnapshot.scope.in_(sorted(scopes))).group_by(RankingSnapshot.scope)
+    query = RankingSnapshot.select().join(
+        newest,
+        on=((RankingSnapshot.scope == newest.c.scope) & (RankingSnapshot.version == newest.c.version)),
     )
-    latest: dict[str, RankingSnapshot] = {}
-    for snapshot in query.order_by(RankingSnapshot.scope, RankingSnapshot.version):
-        latest[snapshot.scope] = snapshot
-    return latest
+    return {snapshot.scope: snapshot for snapshot in query}
 
 
 def placement_overrides(scope: str | None = None) -> dict[str, dict[str, Override]]:
