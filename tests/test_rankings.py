@@ -701,7 +701,8 @@ def test_the_rankings_commands_recompute_show_and_announce_the_standings(
         "no standings for overall yet (`tidings rankings recompute` computes them from the results)\n"
     )
     assert run("rankings", "recompute") == (
-        "0 rank change(s)\npublished 0 ranking.changed event(s) (each change once, whoever publishes it)\n"
+        "0 rank change(s)\n"
+        "published 0 ranking.changed and series.completed event(s) (each once, whoever publishes it)\n"
     )
     assert run("rankings", "show").splitlines()[1:] == [
         "RANK  TEAM      POINTS  WINS  LOSSES",
@@ -728,7 +729,7 @@ def test_the_rankings_commands_recompute_show_and_announce_the_standings(
         "overall        a     1         2         3",
         "tournament:t1  b     2         1         33",
         "tournament:t1  a     1         2         32",
-        "published 4 ranking.changed event(s) (each change once, whoever publishes it)",
+        "published 4 ranking.changed and series.completed event(s) (each once, whoever publishes it)",
     ]
     events = read_announced()
     assert sorted(

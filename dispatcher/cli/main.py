@@ -215,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_webhooks.add_parser(sub, command)
     cli_schedule.add_parser(sub, command)
     cli_rankings.add_parser(sub, command)
+    cli_rankings.add_series_parser(sub, command)
     cli_dlq.add_parser(sub, command)
     cli_status.add_parser(sub, command)
     cli_dev.add_parser(sub, command)
