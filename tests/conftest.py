@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import dramatiq
 import dramatiq.broker
+import pika
 import psycopg2
 import pytest
 from dramatiq import Worker
@@ -188,3 +190,25 @@ def sqlite_web(deployment: Deployment) -> Iterator[WebServer]:
         deployment.use_database()
         migrate()
         yield server
+
+
+@pytest.fixture
+def announced(rabbitmq: str) -> Iterator[tuple[str, Callable[[], list[dict]]]]:
+    """An exchange of this test's own with a queue bound to ranking.changed; yields (exchange, read): point
+    TIDINGS_EXCHANGE at it, and read() gives the events published there since the last read."""
+    exchange = f"announced_{uuid.uuid4().hex[:8]}"
+    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
+    channel = connection.channel()
+    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
+    queue = channel.queue_declare("", exclusive=True).method.queue
+    channel.queue_bind(queue, exchange, routing_key="ranking.changed")
+
+    def read() -> list[dict]:
+        bodies = []
+        while (message := channel.basic_get(queue, auto_ack=True))[0] is not None:
+            bodies.append(json.loads(message[2]))
+        return bodies
+
+    yield exchange, read
+    channel.exchange_delete(exchange)
+    connection.close()

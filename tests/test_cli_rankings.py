@@ -5,11 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import pika
 import pytest
 from structlog.testing import capture_logs
 
@@ -38,27 +36,6 @@ def now() -> Iterator[Callable[[float], None]]:
 
     with clock.use_clock(lambda: current[0]):
         yield move
-
-
-@pytest.fixture
-def announced(rabbitmq: str) -> Iterator[tuple[str, Callable[[], list[dict]]]]:
-    """An exchange of this test's own with a queue bound to ranking.changed; yields (exchange, read)."""
-    exchange = f"cli_rankings_{uuid.uuid4().hex[:8]}"
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
-    channel = connection.channel()
-    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-    queue = channel.queue_declare("", exclusive=True).method.queue
-    channel.queue_bind(queue, exchange, routing_key="ranking.changed")
-
-    def read() -> list[dict]:
-        bodies = []
-        while (message := channel.basic_get(queue, auto_ack=True))[0] is not None:
-            bodies.append(json.loads(message[2]))
-        return bodies
-
-    yield exchange, read
-    channel.exchange_delete(exchange)
-    connection.close()
 
 
 @pytest.fixture

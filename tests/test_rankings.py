@@ -6,11 +6,9 @@ import datetime as dt
 import itertools
 import json
 import re
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import pika
 import pytest
 from structlog.testing import capture_logs
 
@@ -658,27 +656,6 @@ def test_a_rank_notice_says_which_rankings_it_is_about(
 
 
 # --- the command line -----------------------------------------------------------------
-
-
-@pytest.fixture
-def announced(rabbitmq: str) -> Iterator[tuple[str, Callable[[], list[dict]]]]:
-    """An exchange of this test's own with a queue bound to ranking.changed; yields (exchange, read)."""
-    exchange = f"rankings_{uuid.uuid4().hex[:8]}"
-    connection = pika.BlockingConnection(pika.URLParameters(rabbitmq))
-    channel = connection.channel()
-    channel.exchange_declare(exchange, exchange_type="topic", durable=True)
-    queue = channel.queue_declare("", exclusive=True).method.queue
-    channel.queue_bind(queue, exchange, routing_key="ranking.changed")
-
-    def read() -> list[dict]:
-        bodies = []
-        while (message := channel.basic_get(queue, auto_ack=True))[0] is not None:
-            bodies.append(json.loads(message[2]))
-        return bodies
-
-    yield exchange, read
-    channel.exchange_delete(exchange)
-    connection.close()
 
 
 def test_the_rankings_commands_recompute_show_and_announce_the_standings(
