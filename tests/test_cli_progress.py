@@ -204,6 +204,8 @@ def test_dlq_replay_all_prints_a_line_per_letter_and_the_summary_without_control
     bad = [cloud_event("team.invite.sent", {"recipients": ["ana"]}) for _ in range(2)]
     publish(running, *bad)
     wait_for(lambda: Rejection.select().count() == 2, what="both rejections")
+    # (the reason is recorded before the worker nacks the message: wait until both are in the dead-letter queue)
+    wait_for(lambda: len(running.dead_letters()) == 2, what="both dead letters")
     # when
     code = main(["dlq", "replay", "--all"], settings=running.settings)
     out, err = capsys.readouterr()
