@@ -50,18 +50,23 @@ _ID_NAMESPACE = uuid.UUID("6f0b3c1e-4a57-5d0e-9c1a-72616e6b696e")
 
 
 def tournament_names(tournament_ids: Iterable[str]) -> dict[str, str]:
-    """The name each tournament's latest result gave it (match.completed's ``tournament_name``), where one did."""
-    query = (
-        MatchResult.select(MatchResult.tournament_id, Event.data)
-        .join(Event)
-        .where(MatchResult.tournament_id.in_(sorted(set(tournament_ids))))
-        .order_by(MatchResult.completed_at, MatchResult.id)
-    )
+    """The name each tournament's latest result gave it (match.completed's ``tournament_name``), where one did.
+
+    Each tournament's results are read newest first, up to the first that names it (usually the latest).
+    """
     names: dict[str, str] = {}
-    for tournament_id, data in cast(Iterable[tuple[str, dict[str, Any]]], query.tuples()):
-        name = data.get("tournament_name")
-        if isinstance(name, str) and name.strip():
-            names[tournament_id] = name.strip()
+    for tournament_id in sorted(set(tournament_ids)):
+        query = (
+            MatchResult.select(Event.data)
+            .join(Event)
+            .where(MatchResult.tournament_id == tournament_id)
+            .order_by(MatchResult.completed_at.desc(), MatchResult.id.desc())
+        )
+        for (data,) in cast(Iterable[tuple[dict[str, Any]]], query.tuples().iterator()):
+            name = data.get("tournament_name")
+            if isinstance(name, str) and name.strip():
+                names[tournament_id] = name.strip()
+                break
     return names
 
 
