@@ -212,3 +212,12 @@ def announced(rabbitmq: str) -> Iterator[tuple[str, Callable[[], list[dict]]]]:
     yield exchange, read
     channel.exchange_delete(exchange)
     connection.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Keep each phase's report on the test (``item.rep_call``): a finaliser can tell that the test failed
+    (tests/support/browser.py keeps a screenshot of a failing browser test)."""
+    report: pytest.TestReport = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

@@ -34,6 +34,7 @@ from . import (
     schedules,
     stream,
     topics,
+    ui,
     unsubscribe,
     users,
     webhooks,
@@ -56,6 +57,7 @@ ROUTERS = (
     topics.router,
     webhooks.router,
     rankings.router,
+    ui.router,
     health.router,
     metrics.router,
 )

@@ -67,6 +67,7 @@ class ChannelPreference(BaseModel):
 class TypePreferences(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    description: str = Field(description="What a notification of this type is about, from the catalog.")
     channels: dict[str, ChannelPreference] = Field(description="By channel name, every channel that reaches users.")
 
 
@@ -102,6 +103,9 @@ class ChannelSetting(BaseModel):
 class TypeSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
+    description: str | None = Field(
+        default=None, description="Read-only: accepted, so that a GET body can be sent back as it is, and ignored."
+    )
     channels: dict[str, ChannelSetting]
 
 
@@ -193,7 +197,7 @@ def preferences_of(user_id: str, catalog: Catalog) -> Preferences:
             if p is not None and channel in digests:
                 mode = "digest" if p.status == DeliveryStatus.DIGEST else IMMEDIATE
             views[channel] = ChannelPreference(enabled=p is not None, mode=mode, locked=p is not None and p.locked)
-        types[name] = TypePreferences(channels=views)
+        types[name] = TypePreferences(description=catalog.types[name].description, channels=views)
     return Preferences(
         timezone=user.timezone if user else User.timezone.default,
         digest_time=user.digest_time if user else User.digest_time.default,

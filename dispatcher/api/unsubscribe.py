@@ -45,6 +45,7 @@ from dispatcher.pipeline.ingest import ingest_event
 from dispatcher.pipeline.routing import locked
 from dispatcher.storage.db import database, transaction
 
+from .auth import mint_user_token
 from .state import ApiState, api_state
 
 router = APIRouter(tags=["unsubscribe"])
@@ -58,6 +59,8 @@ MAX_TOKEN_LENGTH = 2048
 #: whatever time a stored preference claims (the click is the user's newest word); it is not
 #: privileged, and its data names only the token's user and type.
 LINK_SENDER = Sender(publisher=None, privileged=False, operator=True)
+#: Seconds the preference centre's link from the unsubscribe page stays signed in.
+PREFERENCES_TOKEN_TTL = 15 * 60
 
 State = Literal["confirm", "done", "locked", "gone", "invalid"]
 STATUS: dict[State, int] = {"confirm": 200, "done": 200, "locked": 409, "gone": 410, "invalid": 400}
@@ -145,13 +148,35 @@ def security_headers(style_hashes: str) -> dict[str, str]:
 
 
 def render_page(
-    state: ApiState, page: State, kind: NotificationType | None = None, *, status: int | None = None
+    state: ApiState,
+    page: State,
+    kind: NotificationType | None = None,
+    *,
+    status: int | None = None,
+    user_id: str | None = None,
 ) -> HTMLResponse:
-    """One of the pages, with its status (``STATUS`` unless given) and the security headers."""
+    """One of the pages, with its status (``STATUS`` unless given) and the security headers; with the link's
+    ``user_id``, a link to the preference centre (:func:`preferences_url`)."""
     template, hashes = _pages(state.settings.templates_dir)
     product = {"name": state.settings.product_name, "url": state.settings.product_url}
-    html = template.render(state=page, kind=kind, product=product)
+    html = template.render(
+        state=page, kind=kind, product=product, preferences_url=preferences_url(state, user_id) if user_id else None
+    )
     return HTMLResponse(html, status_code=status or STATUS[page], headers=security_headers(hashes))
+
+
+def preferences_url(state: ApiState, user_id: str) -> str | None:
+    """The preference centre (/ui/preferences) for the link's user, signed in for PREFERENCES_TOKEN_TTL by a
+    user token in the URL's fragment (no server or log sees it); None without TIDINGS_USER_TOKEN_SECRET.
+
+    The unsubscribe token already lets whoever holds the email change this user's preferences for one type;
+    this extends it, for a quarter of an hour after the click, to the user's other preferences.
+    """
+    secret = state.settings.user_token_secret
+    if not secret:
+        return None
+    ttl = min(PREFERENCES_TOKEN_TTL, state.settings.user_token_max_ttl)
+    return f"/ui/preferences#token={mint_user_token(secret, user_id, ttl=ttl)}"
 
 
 def link_channels(kind: NotificationType) -> list[str]:
@@ -199,10 +224,10 @@ def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     found = _read(state, token)
     if isinstance(found, str):
         return render_page(state, found)
-    _, kind = found
+    user_id, kind = found
     if not link_channels(kind):
-        return render_page(state, "locked", kind, status=200)  # nothing was asked: the page informs
-    return render_page(state, "confirm", kind)
+        return render_page(state, "locked", kind, status=200, user_id=user_id)  # nothing was asked: it informs
+    return render_page(state, "confirm", kind, user_id=user_id)
 
 
 @router.post(
@@ -221,9 +246,9 @@ def unsubscribe(token: str, request: Request) -> HTMLResponse:
     user_id, kind = found
     channels = link_channels(kind)
     if not channels:
-        return render_page(state, "locked", kind)
+        return render_page(state, "locked", kind, user_id=user_id)
     try:
         turn_off(state, user_id, kind, channels)
     except InvalidEvent:  # a genuine token whose ids the command refuses: nothing was applied
         return render_page(state, "invalid")
-    return render_page(state, "done", kind)
+    return render_page(state, "done", kind, user_id=user_id)

@@ -15,9 +15,11 @@ import jinja2
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, PlainTextResponse, Response
 
+from dispatcher.api.auth import mint_user_token
 from dispatcher.api.database import session
 from dispatcher.api.events import raw_body
 from dispatcher.api.problems import ApiError
+from dispatcher.api.state import api_state
 
 from .outbox import KeptEmail, read_email, read_outbox
 from .receiver import LABEL, Receiver
@@ -31,6 +33,11 @@ PAGES = jinja2.Environment(
 )
 #: The pages' own policy: their inline styles, nothing else from anywhere.
 PAGE_POLICY = "default-src 'none'; style-src 'unsafe-inline'; frame-src 'self'; base-uri 'none'; form-action 'none'"
+#: The start page hosts the inbox bell and the preference centre: Tidings' own scripts, and its API.
+HOST_POLICY = PAGE_POLICY + "; script-src 'self'; connect-src 'self'"
+#: Whose inbox and preferences the start page shows (the demo's first user), and for how long it signs them in.
+DEMO_USER = "ana"
+DEMO_TOKEN_TTL = 12 * 3600.0
 #: An email's HTML part: no script, no plugin, no request anywhere but images inlined in it.
 EMAIL_POLICY = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
@@ -53,9 +60,9 @@ def dev_state(request: Request) -> DevState:
 Dev = Annotated[DevState, Depends(dev_state)]
 
 
-def _page(name: str, **context: object) -> HTMLResponse:
+def _page(name: str, *, policy: str = PAGE_POLICY, **context: object) -> HTMLResponse:
     html = PAGES.get_template(name).render(**context)
-    return HTMLResponse(html, headers={"Content-Security-Policy": PAGE_POLICY, "X-Content-Type-Options": "nosniff"})
+    return HTMLResponse(html, headers={"Content-Security-Policy": policy, "X-Content-Type-Options": "nosniff"})
 
 
 def _email(dev: DevState, name: str) -> KeptEmail:
@@ -66,9 +73,16 @@ def _email(dev: DevState, name: str) -> KeptEmail:
 
 
 @router.get("/")
-def index(dev: Dev) -> HTMLResponse:
+def index(dev: Dev, request: Request) -> HTMLResponse:
+    """The start page, and a demo host page: the bell and the preference centre, signed in as the demo user."""
+    settings = api_state(request).settings
+    secret = settings.user_token_secret
+    ttl = min(DEMO_TOKEN_TTL, settings.user_token_max_ttl)
     return _page(
         "index.html",
+        policy=HOST_POLICY,
+        user=DEMO_USER,
+        token=mint_user_token(secret, DEMO_USER, ttl=ttl) if secret else None,
         outbox=str(dev.outbox),
         webhooks=str(dev.receiver.directory),
         receiver=dev.receiver_url,
