@@ -15,6 +15,7 @@ import pika
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.select import Select
 
 from dispatcher.api.auth import mint_user_token
 from dispatcher.storage.models import Delivery, Event, InboxItem
@@ -205,6 +206,10 @@ def test_the_bell_shows_live_notifications_marks_them_read_follows_links_and_sur
     assert "unread" in (shadow(browser, INBOX, "li").get_attribute("class") or "")
     print(f"\nthe notification reached the open panel {arrived_after * 1000:.0f} ms after the publish")
 
+    # the panel does not animate for a user who asked for reduced motion (the browser runs with that setting)
+    motion = f"return getComputedStyle({THE_BELL}.shadowRoot.querySelector('.panel')).transitionDuration"
+    assert in_page(browser, motion) == "0s"
+
     # and the page is accessible with the panel open (axe-core), then it is the documented screenshot
     assert accessibility_violations(browser) == []
     save_screenshot(browser, DOCS_IMAGES / "inbox-bell-open.png")
@@ -214,9 +219,11 @@ def test_the_bell_shows_live_notifications_marks_them_read_follows_links_and_sur
     wait_for(lambda: browser.current_url == f"{host.url}/matches/42", what="the notification's link")
     assert unread_per_api(web) == 0
 
-    # back on the page, three more arrive; "mark all as read" zeroes the badge
+    # back on the page, the badge is down; three more arrive; "mark all as read" zeroes the badge
     browser.get(host.url)
     stream_open(browser)
+    wait_for(lambda: in_page(browser, f"return {THE_BELL}.dataset.unread") == "0", what="the count read")
+    assert badge(browser) == ""
     for team in ("Red Foxes", "Blue Jays", "Grey Wolves"):
         invite(deployment, team)
     wait_for(lambda: badge(browser) == "3", timeout=5, what="the badge at 3")
@@ -238,6 +245,8 @@ def test_the_bell_shows_live_notifications_marks_them_read_follows_links_and_sur
     stream_open(browser)
     browser.find_element("css selector", "body").send_keys(Keys.TAB)
     assert in_page(browser, f"return {THE_BELL}.shadowRoot.activeElement?.className") == "bell"
+    focus_ring = f"const s = getComputedStyle({THE_BELL}.shadowRoot.querySelector('.bell')); return s.outlineStyle"
+    assert in_page(browser, focus_ring) == "solid", "the keyboard focus is visible"
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     wait_for(
         lambda: in_page(browser, f"return {THE_BELL}.shadowRoot.activeElement?.className") == "item",
@@ -277,13 +286,19 @@ def test_email_switched_off_in_the_preference_centre_sends_no_email_but_keeps_th
     assert accessibility_violations(browser) == []
     save_screenshot(browser, DOCS_IMAGES / "preference-centre.png")
 
-    # when email is switched off for invitations and saved
+    # when email is switched off for invitations, results go to the daily digest, and it is saved
     box.click()
+    Select(shadow(browser, PREFERENCES, 'select[name="match.completed|email|mode"]')).select_by_value("digest")
     shadow(browser, PREFERENCES, "button.save").click()
     wait_for(lambda: shadow(browser, PREFERENCES, ".result").text == "Saved.", what="saved")
     with web.client(token) as client:
         shown = client.get("/v1/me/preferences").json()
     assert shown["types"]["team.invite.sent"]["channels"]["email"]["enabled"] is False
+    assert shown["types"]["match.completed"]["channels"]["email"] == {
+        "enabled": True,
+        "mode": "digest",
+        "locked": False,
+    }
 
     # then an invitation reaches the inbox, and no email is sent
     event_id = invite(deployment, "Night Owls")
