@@ -47,7 +47,10 @@ def test_the_elements_define_themselves_once_and_use_no_inline_style(client: Tes
     for name, element in (("tidings-inbox.js", "tidings-inbox"), ("tidings-preferences.js", "tidings-preferences")):
         source = client.get(f"/ui/{name}").text
         assert f'customElements.define("{element}"' in source
-        assert "<style" not in source and "adoptedStyleSheets" in source  # a host page's CSP needs no 'unsafe-inline'
+        assert 'import { TidingsElement } from "./tidings-element.js";' in source
+        assert "<style" not in source and "style=" not in source
+    # their shared base styles them with a constructed sheet: a host page's CSP needs no 'unsafe-inline'
+    assert "adoptedStyleSheets = [sheet]" in client.get("/ui/tidings-element.js").text
 
 
 def test_an_unknown_script_is_a_404(client: TestClient) -> None:

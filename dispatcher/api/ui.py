@@ -29,7 +29,7 @@ from .state import api_state
 router = APIRouter(prefix="/ui", include_in_schema=False)
 
 ASSETS = Path(__file__).parent / "static"
-SCRIPTS = ("tidings-inbox.js", "tidings-preferences.js", "preferences-page.js")
+SCRIPTS = ("tidings-inbox.js", "tidings-preferences.js", "tidings-element.js", "preferences-page.js")
 #: The page loads only the two scripts, from here; it talks only to this API.
 PAGE_POLICY = (
     "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; "

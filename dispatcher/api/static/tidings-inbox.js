@@ -17,7 +17,7 @@
  * fetch so that the token goes in a header, resumed with Last-Event-ID after any disconnection).
  */
 
-const SCRIPT_ORIGIN = new URL(import.meta.url).origin;
+import { TidingsElement } from "./tidings-element.js";
 const PAGE_SIZE = 20;
 const MAX_BADGE = 99;
 const RETRY_MIN_MS = 1000;
@@ -162,26 +162,16 @@ time { display: block; margin-top: 4px; font-size: 12px; color: var(--_muted); }
 @media (prefers-reduced-motion: reduce) { .panel { transition: none; } }
 `;
 
-let _sheet = null;
-function sheet() {
-  if (!_sheet) {
-    _sheet = new CSSStyleSheet();
-    _sheet.replaceSync(STYLE);
-  }
-  return _sheet;
-}
-
 const BELL_ICON =
   '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22Zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1Z"/></svg>';
 const ARCHIVE_ICON =
   '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M20.5 5.5 19 3.5H5L3.5 5.5V20a1 1 0 0 0 1 1h15a1 1 0 0 0 1-1ZM12 17.5 6.5 12H10V9h4v3h3.5ZM5.1 5l.8-1h12.2l.8 1Z"/></svg>';
 
-export class TidingsInbox extends HTMLElement {
+export class TidingsInbox extends TidingsElement {
   static observedAttributes = ["api-base", "token", "locale"];
 
   constructor() {
-    super();
-    this.tokenProvider = null;
+    super(STYLE);
     this._items = new Map(); // id -> notification, newest first by insertion into the list
     this._cursor = undefined; // undefined: nothing loaded yet; null: the last page is loaded
     this._loading = false;
@@ -189,8 +179,7 @@ export class TidingsInbox extends HTMLElement {
     this._counts = { total: 0, unread: 0, unseen: 0 };
     this._stream = null;
     this._retryMs = RETRY_MIN_MS;
-    const root = this.attachShadow({ mode: "open" });
-    root.adoptedStyleSheets = [sheet()]; // a constructed sheet: no inline style for a host page's CSP to refuse
+    const root = this.shadowRoot;
     root.innerHTML = `<button class="bell" type="button" aria-haspopup="dialog" aria-expanded="false">${BELL_ICON}<span class="badge" aria-hidden="true"></span></button>
       <section class="panel" role="dialog" tabindex="-1" hidden>
         <header><h2></h2><button class="link mark-all" type="button"></button></header>
@@ -216,10 +205,6 @@ export class TidingsInbox extends HTMLElement {
 
   get strings() {
     return STRINGS[this.getAttribute("locale")] || STRINGS.en;
-  }
-
-  get apiBase() {
-    return (this.getAttribute("api-base") || SCRIPT_ORIGIN).replace(/\/+$/, "");
   }
 
   get open() {
@@ -284,28 +269,13 @@ export class TidingsInbox extends HTMLElement {
 
   // --- requests ---------------------------------------------------------------------------------
 
-  async _token(refresh = false) {
-    if (this.tokenProvider) return await this.tokenProvider({ refresh });
-    return this.getAttribute("token");
-  }
-
-  async _fetch(path, options = {}) {
-    for (const refresh of [false, true]) {
-      const token = await this._token(refresh);
-      const headers = { Accept: "application/json", ...(options.headers || {}) };
-      if (token) headers.Authorization = `Bearer ${token}`;
-      const response = await fetch(this.apiBase + path, { ...options, headers });
-      if (response.status !== 401 || !this.tokenProvider || refresh) return response;
-    }
-  }
-
   async _request(method, path, body) {
     const options = { method };
     if (body !== undefined) {
       options.body = JSON.stringify(body);
       options.headers = { "Content-Type": "application/json" };
     }
-    const response = await this._fetch(path, options);
+    const response = await this.apiFetch(path, options);
     if (!response.ok) throw new Error(`${method} ${path}: ${response.status}`);
     return response.status === 204 ? null : response.json();
   }
@@ -355,7 +325,7 @@ export class TidingsInbox extends HTMLElement {
     try {
       const headers = { Accept: "text/event-stream" };
       if (this._lastEventId) headers["Last-Event-ID"] = this._lastEventId;
-      const response = await this._fetch("/v1/me/notifications/stream", { headers, signal: controller.signal });
+      const response = await this.apiFetch("/v1/me/notifications/stream", { headers, signal: controller.signal });
       if (!response.ok) throw new Error(`stream: ${response.status}`);
       this.dataset.stream = "open";
       await readEvents(response.body, (message) => {

@@ -11,7 +11,7 @@
  * Theme: the same CSS custom properties as <tidings-inbox>.
  */
 
-const SCRIPT_ORIGIN = new URL(import.meta.url).origin;
+import { TidingsElement } from "./tidings-element.js";
 
 export const STRINGS = {
   en: {
@@ -106,31 +106,16 @@ button.save:disabled { opacity: .6; cursor: default; }
 @media (prefers-reduced-motion: reduce) { * { transition: none !important; } }
 `;
 
-let _sheet = null;
-function sheet() {
-  if (!_sheet) {
-    _sheet = new CSSStyleSheet();
-    _sheet.replaceSync(STYLE);
-  }
-  return _sheet;
-}
-
-export class TidingsPreferences extends HTMLElement {
+export class TidingsPreferences extends TidingsElement {
   static observedAttributes = ["api-base", "token", "locale"];
 
   constructor() {
-    super();
-    this.tokenProvider = null;
+    super(STYLE);
     this._document = null;
-    this.attachShadow({ mode: "open" }).adoptedStyleSheets = [sheet()]; // no inline style for a CSP to refuse
   }
 
   get strings() {
     return STRINGS[this.getAttribute("locale")] || STRINGS.en;
-  }
-
-  get apiBase() {
-    return (this.getAttribute("api-base") || SCRIPT_ORIGIN).replace(/\/+$/, "");
   }
 
   connectedCallback() {
@@ -141,24 +126,9 @@ export class TidingsPreferences extends HTMLElement {
     if (this.isConnected && before !== after) this.load();
   }
 
-  async _token(refresh = false) {
-    if (this.tokenProvider) return await this.tokenProvider({ refresh });
-    return this.getAttribute("token");
-  }
-
-  async _fetch(path, options = {}) {
-    for (const refresh of [false, true]) {
-      const token = await this._token(refresh);
-      const headers = { Accept: "application/json", ...(options.headers || {}) };
-      if (token) headers.Authorization = `Bearer ${token}`;
-      const response = await fetch(this.apiBase + path, { ...options, headers });
-      if (response.status !== 401 || !this.tokenProvider || refresh) return response;
-    }
-  }
-
   async load() {
     try {
-      const response = await this._fetch("/v1/me/preferences");
+      const response = await this.apiFetch("/v1/me/preferences");
       if (!response.ok) throw new Error(`GET /v1/me/preferences: ${response.status}`);
       this._document = await response.json();
       this._render();
@@ -331,7 +301,7 @@ export class TidingsPreferences extends HTMLElement {
     button.disabled = true;
     result.textContent = s.saving;
     try {
-      const response = await this._fetch("/v1/me/preferences", {
+      const response = await this.apiFetch("/v1/me/preferences", {
         method: "PATCH",
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify(this.changes()),
