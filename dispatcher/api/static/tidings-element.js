@@ -6,13 +6,28 @@
 
 const SCRIPT_ORIGIN = new URL(import.meta.url).origin;
 
+/** The theme both elements read: a host page sets the --tidings-* custom properties on the element. */
+const THEME = `
+:host {
+  --_accent: var(--tidings-accent, #2457d6);
+  --_background: var(--tidings-background, #ffffff);
+  --_foreground: var(--tidings-foreground, #1c2230);
+  --_muted: var(--tidings-muted, #5b6478);
+  --_unread: var(--tidings-unread, #eef3ff);
+  --_radius: var(--tidings-radius, 10px);
+  color: var(--_foreground);
+  font-family: var(--tidings-font, system-ui, -apple-system, "Segoe UI", sans-serif);
+}
+:focus-visible { outline: 3px solid var(--_accent); outline-offset: 2px; }
+`;
+
 export class TidingsElement extends HTMLElement {
   constructor(css) {
     super();
     /** A function returning a user token, or a promise of one; it overrides the token attribute. */
     this.tokenProvider = null;
     const sheet = new CSSStyleSheet();
-    sheet.replaceSync(css);
+    sheet.replaceSync(THEME + css);
     this.attachShadow({ mode: "open" }).adoptedStyleSheets = [sheet];
   }
 

@@ -106,20 +106,8 @@ export async function readEvents(body, onEvent) {
 }
 
 const STYLE = `
-:host {
-  --_accent: var(--tidings-accent, #2457d6);
-  --_background: var(--tidings-background, #ffffff);
-  --_foreground: var(--tidings-foreground, #1c2230);
-  --_muted: var(--tidings-muted, #5b6478);
-  --_unread: var(--tidings-unread, #eef3ff);
-  --_radius: var(--tidings-radius, 10px);
-  position: relative;
-  display: inline-block;
-  font-family: var(--tidings-font, system-ui, -apple-system, "Segoe UI", sans-serif);
-  color: var(--_foreground);
-}
+:host { position: relative; display: inline-block; }
 button { font: inherit; color: inherit; }
-:focus-visible { outline: 3px solid var(--_accent); outline-offset: 2px; }
 .bell {
   position: relative; display: grid; place-items: center; width: 40px; height: 40px;
   border: 0; border-radius: 50%; background: transparent; cursor: pointer;

@@ -65,16 +65,7 @@ export const STRINGS = {
 const TIME_FIELDS = ["timezone", "digest_time", "quiet_start", "quiet_end"];
 
 const STYLE = `
-:host {
-  --_accent: var(--tidings-accent, #2457d6);
-  --_background: var(--tidings-background, #ffffff);
-  --_foreground: var(--tidings-foreground, #1c2230);
-  --_muted: var(--tidings-muted, #5b6478);
-  --_radius: var(--tidings-radius, 10px);
-  display: block; max-width: 760px; color: var(--_foreground); background: var(--_background);
-  font-family: var(--tidings-font, system-ui, -apple-system, "Segoe UI", sans-serif);
-}
-:focus-visible { outline: 3px solid var(--_accent); outline-offset: 2px; }
+:host { display: block; max-width: 760px; background: var(--_background); }
 h2 { font-size: 20px; margin: 0 0 4px; }
 h3 { font-size: 16px; margin: 24px 0 8px; }
 p.intro { margin: 0 0 16px; color: var(--_muted); }
