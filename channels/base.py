@@ -17,6 +17,9 @@ from dispatcher.core.rendering import Rendered
 from dispatcher.core.settings import Settings
 from dispatcher.storage.models import User
 
+#: The longest call-to-action label ("View invitation: ") that text_without_link takes off with its url.
+MAX_ACTION_LABEL = 40
+
 
 @dataclasses.dataclass(frozen=True)
 class Notification:
@@ -36,6 +39,17 @@ class Notification:
     @property
     def context(self) -> dict[str, Any]:
         return self.event.context
+
+    @property
+    def text_without_link(self) -> str:
+        """The text without its closing "<action>: <url>" line, for a channel that shows the url apart (the
+        inbox row's link, Discord's linked title). A last line longer than a label before the url stays."""
+        text = self.rendered.text.strip()
+        if self.url and text.endswith(f": {self.url}"):
+            head, _, last = text.rpartition("\n")
+            if ":" in last and len(last) - len(self.url) <= MAX_ACTION_LABEL:
+                text = head.rstrip()
+        return text
 
 
 #: Whom a channel's deliveries go to: a user (``Delivery.user_id`` is a user id, preferences apply) or an

@@ -58,9 +58,6 @@ COLOURS = {
     "system": 0x95A5A6,
 }
 DEFAULT_COLOUR = 0x99AAB5
-#: The longest call-to-action line left out of a description besides its URL ("View invitation: ").
-MAX_ACTION_LABEL = 40
-
 #: One limiter per process: every thread and channel instance shares what Discord told us.
 LIMITER = RateLimiter()
 
@@ -144,16 +141,6 @@ def is_link(url: str | None) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.netloc) and len(url) <= 2048
 
 
-def description_from_text(text: str, url: str | None) -> str:
-    """The notification's text as markdown, without its closing "<action>: <url>" line (the title links there)."""
-    text = text.strip()
-    if url and text.endswith(f": {url}"):
-        head, _, last = text.rpartition("\n")
-        if ":" in last and len(last) - len(url) <= MAX_ACTION_LABEL:
-            text = head.rstrip()
-    return escape_markdown(text)
-
-
 # --- The channel ---------------------------------------------------------------------------------
 
 
@@ -223,7 +210,7 @@ class DiscordChannel(Channel):
             raise DeliveryError(f"template error in {type_name}/discord.md: {e}", permanent=True) from e
         if markdown is not None:
             return markdown.strip()
-        return description_from_text(notification.rendered.text, notification.url)
+        return escape_markdown(notification.text_without_link)
 
     def handle(self, response: requests.Response, key: str, redacted: str) -> None:
         """Record the rate limit the response tells; raise unless it is a success."""

@@ -47,7 +47,7 @@ class InAppChannel(Channel):
                 "user_id": notification.user_id,
                 "type": notification.kind.name,
                 "title": notification.rendered.subject,
-                "body": notification.rendered.text.strip(),
+                "body": notification.text_without_link,  # the row has its url
                 "url": notification.url,
                 "data": notification.context,
                 "created_at": now,

@@ -154,6 +154,25 @@ def test_in_app_rows_due_now_commit_with_the_event_and_need_no_message(
     assert {d.attempts for d in sent} == {1}
 
 
+def test_an_in_app_row_keeps_its_link_apart_from_its_text(
+    stub_broker: StubBroker, stub_worker: dramatiq.Worker, stub_settings: Settings, catalog: Catalog
+) -> None:
+    # given an invitation with a link
+    declare(stub_broker, stub_settings, catalog, InAppChannel(stub_settings))
+    event = invite("ana")
+    event["data"]["url"] = "https://play.example/invites/7"
+
+    # when
+    stub_broker.enqueue(ingest_message(stub_settings, event))
+    stub_broker.join(stub_settings.queue("ingest"))
+    stub_worker.join()
+
+    # then the row links there, and its text does not end with the email's "View invitation: <url>" line
+    [item] = InboxItem.select()
+    assert item.url == "https://play.example/invites/7"
+    assert item.body == "Mira invited you to join the team Owls. Open the invitation to accept or decline it."
+
+
 def test_an_in_app_row_that_cannot_be_written_rolls_the_whole_ingest_back_for_a_retry(
     stub_broker: StubBroker, stub_worker: dramatiq.Worker, stub_settings: Settings, catalog: Catalog
 ) -> None:
