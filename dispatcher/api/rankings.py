@@ -9,12 +9,11 @@ it moved are published once it has committed. Each set and revoke leaves an entr
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_serializer
+from pydantic import BaseModel, ConfigDict, Field
 
 from dispatcher.commands.overrides import COMMAND, MAX_ACTOR, MAX_REASON, UNCHANGED
 from dispatcher.core.api_keys import ApiKey
@@ -27,7 +26,7 @@ from .auth import api_key
 from .control import apply_now_and_announce, unprocessable
 from .database import session
 from .problems import PROBLEM_JSON, ApiError, Problem, not_found
-from .schemas import rfc3339
+from .schemas import UtcTime
 from .state import api_state
 
 router = APIRouter(tags=["rankings"])
@@ -67,11 +66,7 @@ class OverrideNote(BaseModel):
 
     reason: str
     actor: str
-    at: dt.datetime
-
-    @field_serializer("at")
-    def _utc(self, value: dt.datetime) -> str | None:
-        return rfc3339(value)
+    at: UtcTime
 
 
 class StandingsLine(BaseModel):
@@ -101,12 +96,8 @@ class Standings(BaseModel):
 
     scope: str
     version: int
-    computed_at: dt.datetime
+    computed_at: UtcTime
     standings: list[StandingsLine]
-
-    @field_serializer("computed_at")
-    def _utc(self, value: dt.datetime) -> str | None:
-        return rfc3339(value)
 
 
 class SeriesTeam(BaseModel):
@@ -126,13 +117,9 @@ class SeriesGame(BaseModel):
     winner: str | None
     score: dict[str, float] = Field(description="each team's score in the game, by team id")
     forfeit: str | None = Field(description="the team that forfeited the series with this game")
-    completed_at: dt.datetime
+    completed_at: UtcTime
     counted: bool
     note: str | None
-
-    @field_serializer("completed_at")
-    def _utc(self, value: dt.datetime) -> str | None:
-        return rfc3339(value)
 
 
 class Series(BaseModel):
@@ -147,13 +134,9 @@ class Series(BaseModel):
     winner: str | None
     winner_name: str | None
     decided_by: Literal["majority", "forfeit"] | None
-    decided_at: dt.datetime | None
+    decided_at: UtcTime | None
     teams: list[SeriesTeam]
     games: list[SeriesGame]
-
-    @field_serializer("decided_at")
-    def _utc(self, value: dt.datetime | None) -> str | None:
-        return rfc3339(value)
 
 
 class OverrideEntry(BaseModel):
@@ -169,11 +152,7 @@ class OverrideEntry(BaseModel):
     reason: str
     actor: str = Field(description="who decided it")
     via: str = Field(description='how it came: "/tidings/api (api:<key name>)" from this API')
-    at: dt.datetime
-
-    @field_serializer("at")
-    def _utc(self, value: dt.datetime) -> str | None:
-        return rfc3339(value)
+    at: UtcTime
 
 
 class OverrideTrail(BaseModel):

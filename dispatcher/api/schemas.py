@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, field_serializer
+from pydantic import BaseModel, ConfigDict, PlainSerializer, field_serializer
 
 from dispatcher.storage.models import InboxItem
 
@@ -36,6 +36,11 @@ def rfc3339(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
     return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+#: A stored (naive UTC) time, given as RFC 3339 with a Z (:func:`rfc3339`): a field type instead of a
+#: field_serializer per model.
+UtcTime = Annotated[dt.datetime, PlainSerializer(rfc3339, return_type=str)]
 
 
 def notification(row: InboxItem) -> Notification:

@@ -8,7 +8,6 @@ axe-core in the page, and keep a screenshot of a failing test under test-artifac
 from __future__ import annotations
 
 import importlib.resources
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.remote.webelement import WebElement
 
+from .services import absent
 from .wait import wait_for
 
 CHROMIUM = "/usr/bin/chromium"
@@ -33,10 +33,9 @@ def require_browser() -> None:
     missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not shutil.which(path)]
     if not missing:
         return
-    message = f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + ": .ci/run installs them", pytrace=False)
-    pytest.skip(message)
+    absent(
+        f"{' and '.join(missing)} not installed (apt-get install chromium chromium-driver)", ci=".ci/run installs them"
+    )
 
 
 def start_browser(*, width: int = 1280, height: int = 900, reduced_motion: bool = True) -> webdriver.Chrome:

@@ -33,8 +33,9 @@ from typing import Self
 
 import pika
 import pika.exceptions
-import pytest
 from pika.adapters.utils.connection_workflow import AMQPConnectorException
+
+from .services import absent
 
 NODE_PREFIX = "tidings-test-"
 
@@ -61,10 +62,9 @@ def require_rabbitmq_server() -> None:
     missing = [tool for tool in ("rabbitmq-server", "rabbitmqctl") if shutil.which(tool) is None]
     if not missing:
         return
-    message = f"{' and '.join(missing)} not installed: cannot start a private RabbitMQ node"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI must have it installed)", pytrace=False)
-    pytest.skip(message)
+    absent(
+        f"{' and '.join(missing)} not installed: cannot start a private RabbitMQ node", ci="CI must have it installed"
+    )
 
 
 class PrivateRabbitNode:

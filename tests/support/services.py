@@ -23,11 +23,14 @@ def reachable(host: str, port: int) -> bool:
 
 def require(name: str, host: str, port: int) -> None:
     """Skip the test when the service is down, unless running in CI, where that is a failure."""
-    if reachable(host, port):
-        return
-    message = f"{name} is not reachable at {host}:{port}"
+    if not reachable(host, port):
+        absent(f"{name} is not reachable at {host}:{port}", ci="CI must have it running")
+
+
+def absent(message: str, *, ci: str) -> None:
+    """What a test does without something it needs: skip locally, fail in CI (``ci`` says what CI owes it)."""
     if os.environ.get("CI") == "true":
-        pytest.fail(message + " (CI must have it running)", pytrace=False)
+        pytest.fail(f"{message} ({ci})", pytrace=False)
     pytest.skip(message)
 
 
